@@ -1,0 +1,77 @@
+"""The default authenticator: NativeAuthenticator (people sign up; an admin approves them), plus a
+first admin created at the hub's first start, so a fresh deployment is never open and never locked.
+
+The first name in ``[hub] admin_users`` is created once, with the password in the environment
+variable ``GPUHUB_ADMIN_PASSWORD``, or a generated one printed once in the hub log. Later starts
+leave an existing account alone (change the password at ``/hub/change-password``).
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+
+from nativeauthenticator import NativeAuthenticator
+from traitlets import Unicode, default
+
+PASSWORD_ENV = "GPUHUB_ADMIN_PASSWORD"
+
+
+class GPUHubAuthenticator(NativeAuthenticator):
+    """NativeAuthenticator with safe defaults and a bootstrapped first admin."""
+
+    admin_password_env = Unicode(
+        PASSWORD_ENV,
+        help="""Environment variable holding the first admin's password at the hub's first start.
+        Empty or unset: a random password is generated and printed once in the hub log.""",
+    ).tag(config=True)
+
+    @default("allow_all")
+    def _default_allow_all(self):
+        # Authorisation is NativeAuthenticator's own: only accounts an admin approved can log in.
+        return True
+
+    @default("open_signup")
+    def _default_open_signup(self):
+        return False
+
+    @default("minimum_password_length")
+    def _default_minimum_password_length(self):
+        return 10
+
+    @default("check_common_password")
+    def _default_check_common_password(self):
+        return True
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.bootstrap_first_admin()
+
+    def bootstrap_first_admin(self) -> None:
+        admins = sorted(self.admin_users)
+        if not admins:
+            self.log.warning("gpuhub: no admin_users configured; nobody can approve sign-ups")
+            return
+        name = self.normalize_username(admins[0])
+        if self.user_exists(name):
+            return
+        password = os.environ.get(self.admin_password_env, "")
+        generated = not password
+        if generated:
+            password = secrets.token_urlsafe(15)
+        if not self.is_password_strong(password):
+            raise ValueError(
+                f"gpuhub: {self.admin_password_env} must have at least {self.minimum_password_length}"
+                " characters and not be a common password; the first admin was not created"
+            )
+        if self.create_user(name, password) is None:
+            raise ValueError(f"gpuhub: could not create the first admin {name!r} (is the username valid?)")
+        if generated:
+            self.log.warning(
+                "gpuhub: created the first admin %r with the generated password %s"
+                " (shown once; change it at /hub/change-password)",
+                name,
+                password,
+            )
+        else:
+            self.log.info("gpuhub: created the first admin %r with the password from %s", name, self.admin_password_env)

@@ -1,0 +1,69 @@
+"""Which profiles a user may pick, and which one a spawn request means.
+
+Pure policy: settings, the request's ``user_options`` and the user's groups in; a ``Profile`` or a
+``SpawnRefused`` with a message naming the field and what is accepted out. No Docker, no hub.
+"""
+
+from __future__ import annotations
+
+from .errors import SpawnRefused
+from .settings import Profile, Settings
+
+# Keys a spawn request (form or REST ``user_options``) may carry.
+ACCEPTED_OPTIONS = ("profile", "image")
+GPU_NOT_YET = "GPU profiles arrive with the GPU allocator"
+
+
+def profiles_for(settings: Settings, groups: list[str] | set[str]) -> list[Profile]:
+    """The profiles a member of ``groups`` may use, in settings order."""
+    groups = set(groups)
+    return [p for p in settings.profiles if not p.groups or groups.intersection(p.groups)]
+
+
+def default_profile(profiles: list[Profile]) -> Profile | None:
+    return next((p for p in profiles if p.default), profiles[0] if profiles else None)
+
+
+def choose_profile(settings: Settings, user_options: dict, groups) -> Profile:
+    """Validate ``user_options`` for this user; return the profile it selects (the default if none)."""
+    if not isinstance(user_options, dict):
+        raise SpawnRefused(400, "user_options must be an object, e.g. {\"profile\": \"cpu-small\"}", why="options")
+    unknown = sorted(set(user_options) - set(ACCEPTED_OPTIONS))
+    if unknown:
+        raise SpawnRefused(
+            400,
+            f"Unknown spawn option(s): {', '.join(map(repr, unknown))}. Accepted: {', '.join(ACCEPTED_OPTIONS)}",
+            why="options",
+        )
+    allowed = profiles_for(settings, groups)
+    allowed_names = ", ".join(p.name for p in allowed) or "none"
+    name = user_options.get("profile")
+    if name is None or name == "":
+        profile = default_profile(allowed)
+        if profile is None:
+            raise SpawnRefused(403, "No profile is open to you; ask an admin to add you to a group", why="forbidden")
+    else:
+        if not isinstance(name, str):
+            raise SpawnRefused(400, f"profile must be a profile name (text), got {name!r}", why="options")
+        profile = settings.profile(name)
+        if profile is None:
+            raise SpawnRefused(400, f"No such profile: {name!r}. Options include: {allowed_names}", why="profile")
+        if profile not in allowed:
+            raise SpawnRefused(
+                403,
+                f"Profile {name!r} is limited to the groups {', '.join(profile.groups)}."
+                f" Profiles open to you: {allowed_names}",
+                why="forbidden",
+            )
+    if profile.wants_gpu:
+        cpu = ", ".join(p.name for p in allowed if not p.wants_gpu) or "none"
+        raise SpawnRefused(
+            409,
+            f"Profile {profile.name!r} asks for {profile.gpus} GPU(s): {GPU_NOT_YET}, not yet installed"
+            f" on this hub. Pick a CPU profile: {cpu}",
+            why="gpu-unavailable",
+        )
+    image = user_options.get("image")
+    if image is not None and not isinstance(image, str):
+        raise SpawnRefused(400, f"image must be an image reference (text), got {image!r}", why="options")
+    return profile

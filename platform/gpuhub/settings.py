@@ -1,0 +1,578 @@
+"""The site settings file: its schema, its loader and its validation.
+
+One TOML file (``settings.toml``; ``GPUHUB_SETTINGS`` names another) holds what a site decides:
+profiles, allowed images, the home volume, dataset mounts, the authenticator and the database.
+Each section is a ``HasTraits`` class, so every key has a type, help text and an example, the
+reference in ``docs/admin.md`` is generated from it (``python -m gpuhub.docgen``), and a bad value
+fails at assignment with a message naming the key, the value and what is accepted.
+
+Validate a file without starting the hub::
+
+    gpuhub-settings check settings.toml
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+import tomllib
+from pathlib import PurePosixPath
+
+from jupyterhub.traitlets import ByteSpecification
+from traitlets import (
+    Bool,
+    Enum,
+    Float,
+    HasTraits,
+    Instance,
+    Integer,
+    List,
+    TraitError,
+    Unicode,
+    validate,
+)
+
+__all__ = ["Settings", "SettingsError", "load_settings", "parse_settings"]
+
+SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
+SLUG_ACCEPTED = "lowercase letters, digits and '-', starting with a letter or digit, at most 63 characters"
+# Docker's rule for volume names.
+VOLUME_NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")
+FORBIDDEN_SOURCES = ("/var/run/docker.sock", "/run/docker.sock")
+MiB = 1024**2
+
+
+class SettingsError(ValueError):
+    """A settings file that cannot be used; the message names the key, the value and what is accepted."""
+
+
+def _accepted(trait) -> str:
+    return trait.metadata.get("accepted", "")
+
+
+class Section(HasTraits):
+    """A table of the settings file: known keys only, each validated as it is assigned."""
+
+    section_help = ""
+
+    @classmethod
+    def from_dict(cls, data, where: str):
+        if not isinstance(data, dict):
+            raise SettingsError(f"{where or 'settings'}: expected a table (key = value pairs), got {data!r}")
+        known = cls.class_trait_names()
+        section = cls()
+        for key, value in data.items():
+            path = f"{where}.{key}" if where else key
+            if key not in known:
+                raise SettingsError(
+                    f"{path}: unknown key. Accepted keys in {where or 'the file'}: {', '.join(sorted(known))}"
+                )
+            trait = cls.class_traits()[key]
+            sub = trait.metadata.get("section")
+            try:
+                if sub is not None:
+                    value = _build_nested(sub, value, path)
+                setattr(section, key, value)
+            except TraitError as e:
+                raise SettingsError(
+                    f"{path} = {value!r} is not accepted: {_reason(e)}. Accepted: {_accepted(trait)}"
+                ) from None
+        return section
+
+
+def _build_nested(section_cls, value, path):
+    if isinstance(section_cls, list):  # a list of tables
+        (item_cls,) = section_cls
+        if not isinstance(value, list):
+            raise SettingsError(f"{path}: expected a list of tables ([[{path}]] blocks), got {value!r}")
+        return [item_cls.from_dict(item, f"{path}[{i}]") for i, item in enumerate(value)]
+    return section_cls.from_dict(value, path)
+
+
+def _reason(error: TraitError) -> str:
+    text = str(error)
+    # traitlets' own messages start with "The 'x' trait of a Y instance expected ..."
+    m = re.search(r"expected (.*)", text)
+    return (("expected " + m.group(1)) if m else text).rstrip(".")
+
+
+def _slug(proposal, what):
+    value = proposal["value"]
+    if not SLUG.match(value):
+        raise TraitError(f"{what} {value!r} is not a slug")
+    return value
+
+
+def _positive_bytes(proposal, minimum, what):
+    value = proposal["value"]
+    if value is not None and value < minimum:
+        raise TraitError(f"{what} must be at least {minimum // MiB}M")
+    return value
+
+
+class Hub(Section):
+    section_help = "The hub process: where it listens, its database, who logs in and how."
+
+    bind_url = Unicode(
+        "http://:8000",
+        help="""Public URL the proxy listens on. Example: ``"http://:8000"`` (every interface, port 8000),
+        ``"http://127.0.0.1:8000/jupyter/"`` (loopback, under a prefix). Put TLS in front of it
+        (a reverse proxy) for any deployment reachable from other machines.""",
+    ).tag(accepted="an http:// or https:// URL, e.g. \"http://:8000\"")
+
+    hub_bind_url = Unicode(
+        "http://127.0.0.1:8081",
+        help="""Where the hub's own API listens. The single-user containers call it, so it must be
+        reachable from the Docker network they run on: in docker-compose this is
+        ``"http://0.0.0.0:8081"``; for a hub on the host, the bridge gateway, e.g.
+        ``"http://172.17.0.1:8081"``.""",
+    ).tag(accepted="an http:// URL with host and port, e.g. \"http://0.0.0.0:8081\"")
+
+    hub_connect_url = Unicode(
+        "",
+        help="""URL the single-user containers use to reach the hub API, when it differs from
+        ``hub_bind_url``. Example: ``"http://gpuhub-hub:8081"`` (the hub's name on the compose network).
+        Empty: the containers use ``hub_bind_url``.""",
+    ).tag(accepted="empty, or an http:// URL with host and port")
+
+    db_url = Unicode(
+        "sqlite:///jupyterhub.sqlite",
+        help="""The hub's database (users, servers, and later gpuhub's allocations). SQLite by default;
+        PostgreSQL for larger sites. Examples: ``"sqlite:////srv/gpuhub/data/jupyterhub.sqlite"``,
+        ``"postgresql://gpuhub:secret@postgres:5432/gpuhub"``. A relative SQLite path is relative
+        to the hub's working directory.""",
+    ).tag(accepted="a sqlite:/// or postgresql:// URL")
+
+    state_dir = Unicode(
+        "",
+        help="""Directory for the hub's secrets and state (cookie secret, proxy pid). It must survive
+        restarts. Example: ``"/srv/gpuhub/data"``. Empty: the working directory.""",
+    ).tag(accepted="empty or an absolute path")
+
+    authenticator = Unicode(
+        "native",
+        help="""How people log in. ``"native"`` (the default): gpuhub's NativeAuthenticator with a first
+        admin bootstrapped at start (see ``admin_users``); people sign up and an admin approves them.
+        Any other JupyterHub authenticator by entry-point name or import path, e.g. ``"github"``,
+        ``"generic-oauth"``, ``"ldapauthenticator.LDAPAuthenticator"``: configure it in a
+        ``jupyterhub_config.d/*.py`` file (docs/admin.md shows OAuth and LDAP). ``"dummy"`` is refused:
+        it lets anyone in with any password.""",
+    ).tag(accepted='"native", or an authenticator entry-point name or import path other than "dummy"')
+
+    admin_users = List(
+        Unicode(),
+        default_value=["admin"],
+        help="""Usernames with JupyterHub admin rights. With the native authenticator the first of them is
+        created at the hub's first start with the password in ``GPUHUB_ADMIN_PASSWORD``, or a generated
+        one printed once in the hub log. Example: ``["admin", "alice"]``.""",
+    ).tag(accepted="a list of usernames, e.g. [\"admin\"]")
+
+    @validate("bind_url", "hub_bind_url")
+    def _validate_url(self, proposal):
+        value = proposal["value"]
+        if not re.match(r"^https?://[^/\s]*(:\d+)?(/.*)?$", value):
+            raise TraitError("not an http(s) URL")
+        return value
+
+    @validate("hub_connect_url")
+    def _validate_connect_url(self, proposal):
+        value = proposal["value"]
+        if value and not re.match(r"^https?://[^/\s:]+:\d+/?$", value):
+            raise TraitError("not an http(s) URL with host and port")
+        return value
+
+    @validate("db_url")
+    def _validate_db_url(self, proposal):
+        value = proposal["value"]
+        if not re.match(r"^(sqlite|postgresql(\+\w+)?)://", value):
+            raise TraitError("not a database URL gpuhub supports")
+        return value
+
+    @validate("state_dir")
+    def _validate_state_dir(self, proposal):
+        value = proposal["value"]
+        if value and not value.startswith("/"):
+            raise TraitError("not an absolute path")
+        return value
+
+    @validate("authenticator")
+    def _validate_authenticator(self, proposal):
+        value = proposal["value"].strip()
+        if value.lower() in {"dummy", "jupyterhub.auth.dummyauthenticator"} or value.endswith(
+            "DummyAuthenticator"
+        ):
+            raise TraitError(
+                "the dummy authenticator accepts any password; it is for tests only"
+                " (a test's jupyterhub_config.d file may set it)"
+            )
+        if not value:
+            raise TraitError("empty")
+        return value
+
+    @validate("admin_users")
+    def _validate_admin_users(self, proposal):
+        value = proposal["value"]
+        for name in value:
+            if not name.strip() or name != name.strip():
+                raise TraitError(f"admin username {name!r} is empty or has surrounding spaces")
+        return value
+
+
+class Spawner(Section):
+    section_help = "How single-user containers are made: network, images, home volume, limits."
+
+    network = Unicode(
+        "gpuhub",
+        help="""Docker network the single-user containers join; the hub must reach them on it.
+        Example: ``"gpuhub"`` (docker-compose's network), ``"bridge"`` (a hub on the host).
+        ``"host"`` is refused: a user container must not share the host's network.""",
+    ).tag(accepted="a Docker network name other than \"host\"")
+
+    allowed_images = List(
+        Unicode(),
+        default_value=["gpuhub/pytorch-cuda:cpu"],
+        help="""The only images a server may run. Every profile's image must be listed; a spawn request
+        naming any other image is refused with 400 (cf. CVE-2023-48311: any pullable image).
+        Example: ``["gpuhub/pytorch-cuda:2.7-cuda12.6", "gpuhub/pytorch-cuda:cpu"]``.""",
+    ).tag(accepted="a non-empty list of image references")
+
+    pull_policy = Enum(
+        ["ifnotpresent", "always", "never"],
+        default_value="ifnotpresent",
+        help="""When to pull an image before a spawn: ``"ifnotpresent"`` (default), ``"always"``, or
+        ``"never"`` (hosts with no registry: images must be built locally).""",
+    ).tag(accepted='"ifnotpresent", "always" or "never"')
+
+    home_volume = Unicode(
+        "gpuhub-home-{slug}",
+        help="""Name of the persistent Docker volume holding each user's home. ``{slug}`` is replaced by a
+        name made from the username that is safe for Docker and unique per user (a readable part plus a
+        hash of the exact username), so two usernames never share a volume. Example:
+        ``"gpuhub-home-{slug}"`` gives ``gpuhub-home-alice-2bd806c9b4a1f3e2``.""",
+    ).tag(accepted='a Docker volume name containing "{slug}"')
+
+    container_name = Unicode(
+        "gpuhub-{slug}",
+        help="""Name of each user's container, with ``{slug}`` as in ``home_volume``.
+        Example: ``"gpuhub-{slug}"``.""",
+    ).tag(accepted='a Docker container name containing "{slug}"')
+
+    home_path = Unicode(
+        "/home/jovyan",
+        help="""Where the home volume is mounted in the container: the image user's home.
+        Example: ``"/home/jovyan"`` (gpuhub's images).""",
+    ).tag(accepted="an absolute path")
+
+    uid = Integer(
+        1000,
+        help="""User id the single-user server runs as. Root (0) is refused. Example: ``1000``.""",
+    ).tag(accepted="an integer from 1 to 65534")
+
+    pids_limit = Integer(
+        4096,
+        help="""Maximum number of processes in a user container (a fork bomb stops there).
+        Example: ``4096``.""",
+    ).tag(accepted="an integer from 64 to 1048576")
+
+    start_timeout = Integer(
+        180,
+        help="""Seconds a spawn may take before it fails (image start plus JupyterLab start).""",
+    ).tag(accepted="an integer from 10 to 3600")
+
+    default_url = Unicode(
+        "/lab",
+        help="""Page users land on in their server. Example: ``"/lab"``.""",
+    ).tag(accepted="a path starting with /")
+
+    @validate("network")
+    def _validate_network(self, proposal):
+        value = proposal["value"]
+        if value == "host" or not VOLUME_NAME.match(value):
+            raise TraitError("not a usable network name")
+        return value
+
+    @validate("allowed_images")
+    def _validate_allowed_images(self, proposal):
+        value = proposal["value"]
+        if not value:
+            raise TraitError("the list is empty")
+        for image in value:
+            if not re.match(r"^[a-z0-9][a-z0-9._/:@-]*$", image):
+                raise TraitError(f"{image!r} is not an image reference")
+        return value
+
+    @validate("home_volume", "container_name")
+    def _validate_name_template(self, proposal):
+        value = proposal["value"]
+        if "{slug}" not in value or not VOLUME_NAME.match(value.replace("{slug}", "x")):
+            raise TraitError("not a Docker name template with {slug}")
+        return value
+
+    @validate("home_path")
+    def _validate_home_path(self, proposal):
+        return _absolute_path(proposal["value"])
+
+    @validate("uid")
+    def _validate_uid(self, proposal):
+        if not 1 <= proposal["value"] <= 65534:
+            raise TraitError("root or out of range")
+        return proposal["value"]
+
+    @validate("pids_limit")
+    def _validate_pids(self, proposal):
+        if not 64 <= proposal["value"] <= 1048576:
+            raise TraitError("out of range")
+        return proposal["value"]
+
+    @validate("start_timeout")
+    def _validate_timeout(self, proposal):
+        if not 10 <= proposal["value"] <= 3600:
+            raise TraitError("out of range")
+        return proposal["value"]
+
+    @validate("default_url")
+    def _validate_default_url(self, proposal):
+        if not proposal["value"].startswith("/"):
+            raise TraitError("not a path")
+        return proposal["value"]
+
+
+def _absolute_path(value):
+    path = PurePosixPath(value)
+    if not path.is_absolute() or ".." in path.parts:
+        raise TraitError("not an absolute path without '..'")
+    return value
+
+
+class Dataset(Section):
+    section_help = "A read-only dataset mounted into the servers of the profiles that name it."
+
+    name = Unicode(help="Name profiles use to refer to it. Example: ``\"imagenet\"``.").tag(
+        accepted=SLUG_ACCEPTED
+    )
+    source = Unicode(
+        help="""A Docker volume name, or an absolute host path. Example: ``"imagenet-v2"`` or
+        ``"/srv/datasets/imagenet"``. The Docker socket is refused.""",
+    ).tag(accepted="a Docker volume name or an absolute host path (not the Docker socket)")
+    target = Unicode(
+        help="Mount point in the container. Example: ``\"/datasets/imagenet\"``.",
+    ).tag(accepted="an absolute path")
+
+    @validate("name")
+    def _validate_name(self, proposal):
+        return _slug(proposal, "dataset name")
+
+    @validate("source")
+    def _validate_source(self, proposal):
+        value = proposal["value"]
+        if value.startswith("/"):
+            _absolute_path(value)
+            if value.rstrip("/") in FORBIDDEN_SOURCES or value == "/" or "docker.sock" in value:
+                raise TraitError("mounting the host root or the Docker socket would give users the host")
+        elif not VOLUME_NAME.match(value):
+            raise TraitError("neither a volume name nor an absolute path")
+        return value
+
+    @validate("target")
+    def _validate_target(self, proposal):
+        return _absolute_path(proposal["value"])
+
+
+class Profile(Section):
+    section_help = "A choice on the spawn form: image, memory, CPU, shared memory, GPUs, datasets."
+
+    name = Unicode(help="Identifier used in the form and the API. Example: ``\"cpu-small\"``.").tag(
+        accepted=SLUG_ACCEPTED
+    )
+    display_name = Unicode(
+        "", help="Title shown on the spawn form. Example: ``\"CPU · 2 cores · 4 GB\"``. Default: the name."
+    ).tag(accepted="text")
+    description = Unicode("", help="One line under the title on the form.").tag(accepted="text")
+    image = Unicode(
+        help="Image the server runs; must be in ``spawner.allowed_images``. Example: ``\"gpuhub/pytorch-cuda:cpu\"``.",
+    ).tag(accepted="an image listed in spawner.allowed_images")
+    mem_limit = ByteSpecification(
+        allow_none=False,
+        default_value=4 * 1024**3,
+        help="""Memory cap of the container (no swap beyond it). Example: ``"16G"``, ``"512M"``.""",
+    ).tag(accepted="a size of at least 128M, e.g. \"4G\" or \"512M\"")
+    cpu_limit = Float(
+        2.0, help="""CPUs the container may use (a CFS quota). Example: ``8`` or ``0.5``."""
+    ).tag(accepted="a number of CPUs from 0.01 to 1024")
+    shm_size = ByteSpecification(
+        allow_none=False,
+        default_value=1024**3,
+        help="""Size of ``/dev/shm``: PyTorch DataLoader workers pass batches through it (Docker's 64M
+        default breaks them). At most ``mem_limit``. Example: ``"2G"``.""",
+    ).tag(accepted="a size of at least 64M and at most mem_limit")
+    gpus = Integer(
+        0,
+        help="""GPUs the profile asks for: 0 for CPU only. Accepted by the schema now; spawning a GPU
+        profile is refused until the GPU allocator lands. Example: ``1``.""",
+    ).tag(accepted="an integer from 0 to 64")
+    gpu_mode = Enum(
+        ["none", "exclusive", "shared", "mig"],
+        default_value="none",
+        help="""How GPUs are given: ``"exclusive"`` (whole GPUs), ``"shared"`` (a memory budget on a
+        shared GPU), ``"mig"`` (a MIG slice) or ``"none"`` (CPU only).""",
+    ).tag(accepted='"none", "exclusive", "shared" or "mig"')
+    gpu_memory = ByteSpecification(
+        allow_none=True,
+        default_value=None,
+        help="""For ``gpu_mode = "shared"``: the GPU memory budget. Example: ``"20G"``.""",
+    ).tag(accepted="a size, e.g. \"20G\"")
+    datasets = List(
+        Unicode(),
+        help="Names of ``[[datasets]]`` mounted read-only. Example: ``[\"imagenet\"]``.",
+    ).tag(accepted="a list of dataset names defined in [[datasets]]")
+    groups = List(
+        Unicode(),
+        help="""JupyterHub groups whose members may use the profile; empty means everyone.
+        Example: ``["ml-lab"]``.""",
+    ).tag(accepted="a list of group names")
+    default = Bool(False, help="Preselected on the form. At most one profile sets it.").tag(
+        accepted="true or false"
+    )
+
+    @validate("name")
+    def _validate_name(self, proposal):
+        return _slug(proposal, "profile name")
+
+    @validate("mem_limit")
+    def _validate_mem(self, proposal):
+        return _positive_bytes(proposal, 128 * MiB, "mem_limit")
+
+    @validate("shm_size")
+    def _validate_shm(self, proposal):
+        return _positive_bytes(proposal, 64 * MiB, "shm_size")
+
+    @validate("cpu_limit")
+    def _validate_cpu(self, proposal):
+        if not 0.01 <= proposal["value"] <= 1024:
+            raise TraitError("out of range")
+        return proposal["value"]
+
+    @validate("gpus")
+    def _validate_gpus(self, proposal):
+        if not 0 <= proposal["value"] <= 64:
+            raise TraitError("out of range")
+        return proposal["value"]
+
+    @property
+    def title(self) -> str:
+        return self.display_name or self.name
+
+    @property
+    def wants_gpu(self) -> bool:
+        return self.gpus > 0 or self.gpu_mode != "none"
+
+
+class Settings(Section):
+    section_help = "The whole file."
+
+    hub = Instance(Hub, args=(), help="The ``[hub]`` table.").tag(section=Hub, accepted="a [hub] table")
+    spawner = Instance(Spawner, args=(), help="The ``[spawner]`` table.").tag(
+        section=Spawner, accepted="a [spawner] table"
+    )
+    datasets = List(Instance(Dataset), help="``[[datasets]]`` blocks.").tag(
+        section=[Dataset], accepted="[[datasets]] blocks"
+    )
+    profiles = List(Instance(Profile), help="``[[profiles]]`` blocks; at least one.").tag(
+        section=[Profile], accepted="[[profiles]] blocks"
+    )
+
+    def check_references(self) -> None:
+        """Rules that span tables: run after every table loaded."""
+        if not self.profiles:
+            raise SettingsError("profiles: no [[profiles]] block. Accepted: at least one profile")
+        names = set()
+        dataset_names = {d.name for d in self.datasets}
+        if len(dataset_names) != len(self.datasets):
+            raise SettingsError("datasets: two [[datasets]] blocks have the same name; names must be unique")
+        for d in self.datasets:
+            if not d.source or not d.target:
+                raise SettingsError(f"datasets[{d.name}]: source and target are required")
+        for i, p in enumerate(self.profiles):
+            where = f"profiles[{i}]"
+            if not p.name:
+                raise SettingsError(f"{where}.name: missing. Accepted: {SLUG_ACCEPTED}")
+            where = f"profiles[{i}] ({p.name})"
+            if p.name in names:
+                raise SettingsError(f"{where}.name: {p.name!r} is used by two profiles; names must be unique")
+            names.add(p.name)
+            if p.image not in self.spawner.allowed_images:
+                raise SettingsError(
+                    f"{where}.image = {p.image!r} is not accepted: not in spawner.allowed_images."
+                    f" Accepted: {', '.join(self.spawner.allowed_images)}"
+                )
+            if p.shm_size > p.mem_limit:
+                raise SettingsError(
+                    f"{where}.shm_size = {p.shm_size} bytes is not accepted: larger than mem_limit"
+                    f" ({p.mem_limit} bytes). Accepted: a size from 64M to mem_limit"
+                )
+            if (p.gpus > 0) != (p.gpu_mode != "none"):
+                raise SettingsError(
+                    f"{where}: gpus = {p.gpus} with gpu_mode = {p.gpu_mode!r} is not accepted."
+                    ' Accepted: gpus = 0 with gpu_mode = "none", or gpus >= 1 with "exclusive", "shared" or "mig"'
+                )
+            if p.gpu_mode == "shared" and not p.gpu_memory:
+                raise SettingsError(f'{where}.gpu_memory: required when gpu_mode = "shared", e.g. "20G"')
+            for name in p.datasets:
+                if name not in dataset_names:
+                    raise SettingsError(
+                        f"{where}.datasets: {name!r} is not a [[datasets]] name."
+                        f" Accepted: {', '.join(sorted(dataset_names)) or 'none defined'}"
+                    )
+        if sum(p.default for p in self.profiles) > 1:
+            raise SettingsError("profiles: more than one profile sets default = true; at most one may")
+
+    def profile(self, name: str) -> Profile | None:
+        return next((p for p in self.profiles if p.name == name), None)
+
+    def dataset(self, name: str) -> Dataset:
+        return next(d for d in self.datasets if d.name == name)
+
+
+def parse_settings(text: str, source: str = "settings") -> Settings:
+    """Parse and validate settings from TOML text; raise SettingsError naming what is wrong."""
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise SettingsError(f"{source}: not valid TOML: {e}") from None
+    try:
+        settings = Settings.from_dict(data, "")
+        settings.check_references()
+    except SettingsError as e:
+        raise SettingsError(f"{source}: {e}") from None
+    return settings
+
+
+def load_settings(path: str) -> Settings:
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+    except OSError as e:
+        raise SettingsError(
+            f"{path}: cannot read the settings file ({e.strerror}). Set GPUHUB_SETTINGS to its path,"
+            " or copy settings.toml from the gpuhub repository"
+        ) from None
+    return parse_settings(text, path)
+
+
+def main(argv=None) -> int:
+    """``gpuhub-settings check FILE``: validate a settings file, exit 0 if good, 2 with the reason if not."""
+    args = sys.argv[1:] if argv is None else argv
+    if len(args) != 2 or args[0] != "check":
+        print("usage: gpuhub-settings check SETTINGS.toml", file=sys.stderr)
+        return 2
+    try:
+        settings = load_settings(args[1])
+    except SettingsError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(f"{args[1]}: ok ({len(settings.profiles)} profiles, {len(settings.datasets)} datasets)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,310 @@
+"""A real JupyterHub process on this host, spawning real containers on the local Docker engine.
+
+Used by the integration tier and by ``benchmarks/spawn_latency.py``. The hub loads the repository's
+own ``jupyterhub_config.py`` with a settings file and a drop-in folder written for the run, so what
+runs is what users run; only names (a per-run prefix), ports and sizes differ.
+
+    with HubProcess(workdir, prefix="gpuhubtest") as hub:
+        hub.create_user("alice")
+        hub.start_server("alice", {"profile": "cpu-test"})
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import os
+import secrets
+import shutil
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import docker
+import requests
+
+REPO = Path(__file__).resolve().parent.parent
+USER_IMAGE = os.environ.get("GPUHUB_TEST_IMAGE", "gpuhub/pytorch-cuda:cpu")
+
+TEST_PROFILES = f'''
+[[profiles]]
+name = "cpu-test"
+display_name = "CPU test"
+image = "{USER_IMAGE}"
+mem_limit = "768M"
+cpu_limit = 0.5
+shm_size = "256M"
+default = true
+
+[[profiles]]
+name = "cpu-test-big"
+image = "{USER_IMAGE}"
+mem_limit = "1G"
+cpu_limit = 1
+shm_size = "128M"
+
+[[profiles]]
+name = "gpu-1"
+image = "{USER_IMAGE}"
+gpus = 1
+gpu_mode = "exclusive"
+'''
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def bridge_gateway(client: docker.DockerClient) -> str:
+    """The host's address on Docker's default bridge: containers on it reach the hub API there."""
+    config = client.networks.get("bridge").attrs["IPAM"]["Config"][0]
+    if config.get("Gateway"):
+        return config["Gateway"]
+    # Some engines leave Gateway out of IPAM; Docker gives the bridge the subnet's first address.
+    return str(next(ipaddress.ip_network(config["Subnet"]).hosts()))
+
+
+class HubError(RuntimeError):
+    pass
+
+
+class HubProcess:
+    """Start ``jupyterhub`` from the repository's config; talk to its REST API with a service token.
+
+    ``spawner`` is ``"gpuhub"`` (the product) or ``"docker"`` (plain DockerSpawner, for benchmarks).
+    """
+
+    def __init__(
+        self,
+        workdir: Path,
+        prefix: str = "gpuhubtest",
+        spawner: str = "gpuhub",
+        admin_password: str | None = None,
+        extra_config: str = "",
+        profiles: str = TEST_PROFILES,
+    ):
+        self.workdir = Path(workdir)
+        self.prefix = prefix
+        self.spawner = spawner
+        self.admin_password = admin_password or secrets.token_urlsafe(12)
+        self.token = secrets.token_hex(24)
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.docker = docker.from_env()
+        self.extra_config = extra_config
+        self.profiles = profiles
+        self.process: subprocess.Popen | None = None
+        self.log_path = self.workdir / "jupyterhub.log"
+        self.session = requests.Session()
+        self.session.headers["Authorization"] = f"token {self.token}"
+
+    # --- files the hub reads -----------------------------------------------------------------
+    def write_config(self) -> None:
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        gateway = bridge_gateway(self.docker)
+        (self.workdir / "settings.toml").write_text(
+            f'''
+[hub]
+bind_url = "{self.url}"
+hub_bind_url = "http://{gateway}:{free_port()}"
+db_url = "sqlite:///{self.workdir}/jupyterhub.sqlite"
+state_dir = "{self.workdir}"
+admin_users = ["admin"]
+
+[spawner]
+network = "bridge"
+allowed_images = ["{USER_IMAGE}"]
+pull_policy = "never"
+home_volume = "{self.prefix}-home-{{slug}}"
+container_name = "{self.prefix}-{{slug}}"
+start_timeout = 120
+{self.profiles}'''
+        )
+        config_d = self.workdir / "config.d"
+        config_d.mkdir(exist_ok=True)
+        plain = ""
+        if self.spawner == "docker":
+            # The baseline: plain DockerSpawner on the same image, network and naming, none of gpuhub's policy.
+            plain = f'''
+c.JupyterHub.spawner_class = "docker"
+c.DockerSpawner.image = {USER_IMAGE!r}
+c.DockerSpawner.name_template = "{self.prefix}-{{username}}"
+c.DockerSpawner.volumes = {{"{self.prefix}-home-{{username}}": "/home/jovyan"}}
+'''
+        (config_d / "50-test-harness.py").write_text(
+            f'''
+c.ConfigurableHTTPProxy.api_url = "http://127.0.0.1:{free_port()}"
+c.JupyterHub.services = [{{"name": "gpuhub-harness", "api_token": {self.token!r}}}]
+c.JupyterHub.load_roles = [{{
+    "name": "gpuhub-harness",
+    "scopes": ["admin:users", "admin:servers", "admin:groups", "servers", "access:servers", "read:users"],
+    "services": ["gpuhub-harness"],
+}}]
+c.JupyterHub.log_level = "DEBUG"
+{plain}
+{self.extra_config}
+'''
+        )
+
+    # --- lifecycle ---------------------------------------------------------------------------
+    def start(self, timeout: float = 60) -> "HubProcess":
+        self.write_config()
+        env = {
+            **os.environ,
+            "GPUHUB_SETTINGS": str(self.workdir / "settings.toml"),
+            "GPUHUB_CONFIG_D": str(self.workdir / "config.d"),
+            "GPUHUB_ADMIN_PASSWORD": self.admin_password,
+            "PATH": f"{REPO / 'node_modules' / '.bin'}:{Path(sys.executable).parent}:{os.environ['PATH']}",
+        }
+        log = open(self.log_path, "ab")
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "jupyterhub", "-f", str(REPO / "jupyterhub_config.py")],
+            cwd=self.workdir,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise HubError(f"jupyterhub exited with {self.process.returncode}:\n{self.log_tail()}")
+            try:
+                if requests.get(f"{self.url}/hub/health", timeout=2).ok:
+                    return self
+            except requests.RequestException:
+                pass
+            time.sleep(0.3)
+        raise HubError(f"jupyterhub did not answer within {timeout}s:\n{self.log_tail()}")
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        # configurable-http-proxy outlives a killed hub; its pid file is in the state dir.
+        pid_file = self.workdir / "jupyterhub-proxy.pid"
+        if pid_file.exists():
+            try:
+                os.kill(int(pid_file.read_text().strip()), 15)
+            except (ValueError, ProcessLookupError):
+                pass
+
+    def __enter__(self):
+        return self.start()
+
+    def __exit__(self, *exc):
+        self.stop()
+
+    def log_tail(self, lines: int = 80) -> str:
+        try:
+            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+        except OSError:
+            return "(no hub log)"
+
+    # --- REST API ----------------------------------------------------------------------------
+    def api(self, method: str, path: str, body=None, expect=None) -> requests.Response:
+        r = self.session.request(method, f"{self.url}/hub/api{path}", json=body, timeout=60)
+        if expect is not None and r.status_code != expect:
+            raise HubError(f"{method} {path} -> {r.status_code} (expected {expect}): {r.text}\n{self.log_tail(30)}")
+        return r
+
+    def create_user(self, name: str) -> None:
+        r = self.api("POST", f"/users/{requests.utils.quote(name, safe='')}")
+        if r.status_code not in (201, 409):
+            raise HubError(f"creating {name!r}: {r.status_code} {r.text}")
+
+    def start_server(self, name: str, options: dict | None = None, timeout: float = 120) -> requests.Response:
+        """Ask for a server; wait until it is ready. Returns the spawn request's response."""
+        r = self.api("POST", f"/users/{requests.utils.quote(name, safe='')}/server", options or {})
+        if r.status_code not in (201, 202):
+            return r
+        self.wait_ready(name, timeout)
+        return r
+
+    def wait_ready(self, name: str, timeout: float = 120) -> dict:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            model = self.api("GET", f"/users/{requests.utils.quote(name, safe='')}", expect=200).json()
+            server = model.get("servers", {}).get("")
+            if server and server.get("ready"):
+                return server
+            if not server or not server.get("pending"):
+                if not server:
+                    raise HubError(f"{name}'s server is gone (spawn failed?):\n{self.log_tail(40)}")
+            time.sleep(0.5)
+        raise HubError(f"{name}'s server not ready after {timeout}s:\n{self.log_tail(40)}")
+
+    def stop_server(self, name: str, timeout: float = 60) -> None:
+        r = self.api("DELETE", f"/users/{requests.utils.quote(name, safe='')}/server")
+        if r.status_code not in (202, 204):
+            raise HubError(f"stopping {name}: {r.status_code} {r.text}")
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            model = self.api("GET", f"/users/{requests.utils.quote(name, safe='')}", expect=200).json()
+            if not model.get("servers"):
+                return
+            time.sleep(0.3)
+        raise HubError(f"{name}'s server did not stop in {timeout}s")
+
+    def user_server_url(self, name: str) -> str:
+        return f"{self.url}/user/{requests.utils.quote(name, safe='')}/"
+
+    # --- Docker objects of this run ------------------------------------------------------------
+    def containers(self):
+        return self.docker.containers.list(all=True, filters={"name": f"^{self.prefix}-"})
+
+    def volumes(self):
+        return [v for v in self.docker.volumes.list() if v.name.startswith(f"{self.prefix}-")]
+
+    def container_logs(self) -> str:
+        out = []
+        for c in self.containers():
+            out.append(f"--- {c.name} ({c.status})\n{c.logs(tail=60).decode(errors='replace')}")
+        return "\n".join(out) or "(no containers)"
+
+    def remove_docker_objects(self) -> None:
+        for c in self.containers():
+            c.remove(force=True)
+        for v in self.volumes():
+            v.remove(force=True)
+
+
+def remove_prefixed(prefix: str) -> None:
+    """Remove every container and volume whose name starts with ``prefix-`` (leftovers of a crashed run)."""
+    client = docker.from_env()
+    for c in client.containers.list(all=True, filters={"name": f"^{prefix}-"}):
+        c.remove(force=True)
+    for v in client.volumes.list():
+        if v.name.startswith(f"{prefix}-"):
+            v.remove(force=True)
+
+
+def require_engine_and_image() -> str | None:
+    """None when the Docker engine answers and the user image exists; else what to do."""
+    if shutil.which("docker") is None:
+        return "docker is not installed: run `bash scripts/test` (it installs and starts what is missing)"
+    try:
+        client = docker.from_env()
+        client.ping()
+    except Exception as e:  # docker-py raises several types for "no engine"
+        return f"no Docker engine answers ({e}): start dockerd, or run `bash scripts/test`"
+    try:
+        client.images.get(USER_IMAGE)
+    except docker.errors.ImageNotFound:
+        return f"image {USER_IMAGE} is missing: run `bash images/build.sh cpu`"
+    return None
+
+
+if __name__ == "__main__":  # a quick manual run: python tests/hubprocess.py
+    import tempfile
+
+    with HubProcess(Path(tempfile.mkdtemp())) as hub:
+        print(json.dumps({"url": hub.url, "admin_password": hub.admin_password}))
+        input("hub running; press enter to stop")

@@ -1,0 +1,100 @@
+"""Spawning through the hub's REST API on the real engine: the container is what the profile says,
+locked down, with a home that outlives it; refused requests change nothing."""
+
+import time
+
+import pytest
+
+from gpuhub.slugs import user_slug
+
+MiB = 1024**2
+
+
+def inspect_container(hub, username):
+    (container,) = [c for c in hub.containers() if c.labels.get("org.gpuhub.user") == username]
+    container.reload()
+    return container
+
+
+def exec_in(container, cmd):
+    code, out = container.exec_run(["sh", "-c", cmd])
+    assert code == 0, out
+    return out.decode().strip()
+
+
+def test_cpu_profile_container_is_capped_and_locked_down(hub, user):
+    hub.start_server(user, {"profile": "cpu-test"})
+    c = inspect_container(hub, user)
+    cfg, host = c.attrs["Config"], c.attrs["HostConfig"]
+
+    assert cfg["Image"] == "gpuhub/pytorch-cuda:cpu"
+    assert cfg["User"] == "1000:1000"
+    assert host["Memory"] == 768 * MiB
+    assert host["MemorySwap"] == 768 * MiB
+    assert (host["CpuQuota"], host["CpuPeriod"]) == (50_000, 100_000)
+    assert host["ShmSize"] == 256 * MiB
+    assert "no-new-privileges:true" in host["SecurityOpt"]
+    assert host["CapDrop"] == ["ALL"]
+    assert host["Privileged"] is False
+    assert host["NetworkMode"] == "bridge"
+    assert cfg["Labels"]["org.gpuhub.profile"] == "cpu-test"
+    mounts = {m["Destination"]: m for m in c.attrs["Mounts"]}
+    home = mounts["/home/jovyan"]
+    assert (home["Type"], home["Name"], home["RW"]) == ("volume", f"gpuhubtest-home-{user_slug(user)}", True)
+    assert not any("docker.sock" in (m.get("Source") or "") for m in c.attrs["Mounts"])
+
+    # what the process inside sees
+    assert exec_in(c, "id -u") == "1000"
+    assert exec_in(c, "grep NoNewPrivs /proc/self/status").split() == ["NoNewPrivs:", "1"]
+    assert exec_in(c, "grep CapEff /proc/self/status").split() == ["CapEff:", "0000000000000000"]
+    assert exec_in(c, "df -m /dev/shm | tail -1 | tr -s ' ' | cut -d' ' -f2") == "256"
+    assert exec_in(c, "stat -c %u /home/jovyan") == "1000"
+    assert exec_in(c, "echo $NVIDIA_VISIBLE_DEVICES") == "void"
+    assert exec_in(c, "test -S /var/run/docker.sock && echo yes || echo no") == "no"
+    assert exec_in(c, "cat /proc/1/comm") == "tini"
+
+
+def test_home_file_survives_stop_and_start(hub, user):
+    hub.start_server(user, {"profile": "cpu-test"})
+    contents = f"{hub.user_server_url(user)}api/contents/keep.txt"
+    body = {"type": "file", "format": "text", "content": "still here"}
+    r = hub.session.put(contents, json=body, timeout=30)
+    assert r.status_code == 201, r.text
+    first_id = inspect_container(hub, user).id
+
+    hub.stop_server(user)
+    assert not [c for c in hub.containers() if c.labels.get("org.gpuhub.user") == user]  # removed, volume kept
+
+    hub.start_server(user, {"profile": "cpu-test-big"})
+    assert inspect_container(hub, user).id != first_id
+    r = hub.session.get(contents, timeout=30)
+    assert r.status_code == 200, r.text
+    assert r.json()["content"] == "still here"
+
+
+def test_image_outside_allowed_list_is_refused_with_the_allowed_ones(hub, user):
+    before = {c.id for c in hub.containers()}
+    r = hub.api("POST", f"/users/{user}/server", {"profile": "cpu-test", "image": "debian:bookworm"})
+    assert r.status_code == 400, r.text
+    message = r.json()["message"]
+    assert "debian:bookworm" in message and "gpuhub/pytorch-cuda:cpu" in message
+    assert {c.id for c in hub.containers()} == before
+    assert not hub.api("GET", f"/users/{user}", expect=200).json()["servers"]
+
+
+@pytest.mark.parametrize(
+    "options, status, fragment",
+    [
+        ({"profile": "gpu-1"}, 409, "GPU profiles arrive with the GPU allocator"),
+        ({"profile": "nope"}, 400, "No such profile: 'nope'. Options include: cpu-test, cpu-test-big, gpu-1"),
+        ({"profile": "cpu-test", "mem_limit": "64G"}, 400, "Unknown spawn option(s): 'mem_limit'"),
+    ],
+)
+def test_bad_spawn_options_are_refused_and_change_nothing(hub, user, options, status, fragment):
+    before = {c.id for c in hub.containers()}
+    r = hub.api("POST", f"/users/{user}/server", options)
+    assert r.status_code == status, r.text
+    assert fragment in r.json()["message"]
+    assert {c.id for c in hub.containers()} == before
+    time.sleep(0.5)
+    assert not hub.api("GET", f"/users/{user}", expect=200).json()["servers"]

@@ -1,0 +1,69 @@
+"""Profile → container objects, as a table. Security defaults hold for every profile."""
+
+import pytest
+
+from gpuhub import containers
+from gpuhub.settings import parse_settings
+from gpuhub.slugs import user_slug
+from tests.conftest import BASE_SETTINGS
+
+GiB = 1024**3
+
+TABLE = [
+    # (profile, username, image override, mem, cpu, shm, volumes (source: (target, mode)))
+    (
+        "cpu-small", "alice", None, 4 * GiB, 1.0, 1 * GiB,
+        {f"gpuhub-home-{user_slug('alice')}": ("/home/jovyan", "rw")},
+    ),
+    (
+        "cpu-data", "bob.smith", None, 8 * GiB, 2.5, 2 * GiB,
+        {f"gpuhub-home-{user_slug('bob.smith')}": ("/home/jovyan", "rw"), "imagenet-vol": ("/datasets/imagenet", "ro")},
+    ),
+    (
+        "cpu-small", "Élodie", "example/other:1", 4 * GiB, 1.0, 1 * GiB,
+        {f"gpuhub-home-{user_slug('Élodie')}": ("/home/jovyan", "rw")},
+    ),
+]
+
+
+@pytest.mark.parametrize("profile, username, image, mem, cpu, shm, volumes", TABLE)
+def test_build(profile, username, image, mem, cpu, shm, volumes):
+    settings = parse_settings(BASE_SETTINGS)
+    spec = containers.build(settings, settings.profile(profile), username, image)
+    assert spec.image == (image or "gpuhub/pytorch-cuda:cpu")
+    assert (spec.mem_limit, spec.cpu_limit) == (mem, cpu)
+    assert spec.host_config["shm_size"] == shm
+    assert spec.host_config["memswap_limit"] == mem  # no swap beyond the cap
+    assert {src: (v["bind"], v["mode"]) for src, v in spec.volumes.items()} == volumes
+    assert spec.home_volume == next(iter(volumes))
+    # security defaults, for every profile
+    assert spec.create_kwargs["user"] == "1000:1000"
+    assert spec.host_config["cap_drop"] == ["ALL"]
+    assert spec.host_config["security_opt"] == ["no-new-privileges:true"]
+    assert spec.host_config["privileged"] is False
+    assert spec.host_config["pids_limit"] == 4096
+    assert "network_mode" not in spec.host_config  # the spawner's configured network, never "host"
+    assert not any("docker.sock" in src for src in spec.volumes)
+    # CPU-only: no GPU is visible even under the NVIDIA runtime
+    assert spec.environment["NVIDIA_VISIBLE_DEVICES"] == "void"
+    assert spec.environment["GPUHUB_PROFILE"] == profile
+    labels = spec.create_kwargs["labels"]
+    assert labels["org.gpuhub.user"] == username and labels["org.gpuhub.profile"] == profile
+
+
+def test_uid_and_template_come_from_settings():
+    text = BASE_SETTINGS.replace(
+        "[spawner]\n", '[spawner]\nuid = 1234\nhome_volume = "lab-{slug}-home"\npids_limit = 512\n'
+    )
+    settings = parse_settings(text)
+    spec = containers.build(settings, settings.profile("cpu-small"), "carol")
+    assert spec.create_kwargs["user"] == "1234:1234"
+    assert spec.home_volume == f"lab-{user_slug('carol')}-home"
+    assert spec.host_config["pids_limit"] == 512
+
+
+def test_users_never_share_a_home_volume():
+    settings = parse_settings(BASE_SETTINGS)
+    names = ["alice", "Alice", "alice.", "alice_", "alice%2E"]
+    homes = {containers.home_volume_name(settings, n) for n in names}
+    assert len(homes) == len(names)

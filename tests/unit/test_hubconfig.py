@@ -1,0 +1,54 @@
+"""The settings file becomes JupyterHub config (tested with traitlets' Config, as TLJH does)."""
+
+import pytest
+from traitlets.config import Config
+
+from gpuhub.hubconfig import apply_site_settings, config_d_files, settings_path
+from tests.conftest import BASE_SETTINGS
+
+
+def test_repository_settings_become_hub_config(repo_root):
+    c = Config()
+    settings = apply_site_settings(c, str(repo_root / "settings.toml"))
+    assert c.JupyterHub.spawner_class == "gpuhub"
+    assert c.JupyterHub.authenticator_class == "gpuhub-native"
+    assert c.JupyterHub.db_url == "sqlite:////srv/gpuhub/data/jupyterhub.sqlite"
+    assert c.JupyterHub.hub_connect_url == "http://hub:8081"
+    assert c.JupyterHub.cookie_secret_file == "/srv/gpuhub/data/jupyterhub_cookie_secret"
+    assert c.Authenticator.admin_users == {"admin"}
+    assert c.GPUSpawner.site_settings is settings
+    assert c.DockerSpawner.allowed_images == ["gpuhub/pytorch-cuda:cpu", "gpuhub/pytorch-cuda:2.7-cuda12.6"]
+    assert c.DockerSpawner.network_name == "gpuhub"
+    assert c.DockerSpawner.remove is True
+    assert c.DockerSpawner.pull_policy == "never"
+    assert c.Spawner.default_url == "/lab"
+
+
+def test_other_authenticator_is_passed_through(tmp_path):
+    path = tmp_path / "s.toml"
+    path.write_text('[hub]\nauthenticator = "github"\n' + BASE_SETTINGS)
+    c = Config()
+    apply_site_settings(c, str(path))
+    assert c.JupyterHub.authenticator_class == "github"
+    assert "hub_connect_url" not in c.JupyterHub
+
+
+def test_bad_settings_stop_the_hub_with_the_reason(tmp_path):
+    path = tmp_path / "s.toml"
+    path.write_text('[hub]\ndb_url = "oracle://x"\n' + BASE_SETTINGS)
+    with pytest.raises(SystemExit) as e:
+        apply_site_settings(Config(), str(path))
+    assert "the hub does not start" in str(e.value.code)
+    assert "hub.db_url = 'oracle://x'" in str(e.value.code)
+
+
+def test_paths_from_environment(tmp_path, monkeypatch):
+    (tmp_path / "b.py").write_text("")
+    (tmp_path / "a.py").write_text("")
+    (tmp_path / "notes.md").write_text("")
+    monkeypatch.setenv("GPUHUB_CONFIG_D", str(tmp_path))
+    monkeypatch.setenv("GPUHUB_SETTINGS", "/etc/gpuhub/site.toml")
+    assert [p.rsplit("/", 1)[1] for p in config_d_files("/srv")] == ["a.py", "b.py"]
+    assert settings_path("/srv") == "/etc/gpuhub/site.toml"
+    monkeypatch.delenv("GPUHUB_SETTINGS")
+    assert settings_path("/srv") == "/srv/settings.toml"

@@ -1,0 +1,67 @@
+"""Which profile a spawn request means, for the form and the REST API alike."""
+
+import pytest
+
+from gpuhub.errors import SpawnRefused
+from gpuhub.profiles import choose_profile, profiles_for
+from gpuhub.settings import parse_settings
+from tests.conftest import BASE_SETTINGS
+
+
+@pytest.fixture
+def settings():
+    return parse_settings(BASE_SETTINGS)
+
+
+@pytest.mark.parametrize(
+    "groups, expected",
+    [([], ["cpu-small", "gpu-1"]), (["ml-lab"], ["cpu-small", "cpu-data", "gpu-1"]), (["other"], ["cpu-small", "gpu-1"])],
+)
+def test_profiles_for_groups(settings, groups, expected):
+    assert [p.name for p in profiles_for(settings, groups)] == expected
+
+
+CHOICES = [
+    # (user_options, groups, profile name)
+    ({}, [], "cpu-small"),  # no default open to them: the first they may use
+    ({}, ["ml-lab"], "cpu-data"),  # the default
+    ({"profile": ""}, ["ml-lab"], "cpu-data"),
+    ({"profile": "cpu-small"}, ["ml-lab"], "cpu-small"),
+    ({"profile": "cpu-data"}, ["ml-lab"], "cpu-data"),
+    ({"profile": "cpu-small", "image": "example/other:1"}, [], "cpu-small"),  # image checked by the spawner
+]
+
+
+@pytest.mark.parametrize("options, groups, name", CHOICES)
+def test_choice(settings, options, groups, name):
+    assert choose_profile(settings, options, groups).name == name
+
+
+REFUSALS = [
+    # (user_options, groups, status, why, fragments)
+    ({"profile": "nope"}, [], 400, "profile", ["No such profile: 'nope'", "Options include: cpu-small, gpu-1"]),
+    ({"profile": "cpu-data"}, [], 403, "forbidden", ["limited to the groups ml-lab", "open to you: cpu-small, gpu-1"]),
+    ({"profile": "gpu-1"}, [], 409, "gpu-unavailable", ["GPU profiles arrive with the GPU allocator", "cpu-small"]),
+    ({"profile": 7}, [], 400, "options", ["profile must be a profile name"]),
+    ({"profile": ["cpu-small"]}, [], 400, "options", ["profile must be a profile name"]),
+    ({"mem_limit": "64G"}, [], 400, "options", ["Unknown spawn option(s): 'mem_limit'", "Accepted: profile, image"]),
+    ({"profile": "cpu-small", "image": 3}, [], 400, "options", ["image must be an image reference"]),
+    ("cpu-small", [], 400, "options", ["user_options must be an object"]),
+]
+
+
+@pytest.mark.parametrize("options, groups, status, why, fragments", REFUSALS)
+def test_refusal(settings, options, groups, status, why, fragments):
+    with pytest.raises(SpawnRefused) as e:
+        choose_profile(settings, options, groups)
+    assert (e.value.status_code, e.value.why) == (status, why)
+    for fragment in fragments:
+        assert fragment in e.value.message
+
+
+def test_nobody_may_use_any_profile():
+    s = parse_settings(BASE_SETTINGS.replace('name = "cpu-small"', 'name = "cpu-small"\ngroups = ["x"]').replace(
+        'name = "gpu-1"', 'name = "gpu-1"\ngroups = ["x"]'))
+    with pytest.raises(SpawnRefused) as e:
+        choose_profile(s, {}, [])
+    assert e.value.status_code == 403
