@@ -11,7 +11,7 @@
 # PyPI over HTTPS), then installed inside the images with --no-index.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-die() { echo "images/build.sh: $*" >&2; exit 1; }
+. scripts/lib.sh
 
 variant="${1:-cpu}"
 py_version=3.11   # Debian bookworm's python3 and the PyTorch 2.7 images' python
@@ -20,15 +20,16 @@ case "$variant" in
     codename=$(. /etc/os-release && echo "${VERSION_CODENAME:-bookworm}")
     base="${GPUHUB_BASE_IMAGE:-gpuhub/debian-base:$codename}"
     hub_base="$base"
-    user_tag=gpuhub/pytorch-cuda:cpu torch=2.13.0 cuda=none
+    user_tag=cpu torch=2.13.0 cuda=none
     if [ -z "${GPUHUB_BASE_IMAGE:-}" ]; then images/base/make-base-image.sh "$base"; fi ;;
   cuda)
     base="${GPUHUB_BASE_IMAGE:-pytorch/pytorch:2.7.1-cuda12.6-cudnn9-runtime}"
     hub_base="${GPUHUB_BASE_IMAGE:-debian:bookworm-slim}"
-    user_tag=gpuhub/pytorch-cuda:2.7-cuda12.6 torch=2.7.1 cuda=12.6 ;;
-  *) die "unknown variant '$variant': use 'cpu' (local Debian base, CPU torch) or 'cuda' (public PyTorch CUDA base)" ;;
+    user_tag=2.7-cuda12.6 torch=2.7.1 cuda=12.6 ;;
+  *) die "images/build.sh: unknown variant '$variant': use 'cpu' (local Debian base, CPU torch) or 'cuda' (public PyTorch CUDA base)" ;;
 esac
-docker info >/dev/null 2>&1 || die "no Docker engine answers: install docker.io and start dockerd (scripts/up does both)"
+ensure_docker
+ensure_compose
 
 # --- wheelhouse (offline installs inside the images) ---------------------------------------------
 wheelhouse=build/wheelhouse
@@ -50,11 +51,9 @@ fi
 rm -f build/dist/gpuhub-*.whl
 python3 -m pip wheel -q --disable-pip-version-check --no-deps -w build/dist . >/dev/null
 
-# --- images --------------------------------------------------------------------------------------
-echo "images/build.sh: building $user_tag on $base"
-docker build -q -f images/pytorch-cuda/Dockerfile -t "$user_tag" \
-  --build-arg BASE_IMAGE="$base" --build-arg TORCH_VERSION="$torch" \
-  --build-arg CUDA_VERSION="$cuda" --build-arg VARIANT="$variant" . >/dev/null
-echo "images/build.sh: building gpuhub/hub:latest on $hub_base"
-docker build -q -f images/hub/Dockerfile -t gpuhub/hub:latest --build-arg BASE_IMAGE="$hub_base" . >/dev/null
-echo "images/build.sh: built $user_tag and gpuhub/hub:latest"
+# --- images: through docker-compose.yml, so its build sections are the ones used ----------------
+say "building gpuhub/pytorch-cuda:$user_tag on $base and gpuhub/hub:latest on $hub_base"
+GPUHUB_USER_BASE_IMAGE="$base" GPUHUB_HUB_BASE_IMAGE="$hub_base" GPUHUB_TORCH_VERSION="$torch" \
+GPUHUB_CUDA_VERSION="$cuda" GPUHUB_VARIANT="$variant" GPUHUB_USER_TAG="$user_tag" \
+  $COMPOSE -f docker-compose.yml build -q singleuser hub
+say "built gpuhub/pytorch-cuda:$user_tag and gpuhub/hub:latest"

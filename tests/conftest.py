@@ -54,3 +54,32 @@ def repo_root() -> Path:
 @pytest.fixture
 def base_settings_text() -> str:
     return BASE_SETTINGS
+
+
+TIERS = ("unit", "integration", "e2e")
+
+
+def pytest_sessionfinish(session, exitstatus):
+    """With GPUHUB_REQUIRE_ALL_TIERS=1 (scripts/test, CI) the run fails if a tier ran no test or any
+    test was skipped: a green run must mean every tier ran on real parts."""
+    import os
+
+    if os.environ.get("GPUHUB_REQUIRE_ALL_TIERS") != "1":
+        return
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    if reporter is None:
+        return
+    ran = dict.fromkeys(TIERS, 0)
+    for outcome in ("passed", "failed"):
+        for rep in reporter.stats.get(outcome, []):
+            parts = rep.nodeid.split("/")
+            if getattr(rep, "when", "call") == "call" and len(parts) > 1 and parts[1] in ran:
+                ran[parts[1]] += 1
+    skipped = [rep.nodeid for rep in reporter.stats.get("skipped", [])]
+    problems = [f"tier '{t}' ran no test" for t, n in ran.items() if n == 0]
+    problems += [f"skipped: {nodeid}" for nodeid in skipped]
+    reporter.write_line("gpuhub tiers: " + ", ".join(f"{t} {n}" for t, n in ran.items()))
+    if problems:
+        for p in problems:
+            reporter.write_line(f"gpuhub: {p}", red=True)
+        session.exitstatus = 1

@@ -134,6 +134,9 @@ c.JupyterHub.spawner_class = "docker"
 c.DockerSpawner.image = {USER_IMAGE!r}
 c.DockerSpawner.name_template = "{self.prefix}-{{username}}"
 c.DockerSpawner.volumes = {{"{self.prefix}-home-{{username}}": "/home/jovyan"}}
+# the same caps as the default profile "cpu-test", so only gpuhub's own work differs
+c.DockerSpawner.mem_limit = "768M"
+c.DockerSpawner.cpu_limit = 0.5
 '''
         (config_d / "50-test-harness.py").write_text(
             f'''

@@ -131,7 +131,7 @@ class Hub(Section):
     hub_connect_url = Unicode(
         "",
         help="""URL the single-user containers use to reach the hub API, when it differs from
-        ``hub_bind_url``. Example: ``"http://gpuhub-hub:8081"`` (the hub's name on the compose network).
+        ``hub_bind_url``. Example: ``"http://hub:8081"`` (the hub's service name on the compose network).
         Empty: the containers use ``hub_bind_url``.""",
     ).tag(accepted="empty, or an http:// URL with host and port")
 

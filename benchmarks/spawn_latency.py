@@ -1,0 +1,244 @@
+"""Spawn latency: gpuhub's GPUSpawner against plain DockerSpawner, same image, one run.
+
+    python benchmarks/spawn_latency.py [--repeats N] [--burst 10] [--no-write]
+
+For each spawner in turn (never both at once) this starts a real JupyterHub (tests/hubprocess.py) and
+measures the time from ``POST /hub/api/users/<u>/server`` until the user model says the server is ready:
+(1) one user, N times, stopping the server and waiting for its container to go between runs;
+(2) a burst of users posting at once from threads. It prints a table and, unless --no-write, puts it
+between the spawn_latency markers of docs/benchmarks.md. A benchmark report, not a test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import logging
+import os
+import shutil
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import requests
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+from tests.hubprocess import USER_IMAGE, HubError, HubProcess, remove_prefixed  # noqa: E402
+
+log = logging.getLogger("spawn_latency")
+SPAWNERS = {"gpuhub": ("GPUSpawner", "gpuhubbench-g"), "docker": ("DockerSpawner", "gpuhubbench-d")}
+READY_TIMEOUT = 180.0  # a spawn not ready by then counts as a failure
+GONE_TIMEOUT = 60.0
+POLL_INTERVAL = 0.2  # resolution of every figure; also keeps the poll load on the hub low in a burst
+DOC = REPO / "docs" / "benchmarks.md"
+START, END = "<!-- spawn_latency:start -->", "<!-- spawn_latency:end -->"
+
+
+def time_to_ready(hub: HubProcess, name: str) -> float | None:
+    """POST a spawn for ``name``; seconds until its default server is ready, or None on failure."""
+    session = requests.Session()  # one per thread: requests.Session is not thread-safe
+    session.headers["Authorization"] = f"token {hub.token}"
+    user_url = f"{hub.url}/hub/api/users/{requests.utils.quote(name, safe='')}"
+    started = time.monotonic()
+    try:
+        r = session.post(f"{user_url}/server", json={}, timeout=60)
+        if r.status_code not in (201, 202):
+            log.warning("%s: spawn request answered %s %s", name, r.status_code, r.text[:200])
+            return None
+        while time.monotonic() - started < READY_TIMEOUT:
+            r = session.get(user_url, timeout=30)
+            if not r.ok:
+                log.warning("%s: reading the user answered %s %s", name, r.status_code, r.text[:200])
+                return None
+            server = r.json().get("servers", {}).get("")
+            if server and server.get("ready"):
+                return time.monotonic() - started
+            if not server:
+                log.warning("%s: server is gone before it was ready (spawn failed)", name)
+                return None
+            time.sleep(POLL_INTERVAL)
+        log.warning("%s: not ready after %.0f s", name, READY_TIMEOUT)
+    except (requests.RequestException, ValueError) as e:
+        log.warning("%s: %s", name, e)
+    finally:
+        session.close()
+    return None
+
+
+def stop_and_wait_gone(hub: HubProcess, names: list[str]) -> None:
+    """Stop the users' servers; wait until the hub and Docker both show them gone; drop their homes."""
+    for name in names:
+        try:
+            hub.stop_server(name, timeout=GONE_TIMEOUT)
+        except HubError as e:  # a failed spawn has no server to stop
+            log.debug("stopping %s: %s", name, e)
+    deadline = time.monotonic() + GONE_TIMEOUT
+    while hub.containers() and time.monotonic() < deadline:
+        time.sleep(POLL_INTERVAL)
+    hub.remove_docker_objects()  # leftovers and home volumes: every spawn starts from a new home
+
+
+def measure(spawner: str, repeats: int, burst: int) -> dict:
+    label, prefix = SPAWNERS[spawner]
+    remove_prefixed(prefix)  # leftovers of a crashed run
+    workdir = Path(tempfile.mkdtemp(prefix=f"{prefix}-"))
+    hub = HubProcess(workdir, prefix=prefix, spawner=spawner)
+    failed = False
+    try:
+        hub.start()
+        log.info("%s: hub at %s, workdir %s", label, hub.url, workdir)
+        hub.create_user("single")
+        singles: list[float | None] = []
+        for i in range(repeats):
+            singles.append(time_to_ready(hub, "single"))
+            log.info("%s: single spawn %d/%d: %s s", label, i + 1, repeats, cell(singles[-1]))
+            stop_and_wait_gone(hub, ["single"])
+
+        names = [f"burst{i}" for i in range(burst)]
+        for name in names:
+            hub.create_user(name)
+        results: dict[str, float | None] = {}
+        barrier = threading.Barrier(burst + 1)
+
+        def one(name: str) -> None:
+            barrier.wait(timeout=30)
+            results[name] = time_to_ready(hub, name)
+
+        threads = [threading.Thread(target=one, args=(n,), daemon=True) for n in names]
+        for t in threads:
+            t.start()
+        barrier.wait(timeout=30)
+        burst_started = time.monotonic()
+        for t in threads:
+            t.join(timeout=READY_TIMEOUT + 120 - (time.monotonic() - burst_started))
+        burst_wall = time.monotonic() - burst_started
+        log.info("%s: burst of %d done in %.1f s: %s", label, burst, burst_wall, {n: cell(v) for n, v in results.items()})
+        stop_and_wait_gone(hub, names)
+    except Exception:
+        failed = True
+        log.error("%s: hub log tail:\n%s", label, hub.log_tail(40))
+        raise
+    finally:
+        hub.stop()
+        hub.remove_docker_objects()
+        remove_prefixed(prefix)
+        if failed:
+            log.error("%s: kept %s for the hub log", label, workdir)
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+    ok_singles = [s for s in singles if s is not None]
+    ok_burst = sorted(v for v in results.values() if v is not None)
+    burst_failures = burst - len(ok_burst)
+    return {
+        "single_median": statistics.median(ok_singles) if ok_singles else None,
+        "single_min": min(ok_singles, default=None),
+        "single_max": max(ok_singles, default=None),
+        "single_failures": repeats - len(ok_singles),
+        "burst_p50": percentile(ok_burst, 50),
+        "burst_p95": percentile(ok_burst, 95),
+        "burst_max": ok_burst[-1] if ok_burst else None,
+        "burst_wall": burst_wall,  # until the last one was ready or given up on
+        "burst_failures": burst_failures,
+    }
+
+
+def percentile(sorted_values: list[float], p: float) -> float | None:
+    """Linear interpolation between closest ranks (numpy's default)."""
+    if not sorted_values:
+        return None
+    k = (len(sorted_values) - 1) * p / 100
+    lo = int(k)
+    hi = min(lo + 1, len(sorted_values) - 1)
+    return sorted_values[lo] + (sorted_values[hi] - sorted_values[lo]) * (k - lo)
+
+
+ROWS = [
+    ("single_median", "single spawn, median (s)", True),
+    ("single_min", "single spawn, min (s)", False),
+    ("single_max", "single spawn, max (s)", False),
+    ("single_failures", "single spawn, failures", False),
+    ("burst_p50", "burst, p50 (s)", False),
+    ("burst_p95", "burst, p95 (s)", True),
+    ("burst_max", "burst, max (s)", False),
+    ("burst_wall", "burst, wall time for all (s)", True),
+    ("burst_failures", "burst, failures", False),
+]
+
+
+def cell(value) -> str:
+    if value is None:
+        return "n/a"
+    return str(value) if isinstance(value, int) else f"{value:.2f}"
+
+
+def table(g: dict, d: dict) -> str:
+    lines = ["| | GPUSpawner | DockerSpawner | ratio GPUSpawner/DockerSpawner |", "|---|---:|---:|---:|"]
+    for key, title, with_ratio in ROWS:
+        ratio = ""
+        if with_ratio:
+            ratio = f"{g[key] / d[key]:.2f}" if g[key] is not None and d[key] else "n/a"
+        lines.append(f"| {title} | {cell(g[key])} | {cell(d[key])} | {ratio} |")
+    return "\n".join(lines)
+
+
+def machine() -> str:
+    import docker
+
+    mem_kib = next(int(line.split()[1]) for line in open("/proc/meminfo") if line.startswith("MemTotal:"))
+    server = docker.from_env().version().get("Version", "?")
+    return f"{len(os.sched_getaffinity(0))} CPUs (nproc), {mem_kib / 2**20:.1f} GiB memory (MemTotal), Docker Engine {server}"
+
+
+def report(args, g: dict, d: dict) -> str:
+    return f"""## Spawn latency
+
+- Date: {datetime.datetime.now().astimezone():%Y-%m-%d %H:%M %Z}; command: `python benchmarks/spawn_latency.py --repeats {args.repeats} --burst {args.burst}`
+- Machine: {machine()}
+- These are CPU-only spawns on this machine (no GPU).
+- Image: `{USER_IMAGE}` for both; user options `{{}}` for both (GPUSpawner uses its default profile `cpu-test`:
+  0.5 CPU, 768M; plain DockerSpawner is given the same caps). Every spawn starts from a new home volume.
+- Time: from `POST /hub/api/users/<u>/server` until the user model's `servers[""]["ready"]` is true,
+  polled every {POLL_INTERVAL} s; a spawn not ready after {READY_TIMEOUT:.0f} s is a failure.
+- Single spawn: N = {args.repeats}, one user, server stopped and its container gone between runs.
+- Burst: {args.burst} new users POST at once; p50/p95 interpolate linearly; wall is until the last is ready.
+
+{table(g, d)}
+"""
+
+
+def write_section(section: str) -> None:
+    text = DOC.read_text() if DOC.exists() else "# Benchmarks\n\n" + START + "\n" + END + "\n"
+    if START not in text or END not in text:
+        text = text.rstrip("\n") + "\n\n" + START + "\n" + END + "\n"
+    head, rest = text.split(START, 1)
+    tail = rest.split(END, 1)[1]
+    DOC.parent.mkdir(parents=True, exist_ok=True)
+    DOC.write_text(f"{head}{START}\n{section}{END}{tail}")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=5, help="single spawns per spawner (default 5)")
+    parser.add_argument("--burst", type=int, default=10, help="users in the burst (default 10)")
+    parser.add_argument("--no-write", action="store_true", help=f"print only; leave {DOC.relative_to(REPO)} alone")
+    args = parser.parse_args()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    if args.repeats < 1 or args.burst < 1:
+        parser.error("--repeats and --burst must be at least 1")
+
+    figures = {spawner: measure(spawner, args.repeats, args.burst) for spawner in SPAWNERS}
+    section = report(args, figures["gpuhub"], figures["docker"])
+    print(section)
+    if not args.no_write:
+        write_section(section)
+        log.info("wrote %s", DOC)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

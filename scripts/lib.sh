@@ -1,0 +1,53 @@
+# Shared by scripts/up, scripts/test, images/build.sh and .ci/run: find or provide what gpuhub needs
+# on a Debian host, or say exactly what to do. Source it; do not run it.
+
+say() { echo "gpuhub: $*" >&2; }
+die() { echo "gpuhub: error: $*" >&2; exit 1; }
+is_root() { [ "$(id -u)" = 0 ]; }
+
+apt_install() {  # apt_install PACKAGE... (as root; otherwise say the command)
+  is_root || die "missing $*: run 'sudo apt-get install -y $*' and try again"
+  if [ -z "${_GPUHUB_APT_UPDATED:-}" ]; then
+    apt-get update -q >/dev/null || die "apt-get update failed"
+    _GPUHUB_APT_UPDATED=1
+  fi
+  say "installing $* (apt)"
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "$@" >/dev/null \
+    || die "apt-get install $* failed"
+}
+
+ensure_docker() {  # a Docker engine that answers; started here when installed but not running
+  command -v docker >/dev/null && command -v dockerd >/dev/null || apt_install docker.io
+  docker info >/dev/null 2>&1 && return 0
+  is_root || die "no Docker engine answers: start it ('sudo systemctl start docker' or 'sudo dockerd &')"
+  if command -v systemctl >/dev/null && systemctl start docker 2>/dev/null; then :; else
+    say "starting dockerd in the background (log: /var/log/gpuhub-dockerd.log)"
+    setsid dockerd >/var/log/gpuhub-dockerd.log 2>&1 < /dev/null &
+  fi
+  for _ in $(seq 60); do docker info >/dev/null 2>&1 && return 0; sleep 1; done
+  tail -20 /var/log/gpuhub-dockerd.log >&2 2>/dev/null
+  die "dockerd did not answer within 60 s (log above)"
+}
+
+ensure_compose() {  # sets COMPOSE to "docker compose" (v2) or "docker-compose" (1.29)
+  if docker compose version >/dev/null 2>&1; then COMPOSE="docker compose"
+  else
+    command -v docker-compose >/dev/null || apt_install docker-compose
+    COMPOSE="docker-compose"
+  fi
+}
+
+host_variant() {  # "cuda" where the engine has the NVIDIA runtime, else "cpu"; GPUHUB_VARIANT overrides
+  if [ -n "${GPUHUB_VARIANT:-}" ]; then echo "$GPUHUB_VARIANT"
+  elif docker info --format '{{json .Runtimes}}' 2>/dev/null | grep -q nvidia; then echo cuda
+  else echo cpu; fi
+}
+
+wait_http() {  # wait_http URL SECONDS
+  local url=$1 seconds=$2
+  for _ in $(seq "$seconds"); do
+    python3 -c "import sys, urllib.request; urllib.request.urlopen(sys.argv[1], timeout=2)" "$url" 2>/dev/null && return 0
+    sleep 1
+  done
+  return 1
+}

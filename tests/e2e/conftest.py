@@ -1,0 +1,186 @@
+"""Browser tier: the composed platform (docker-compose.yml, the hub image, the user image) driven by
+Playwright in Debian's Chromium.
+
+Fixtures:
+- ``platform`` (session): ``docker-compose -p gpuhube2e up -d hub`` with settings written for the run
+  (own network, port, names prefixed ``gpuhube2e-``); everything is removed at the end.
+- ``page`` (function): a fresh Chromium page; on failure a screenshot goes to build/e2e/.
+"""
+
+import os
+import secrets
+import shutil
+import subprocess
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import requests
+
+from tests.hubprocess import REPO, free_port, remove_prefixed, require_engine_and_image
+
+PREFIX = "gpuhube2e"
+ARTIFACTS = REPO / "build" / "e2e"
+E2E_SETTINGS = f'''
+[hub]
+bind_url = "http://:8000"
+hub_bind_url = "http://0.0.0.0:8081"
+hub_connect_url = "http://hub:8081"
+db_url = "sqlite:////srv/gpuhub/data/jupyterhub.sqlite"
+state_dir = "/srv/gpuhub/data"
+admin_users = ["admin"]
+
+[spawner]
+network = "{PREFIX}-net"
+allowed_images = ["gpuhub/pytorch-cuda:cpu"]
+pull_policy = "never"
+home_volume = "{PREFIX}-home-{{slug}}"
+container_name = "{PREFIX}-{{slug}}"
+
+[[profiles]]
+name = "cpu-small"
+display_name = "CPU · small"
+description = "For notebooks and data exploration."
+image = "gpuhub/pytorch-cuda:cpu"
+mem_limit = "1G"
+cpu_limit = 1
+shm_size = "256M"
+default = true
+
+[[profiles]]
+name = "cpu-large"
+display_name = "CPU · large"
+description = "More memory and cores for preprocessing."
+image = "gpuhub/pytorch-cuda:cpu"
+mem_limit = "2G"
+cpu_limit = 2
+shm_size = "512M"
+
+[[profiles]]
+name = "gpu-1"
+display_name = "1 × GPU"
+description = "A whole GPU."
+image = "gpuhub/pytorch-cuda:cpu"
+mem_limit = "2G"
+gpus = 1
+gpu_mode = "exclusive"
+'''
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if "e2e" in str(item.fspath):
+            item.add_marker(pytest.mark.browser)
+
+
+def compose_command() -> list[str]:
+    if subprocess.run(["docker", "compose", "version"], capture_output=True).returncode == 0:
+        return ["docker", "compose"]
+    if shutil.which("docker-compose"):
+        return ["docker-compose"]
+    pytest.fail("neither 'docker compose' nor 'docker-compose' is installed: run `bash scripts/test`", pytrace=False)
+
+
+@dataclass
+class Platform:
+    url: str
+    admin_password: str
+    compose: list
+    env: dict
+
+    def logs(self) -> str:
+        out = subprocess.run(
+            [*self.compose, "logs", "--no-color", "--tail=80", "hub"], cwd=REPO, env=self.env, capture_output=True, text=True
+        )
+        return out.stdout + out.stderr
+
+
+@pytest.fixture(scope="session")
+def platform(tmp_path_factory):
+    problem = require_engine_and_image()
+    if problem:
+        pytest.fail(f"the browser tier cannot run: {problem}", pytrace=False)
+    if not shutil.which(os.environ.get("CHROMIUM_PATH") or "chromium"):
+        pytest.fail("Chromium is missing: apt-get install chromium (or run `bash scripts/test`)", pytrace=False)
+    workdir = tmp_path_factory.mktemp("platform")
+    (workdir / "settings.toml").write_text(E2E_SETTINGS)
+    (workdir / "config.d").mkdir()
+    port = free_port()
+    password = secrets.token_urlsafe(12)
+    env = {
+        **os.environ,
+        "COMPOSE_PROJECT_NAME": PREFIX,
+        "GPUHUB_SETTINGS_FILE": str(workdir / "settings.toml"),
+        "GPUHUB_CONFIG_D": str(workdir / "config.d"),
+        "GPUHUB_NETWORK": f"{PREFIX}-net",
+        "GPUHUB_PORT": str(port),
+        "GPUHUB_BIND": "127.0.0.1",
+        "GPUHUB_ADMIN_PASSWORD": password,
+    }
+    compose = compose_command()
+    down = [*compose, "down", "-v", "--remove-orphans"]
+    remove_prefixed(PREFIX)
+    subprocess.run(down, cwd=REPO, env=env, capture_output=True)
+    subprocess.run([*compose, "up", "-d", "--no-build", "hub"], cwd=REPO, env=env, check=True)
+    p = Platform(url=f"http://127.0.0.1:{port}", admin_password=password, compose=compose, env=env)
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                if requests.get(f"{p.url}/hub/health", timeout=2).ok:
+                    break
+            except requests.RequestException:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(f"the composed hub did not become healthy:\n{p.logs()}", pytrace=False)
+            time.sleep(1)
+        yield p
+    finally:
+        # the spawned containers first: they hold the project's network
+        remove_prefixed(PREFIX)
+        subprocess.run(down, cwd=REPO, env=env, capture_output=True)
+
+
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item, call):
+    report = yield
+    setattr(item, f"rep_{report.when}", report)
+    return report
+
+
+@pytest.fixture(scope="session")
+def browser():
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        b = pw.chromium.launch(
+            executable_path=shutil.which(os.environ.get("CHROMIUM_PATH") or "chromium"),
+            headless=True,
+            args=[
+                "--no-sandbox",
+                "--disable-gpu",
+                "--disable-quic",
+                "--no-first-run",
+                "--disable-background-networking",
+                "--disable-component-update",
+                "--disable-sync",
+            ],
+        )
+        yield b
+        b.close()
+
+
+@pytest.fixture
+def page(browser, request, platform):
+    context = browser.new_context(viewport={"width": 1280, "height": 860})
+    pg = context.new_page()
+    pg.set_default_timeout(30_000)
+    yield pg
+    failed = getattr(request.node, "rep_call", None) and request.node.rep_call.failed
+    if failed:
+        ARTIFACTS.mkdir(parents=True, exist_ok=True)
+        shot = ARTIFACTS / f"{request.node.name}.png"
+        pg.screenshot(path=str(shot), full_page=True)
+        print(f"\nscreenshot: {shot}\n===== hub log =====\n{platform.logs()}")
+    context.close()
