@@ -20,10 +20,11 @@ ensure_docker() {  # a Docker engine that answers; started here when installed b
   command -v docker >/dev/null && command -v dockerd >/dev/null || apt_install docker.io
   docker info >/dev/null 2>&1 && return 0
   is_root || die "no Docker engine answers: start it ('sudo systemctl start docker' or 'sudo dockerd &')"
-  if command -v systemctl >/dev/null && systemctl start docker 2>/dev/null; then :; else
-    say "starting dockerd in the background (log: /var/log/gpuhub-dockerd.log)"
-    setsid dockerd >/var/log/gpuhub-dockerd.log 2>&1 < /dev/null &
+  if command -v systemctl >/dev/null && systemctl start docker >/dev/null 2>&1; then
+    for _ in $(seq 15); do docker info >/dev/null 2>&1 && return 0; sleep 1; done
   fi
+  say "starting dockerd in the background (log: /var/log/gpuhub-dockerd.log)"
+  setsid dockerd >/var/log/gpuhub-dockerd.log 2>&1 < /dev/null &
   for _ in $(seq 60); do docker info >/dev/null 2>&1 && return 0; sleep 1; done
   tail -20 /var/log/gpuhub-dockerd.log >&2 2>/dev/null
   die "dockerd did not answer within 60 s (log above)"
