@@ -46,6 +46,14 @@ gpu_mode = "exclusive"
 '''
 
 
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_runtest_makereport(item, call):
+    """Keep each phase's report on the item (``item.rep_call``) so tier fixtures can dump logs on failure."""
+    report = yield
+    setattr(item, f"rep_{report.when}", report)
+    return report
+
+
 @pytest.fixture
 def repo_root() -> Path:
     return REPO

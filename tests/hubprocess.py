@@ -86,17 +86,20 @@ class HubProcess:
         admin_password: str | None = None,
         extra_config: str = "",
         profiles: str = TEST_PROFILES,
+        db_url: str | None = None,
     ):
         self.workdir = Path(workdir)
         self.prefix = prefix
         self.spawner = spawner
-        self.admin_password = admin_password or secrets.token_urlsafe(12)
+        # None: a random password for the run; "": leave GPUHUB_ADMIN_PASSWORD unset (the hub generates one)
+        self.admin_password = secrets.token_urlsafe(12) if admin_password is None else admin_password
         self.token = secrets.token_hex(24)
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.docker = docker.from_env()
         self.extra_config = extra_config
         self.profiles = profiles
+        self.db_url = db_url or f"sqlite:///{self.workdir}/jupyterhub.sqlite"
         self.process: subprocess.Popen | None = None
         self.log_path = self.workdir / "jupyterhub.log"
         self.session = requests.Session()
@@ -111,7 +114,7 @@ class HubProcess:
 [hub]
 bind_url = "{self.url}"
 hub_bind_url = "http://{gateway}:{free_port()}"
-db_url = "sqlite:///{self.workdir}/jupyterhub.sqlite"
+db_url = "{self.db_url}"
 state_dir = "{self.workdir}"
 admin_users = ["admin"]
 
@@ -155,14 +158,18 @@ c.JupyterHub.log_level = "DEBUG"
 
     # --- lifecycle ---------------------------------------------------------------------------
     def start(self, timeout: float = 60) -> "HubProcess":
-        self.write_config()
+        if not (self.workdir / "settings.toml").exists():
+            self.write_config()
         env = {
             **os.environ,
             "GPUHUB_SETTINGS": str(self.workdir / "settings.toml"),
             "GPUHUB_CONFIG_D": str(self.workdir / "config.d"),
-            "GPUHUB_ADMIN_PASSWORD": self.admin_password,
             "PATH": f"{REPO / 'node_modules' / '.bin'}:{Path(sys.executable).parent}:{os.environ['PATH']}",
         }
+        if self.admin_password:
+            env["GPUHUB_ADMIN_PASSWORD"] = self.admin_password
+        else:
+            env.pop("GPUHUB_ADMIN_PASSWORD", None)
         log = open(self.log_path, "ab")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "jupyterhub", "-f", str(REPO / "jupyterhub_config.py")],

@@ -103,6 +103,14 @@ def _slug(proposal, what):
     return value
 
 
+def _in_range(proposal):
+    """Validator body for numeric traits tagged ``range=(low, high)``."""
+    low, high = proposal["trait"].metadata["range"]
+    if not low <= proposal["value"] <= high:
+        raise TraitError(f"outside {low} to {high}")
+    return proposal["value"]
+
+
 def _positive_bytes(proposal, minimum, what):
     value = proposal["value"]
     if value is not None and value < minimum:
@@ -266,18 +274,18 @@ class Spawner(Section):
     uid = Integer(
         1000,
         help="""User id the single-user server runs as. Root (0) is refused. Example: ``1000``.""",
-    ).tag(accepted="an integer from 1 to 65534")
+    ).tag(accepted="an integer from 1 to 65534", range=(1, 65534))
 
     pids_limit = Integer(
         4096,
         help="""Maximum number of processes in a user container (a fork bomb stops there).
         Example: ``4096``.""",
-    ).tag(accepted="an integer from 64 to 1048576")
+    ).tag(accepted="an integer from 64 to 1048576", range=(64, 1048576))
 
     start_timeout = Integer(
         180,
         help="""Seconds a spawn may take before it fails (image start plus JupyterLab start).""",
-    ).tag(accepted="an integer from 10 to 3600")
+    ).tag(accepted="an integer from 10 to 3600", range=(10, 3600))
 
     default_url = Unicode(
         "/lab",
@@ -312,23 +320,9 @@ class Spawner(Section):
     def _validate_home_path(self, proposal):
         return _absolute_path(proposal["value"])
 
-    @validate("uid")
-    def _validate_uid(self, proposal):
-        if not 1 <= proposal["value"] <= 65534:
-            raise TraitError("root or out of range")
-        return proposal["value"]
-
-    @validate("pids_limit")
-    def _validate_pids(self, proposal):
-        if not 64 <= proposal["value"] <= 1048576:
-            raise TraitError("out of range")
-        return proposal["value"]
-
-    @validate("start_timeout")
-    def _validate_timeout(self, proposal):
-        if not 10 <= proposal["value"] <= 3600:
-            raise TraitError("out of range")
-        return proposal["value"]
+    @validate("uid", "pids_limit", "start_timeout")
+    def _validate_range(self, proposal):
+        return _in_range(proposal)
 
     @validate("default_url")
     def _validate_default_url(self, proposal):
@@ -398,7 +392,7 @@ class Profile(Section):
     ).tag(accepted="a size of at least 128M, e.g. \"4G\" or \"512M\"")
     cpu_limit = Float(
         2.0, help="""CPUs the container may use (a CFS quota). Example: ``8`` or ``0.5``."""
-    ).tag(accepted="a number of CPUs from 0.01 to 1024")
+    ).tag(accepted="a number of CPUs from 0.01 to 1024", range=(0.01, 1024))
     shm_size = ByteSpecification(
         allow_none=False,
         default_value=1024**3,
@@ -409,7 +403,7 @@ class Profile(Section):
         0,
         help="""GPUs the profile asks for: 0 for CPU only. Accepted by the schema now; spawning a GPU
         profile is refused until the GPU allocator lands. Example: ``1``.""",
-    ).tag(accepted="an integer from 0 to 64")
+    ).tag(accepted="an integer from 0 to 64", range=(0, 64))
     gpu_mode = Enum(
         ["none", "exclusive", "shared", "mig"],
         default_value="none",
@@ -446,17 +440,9 @@ class Profile(Section):
     def _validate_shm(self, proposal):
         return _positive_bytes(proposal, 64 * MiB, "shm_size")
 
-    @validate("cpu_limit")
-    def _validate_cpu(self, proposal):
-        if not 0.01 <= proposal["value"] <= 1024:
-            raise TraitError("out of range")
-        return proposal["value"]
-
-    @validate("gpus")
-    def _validate_gpus(self, proposal):
-        if not 0 <= proposal["value"] <= 64:
-            raise TraitError("out of range")
-        return proposal["value"]
+    @validate("cpu_limit", "gpus")
+    def _validate_range(self, proposal):
+        return _in_range(proposal)
 
     @property
     def title(self) -> str:

@@ -142,11 +142,6 @@ def platform(tmp_path_factory):
         subprocess.run(down, cwd=REPO, env=env, capture_output=True)
 
 
-@pytest.hookimpl(wrapper=True, tryfirst=True)
-def pytest_runtest_makereport(item, call):
-    report = yield
-    setattr(item, f"rep_{report.when}", report)
-    return report
 
 
 @pytest.fixture(scope="session")

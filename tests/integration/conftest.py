@@ -24,11 +24,6 @@ def pytest_collection_modifyitems(items):
             item.add_marker(pytest.mark.docker)
 
 
-@pytest.hookimpl(wrapper=True, tryfirst=True)
-def pytest_runtest_makereport(item, call):
-    report = yield
-    setattr(item, f"rep_{report.when}", report)
-    return report
 
 
 @pytest.fixture(scope="session")

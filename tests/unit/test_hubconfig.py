@@ -16,6 +16,7 @@ def test_repository_settings_become_hub_config(repo_root):
     assert c.JupyterHub.hub_connect_url == "http://hub:8081"
     assert c.JupyterHub.cookie_secret_file == "/srv/gpuhub/data/jupyterhub_cookie_secret"
     assert c.Authenticator.admin_users == {"admin"}
+    assert c.JupyterHub.cleanup_servers is False
     assert c.GPUSpawner.site_settings is settings
     assert c.DockerSpawner.allowed_images == ["gpuhub/pytorch-cuda:cpu", "gpuhub/pytorch-cuda:2.7-cuda12.6"]
     assert c.DockerSpawner.network_name == "gpuhub"
