@@ -131,19 +131,26 @@ def measure(spawner: str, repeats: int, burst: int) -> dict:
         else:
             shutil.rmtree(workdir, ignore_errors=True)
 
+    return {"singles": singles, "burst": list(results.values()) + [None] * (burst - len(results)), "walls": [burst_wall]}
+
+
+def summarise(rounds: list[dict]) -> dict:
+    """Pool the raw samples of every round of one spawner into the reported figures."""
+    singles = [s for r in rounds for s in r["singles"]]
+    burst = [b for r in rounds for b in r["burst"]]
+    walls = [w for r in rounds for w in r["walls"]]
     ok_singles = [s for s in singles if s is not None]
-    ok_burst = sorted(v for v in results.values() if v is not None)
-    burst_failures = burst - len(ok_burst)
+    ok_burst = sorted(v for v in burst if v is not None)
     return {
         "single_median": statistics.median(ok_singles) if ok_singles else None,
         "single_min": min(ok_singles, default=None),
         "single_max": max(ok_singles, default=None),
-        "single_failures": repeats - len(ok_singles),
+        "single_failures": len(singles) - len(ok_singles),
         "burst_p50": percentile(ok_burst, 50),
         "burst_p95": percentile(ok_burst, 95),
         "burst_max": ok_burst[-1] if ok_burst else None,
-        "burst_wall": burst_wall,  # until the last one was ready or given up on
-        "burst_failures": burst_failures,
+        "burst_wall": statistics.median(walls),  # until the last one was ready or given up on
+        "burst_failures": len(burst) - len(ok_burst),
     }
 
 
@@ -197,14 +204,16 @@ def machine() -> str:
 def report(args, g: dict, d: dict) -> str:
     return f"""## Spawn latency
 
-- Date: {datetime.datetime.now().astimezone():%Y-%m-%d %H:%M %Z}; command: `python benchmarks/spawn_latency.py --repeats {args.repeats} --burst {args.burst}`
+- Date: {datetime.datetime.now().astimezone():%Y-%m-%d %H:%M %Z}; command: `python benchmarks/spawn_latency.py --repeats {args.repeats} --burst {args.burst} --rounds {args.rounds}`
 - Machine: {machine()}
 - These are CPU-only spawns on this machine (no GPU).
 - Image: `{USER_IMAGE}` for both; user options `{{}}` for both (GPUSpawner uses its default profile `cpu-test`:
   0.5 CPU, 768M; plain DockerSpawner is given the same caps). Every spawn starts from a new home volume.
 - Time: from `POST /hub/api/users/<u>/server` until the user model's `servers[""]["ready"]` is true,
   polled every {POLL_INTERVAL} s; a spawn not ready after {READY_TIMEOUT:.0f} s is a failure.
-- Single spawn: N = {args.repeats}, one user, server stopped and its container gone between runs.
+- Rounds: {args.rounds}, the order alternating (GPUSpawner first in odd rounds, DockerSpawner first in even
+  ones); samples are pooled over the rounds, and the burst wall time is the median of the rounds'.
+- Single spawn: N = {args.repeats} per round, one user, server stopped and its container gone between runs.
 - Burst: {args.burst} new users POST at once; p50/p95 interpolate linearly; wall is until the last is ready.
 
 {table(g, d)}
@@ -225,13 +234,23 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5, help="single spawns per spawner (default 5)")
     parser.add_argument("--burst", type=int, default=10, help="users in the burst (default 10)")
+    parser.add_argument(
+        "--rounds", type=int, default=2,
+        help="rounds per spawner; the order alternates each round so neither always goes first (default 2)",
+    )
     parser.add_argument("--no-write", action="store_true", help=f"print only; leave {DOC.relative_to(REPO)} alone")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    if args.repeats < 1 or args.burst < 1:
-        parser.error("--repeats and --burst must be at least 1")
+    if args.repeats < 1 or args.burst < 1 or args.rounds < 1:
+        parser.error("--repeats, --burst and --rounds must be at least 1")
 
-    figures = {spawner: measure(spawner, args.repeats, args.burst) for spawner in SPAWNERS}
+    raw: dict[str, list[dict]] = {spawner: [] for spawner in SPAWNERS}
+    order = list(SPAWNERS)
+    for round_no in range(args.rounds):
+        for spawner in order if round_no % 2 == 0 else reversed(order):
+            log.info("round %d/%d: %s", round_no + 1, args.rounds, spawner)
+            raw[spawner].append(measure(spawner, args.repeats, args.burst))
+    figures = {spawner: summarise(rounds) for spawner, rounds in raw.items()}
     section = report(args, figures["gpuhub"], figures["docker"])
     print(section)
     if not args.no_write:

@@ -28,7 +28,13 @@ import requests
 REPO = Path(__file__).resolve().parent.parent
 USER_IMAGE = os.environ.get("GPUHUB_TEST_IMAGE", "gpuhub/pytorch-cuda:cpu")
 
+DATASET_VOLUME = "gpuhubtest-dataset"
 TEST_PROFILES = f'''
+[[datasets]]
+name = "refdata"
+source = "{DATASET_VOLUME}"
+target = "/datasets/ref"
+
 [[profiles]]
 name = "cpu-test"
 display_name = "CPU test"
@@ -44,6 +50,14 @@ image = "{USER_IMAGE}"
 mem_limit = "1G"
 cpu_limit = 1
 shm_size = "128M"
+
+[[profiles]]
+name = "cpu-data"
+image = "{USER_IMAGE}"
+mem_limit = "768M"
+cpu_limit = 0.5
+shm_size = "128M"
+datasets = ["refdata"]
 
 [[profiles]]
 name = "gpu-1"

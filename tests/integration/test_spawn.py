@@ -86,7 +86,7 @@ def test_image_outside_allowed_list_is_refused_with_the_allowed_ones(hub, user):
     "options, status, fragment",
     [
         ({"profile": "gpu-1"}, 409, "GPU profiles arrive with the GPU allocator"),
-        ({"profile": "nope"}, 400, "No such profile: 'nope'. Options include: cpu-test, cpu-test-big, gpu-1"),
+        ({"profile": "nope"}, 400, "No such profile: 'nope'. Options include: cpu-test, cpu-test-big, cpu-data, gpu-1"),
         ({"profile": "cpu-test", "mem_limit": "64G"}, 400, "Unknown spawn option(s): 'mem_limit'"),
     ],
 )
@@ -98,3 +98,19 @@ def test_bad_spawn_options_are_refused_and_change_nothing(hub, user, options, st
     assert {c.id for c in hub.containers()} == before
     time.sleep(0.5)
     assert not hub.api("GET", f"/users/{user}", expect=200).json()["servers"]
+
+
+def test_dataset_is_mounted_read_only(hub, user):
+    from tests.hubprocess import DATASET_VOLUME, USER_IMAGE
+
+    hub.docker.containers.run(
+        USER_IMAGE, ["sh", "-c", "echo reference > /d/labels.txt"], user="0", entrypoint=[],
+        volumes={DATASET_VOLUME: {"bind": "/d", "mode": "rw"}}, remove=True,
+    )
+    hub.start_server(user, {"profile": "cpu-data"})
+    c = inspect_container(hub, user)
+    mounts = {m["Destination"]: m for m in c.attrs["Mounts"]}
+    assert (mounts["/datasets/ref"]["Name"], mounts["/datasets/ref"]["RW"]) == (DATASET_VOLUME, False)
+    assert exec_in(c, "cat /datasets/ref/labels.txt") == "reference"
+    code, out = c.exec_run(["sh", "-c", "echo x > /datasets/ref/new.txt"])
+    assert code != 0 and b"Read-only file system" in out
