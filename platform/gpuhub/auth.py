@@ -26,6 +26,13 @@ class GPUHubAuthenticator(NativeAuthenticator):
         Empty or unset: a random password is generated and printed once in the hub log.""",
     ).tag(config=True)
 
+    first_admin = Unicode(
+        "",
+        help="""The admin account created at the hub's first start. gpuhub sets it to the first name in
+        ``[hub] admin_users``; empty means the alphabetically first of ``admin_users``.
+        Example: ``"admin"``.""",
+    ).tag(config=True)
+
     @default("allow_all")
     def _default_allow_all(self):
         # Authorisation is NativeAuthenticator's own: only accounts an admin approved can log in.
@@ -49,10 +56,10 @@ class GPUHubAuthenticator(NativeAuthenticator):
 
     def bootstrap_first_admin(self) -> None:
         admins = sorted(self.admin_users)
-        if not admins:
+        if not (self.first_admin or admins):
             self.log.warning("gpuhub: no admin_users configured; nobody can approve sign-ups")
             return
-        name = self.normalize_username(admins[0])
+        name = self.normalize_username(self.first_admin or admins[0])
         if self.user_exists(name):
             return
         password = os.environ.get(self.admin_password_env, "")

@@ -43,6 +43,8 @@ def apply_site_settings(c, path: str) -> Settings:
         c.JupyterHub.cookie_secret_file = os.path.join(hub.state_dir, "jupyterhub_cookie_secret")
         c.ConfigurableHTTPProxy.pid_file = os.path.join(hub.state_dir, "jupyterhub-proxy.pid")
     c.Authenticator.admin_users = set(hub.admin_users)
+    if hub.admin_users:
+        c.GPUHubAuthenticator.first_admin = hub.admin_users[0]  # the set above loses the order
     # Users' servers outlive a hub restart (a config change, an upgrade); the hub finds them again.
     c.JupyterHub.cleanup_servers = False
 

@@ -9,6 +9,7 @@ from traitlets import Instance, default
 from . import containers, form
 from .profiles import choose_profile
 from .settings import Settings
+from .slugs import user_slug
 
 
 class GPUSpawner(DockerSpawner):
@@ -36,8 +37,6 @@ class GPUSpawner(DockerSpawner):
         return [g.name for g in self.user.groups]
 
     def template_namespace(self):
-        from .slugs import user_slug
-
         return {**super().template_namespace(), "slug": user_slug(self.user.name)}
 
     @default("name_template")

@@ -16,6 +16,7 @@ def test_repository_settings_become_hub_config(repo_root):
     assert c.JupyterHub.hub_connect_url == "http://hub:8081"
     assert c.JupyterHub.cookie_secret_file == "/srv/gpuhub/data/jupyterhub_cookie_secret"
     assert c.Authenticator.admin_users == {"admin"}
+    assert c.GPUHubAuthenticator.first_admin == "admin"
     assert c.JupyterHub.cleanup_servers is False
     assert c.GPUSpawner.site_settings is settings
     assert c.DockerSpawner.allowed_images == ["gpuhub/pytorch-cuda:cpu", "gpuhub/pytorch-cuda:2.7-cuda12.6"]
@@ -27,10 +28,11 @@ def test_repository_settings_become_hub_config(repo_root):
 
 def test_other_authenticator_is_passed_through(tmp_path):
     path = tmp_path / "s.toml"
-    path.write_text('[hub]\nauthenticator = "github"\n' + BASE_SETTINGS)
+    path.write_text('[hub]\nauthenticator = "github"\nadmin_users = ["zoe", "adam"]\n' + BASE_SETTINGS)
     c = Config()
     apply_site_settings(c, str(path))
     assert c.JupyterHub.authenticator_class == "github"
+    assert c.GPUHubAuthenticator.first_admin == "zoe"  # the listed order, not the alphabetical one
     assert "hub_connect_url" not in c.JupyterHub
 
 
