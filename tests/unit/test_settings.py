@@ -126,3 +126,13 @@ def test_check_command(tmp_path, capsys, repo_root):
     assert main(["check", str(bad)]) == 2
     assert "hub.db_url = 'oracle://'" in capsys.readouterr().err
     assert main([]) == 2
+
+
+def test_check_command_reads_standard_input(monkeypatch, capsys):
+    import io
+
+    monkeypatch.setattr("sys.stdin", io.StringIO(BASE_SETTINGS))
+    assert main(["check", "-"]) == 0
+    monkeypatch.setattr("sys.stdin", io.StringIO(BASE_SETTINGS.replace("cpu_limit = 1\n", 'cpu_limit = "one"\n')))
+    assert main(["check", "-"]) == 2
+    assert "settings (stdin): profiles[0].cpu_limit = 'one'" in capsys.readouterr().err
