@@ -49,19 +49,10 @@ def time_to_ready(hub: HubProcess, name: str) -> float | None:
         if r.status_code not in (201, 202):
             log.warning("%s: spawn request answered %s %s", name, r.status_code, r.text[:200])
             return None
-        while time.monotonic() - started < READY_TIMEOUT:
-            r = session.get(user_url, timeout=30)
-            if not r.ok:
-                log.warning("%s: reading the user answered %s %s", name, r.status_code, r.text[:200])
-                return None
-            server = r.json().get("servers", {}).get("")
-            if server and server.get("ready"):
-                return time.monotonic() - started
-            if not server:
-                log.warning("%s: server is gone before it was ready (spawn failed)", name)
-                return None
-            time.sleep(POLL_INTERVAL)
-        log.warning("%s: not ready after %.0f s", name, READY_TIMEOUT)
+        hub.wait_ready(name, READY_TIMEOUT - (time.monotonic() - started), session=session, poll=POLL_INTERVAL)
+        return time.monotonic() - started
+    except HubError as e:
+        log.warning("%s: %s", name, str(e).splitlines()[0])
     except (requests.RequestException, ValueError) as e:
         log.warning("%s: %s", name, e)
     finally:
@@ -125,7 +116,6 @@ def measure(spawner: str, repeats: int, burst: int) -> dict:
     finally:
         hub.stop()
         hub.remove_docker_objects()
-        remove_prefixed(prefix)
         if failed:
             log.error("%s: kept %s for the hub log", label, workdir)
         else:

@@ -252,17 +252,23 @@ c.JupyterHub.log_level = "DEBUG"
         self.wait_ready(name, timeout)
         return r
 
-    def wait_ready(self, name: str, timeout: float = 120) -> dict:
+    def wait_ready(
+        self, name: str, timeout: float = 120, session: requests.Session | None = None, poll: float = 0.5
+    ) -> dict:
+        """Poll the user model until the default server is ready; HubError if it fails or times out.
+        Threads pass their own ``session`` (a requests.Session is not thread-safe)."""
+        url = f"{self.url}/hub/api/users/{requests.utils.quote(name, safe='')}"
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            model = self.api("GET", f"/users/{requests.utils.quote(name, safe='')}", expect=200).json()
-            server = model.get("servers", {}).get("")
-            if server and server.get("ready"):
+            r = (session or self.session).get(url, timeout=30)
+            if not r.ok:
+                raise HubError(f"GET {url} -> {r.status_code}: {r.text[:200]}")
+            server = r.json().get("servers", {}).get("")
+            if not server:
+                raise HubError(f"{name}'s server is gone (spawn failed?):\n{self.log_tail(40)}")
+            if server.get("ready"):
                 return server
-            if not server or not server.get("pending"):
-                if not server:
-                    raise HubError(f"{name}'s server is gone (spawn failed?):\n{self.log_tail(40)}")
-            time.sleep(0.5)
+            time.sleep(poll)
         raise HubError(f"{name}'s server not ready after {timeout}s:\n{self.log_tail(40)}")
 
     def stop_server(self, name: str, timeout: float = 60) -> None:
@@ -294,10 +300,7 @@ c.JupyterHub.log_level = "DEBUG"
         return "\n".join(out) or "(no containers)"
 
     def remove_docker_objects(self) -> None:
-        for c in self.containers():
-            c.remove(force=True)
-        for v in self.volumes():
-            v.remove(force=True)
+        remove_prefixed(self.prefix)
 
 
 def remove_prefixed(prefix: str) -> None:

@@ -93,7 +93,7 @@ def _exclusive(inventory: Inventory, holdings: list[Holding], request: GpuReques
         return NoFitNow(f"{len(free)} of {len(whole)} whole GPUs free; {request.count} asked")
     if request.count == 1:
         return Placement((free[0].uuid,))
-    best = max(combinations(free, request.count), key=lambda gs: _nvlink_score(gs))
+    best = max(combinations(free, request.count), key=_nvlink_score)
     return Placement(tuple(g.uuid for g in best))
 
 
