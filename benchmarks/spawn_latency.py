@@ -73,11 +73,41 @@ def stop_and_wait_gone(hub: HubProcess, names: list[str]) -> None:
     hub.remove_docker_objects()  # leftovers and home volumes: every spawn starts from a new home
 
 
-def measure(spawner: str, repeats: int, burst: int) -> dict:
+GPU_INVENTORY = "".join(
+    f'[[gpus]]\nuuid = "GPU-00000000-0000-0000-0000-{i:012d}"\nname = "simulated H100"\nmemory = "80G"\n\n' for i in range(32)
+)
+
+
+def gpu_profiles(inventory_path: Path) -> str:
+    """--gpu: GPUSpawner's default profile takes 1 exclusive GPU from a SIMULATED 32-GPU inventory
+    (env-only exposure: allocation, wait-line check, quota check and device wiring all run; no GPU is used),
+    with the same caps as the plain DockerSpawner side."""
+    return f'''
+[gpus]
+inventory = "file:{inventory_path}"
+exposure = "env-only"
+
+[[profiles]]
+name = "gpu-test"
+image = "{USER_IMAGE}"
+mem_limit = "768M"
+cpu_limit = 0.5
+shm_size = "256M"
+gpus = 1
+gpu_mode = "exclusive"
+default = true
+'''
+
+
+def measure(spawner: str, repeats: int, burst: int, gpu: bool = False) -> dict:
     label, prefix = SPAWNERS[spawner]
     remove_prefixed(prefix)  # leftovers of a crashed run
     workdir = Path(tempfile.mkdtemp(prefix=f"{prefix}-"))
-    hub = HubProcess(workdir, prefix=prefix, spawner=spawner)
+    extra = {}
+    if gpu and spawner == "gpuhub":
+        (workdir / "inventory.toml").write_text(GPU_INVENTORY)
+        extra["profiles"] = gpu_profiles(workdir / "inventory.toml")
+    hub = HubProcess(workdir, prefix=prefix, spawner=spawner, **extra)
     failed = False
     try:
         hub.start()
@@ -192,13 +222,24 @@ def machine() -> str:
 
 
 def report(args, g: dict, d: dict) -> str:
-    return f"""## Spawn latency
+    if args.gpu:
+        title, what = "Spawn latency with GPU allocation", (
+            "- GPUSpawner's default profile takes 1 exclusive GPU from a **simulated** 32-GPU inventory in the\n"
+            "  `env-only` exposure: the allocation transaction, quota check, wait-line check and device wiring run\n"
+            "  for every spawn; no GPU exists or is used. Plain DockerSpawner does no GPU bookkeeping at all.\n"
+            "- Image: `" + USER_IMAGE + "` for both, 0.5 CPU and 768M for both. Every spawn starts from a new home volume."
+        )
+    else:
+        title, what = "Spawn latency", (
+            "- These are CPU-only spawns on this machine (no GPU).\n"
+            "- Image: `" + USER_IMAGE + "` for both; user options `{}` for both (GPUSpawner uses its default profile `cpu-test`:\n"
+            "  0.5 CPU, 768M; plain DockerSpawner is given the same caps). Every spawn starts from a new home volume."
+        )
+    return f"""## {title}
 
-- Date: {datetime.datetime.now().astimezone():%Y-%m-%d %H:%M %Z}; command: `python benchmarks/spawn_latency.py --repeats {args.repeats} --burst {args.burst} --rounds {args.rounds}`
+- Date: {datetime.datetime.now().astimezone():%Y-%m-%d %H:%M %Z}; command: `python benchmarks/spawn_latency.py --repeats {args.repeats} --burst {args.burst} --rounds {args.rounds}{' --gpu' if args.gpu else ''}`
 - Machine: {machine()}
-- These are CPU-only spawns on this machine (no GPU).
-- Image: `{USER_IMAGE}` for both; user options `{{}}` for both (GPUSpawner uses its default profile `cpu-test`:
-  0.5 CPU, 768M; plain DockerSpawner is given the same caps). Every spawn starts from a new home volume.
+{what}
 - Time: from `POST /hub/api/users/<u>/server` until the user model's `servers[""]["ready"]` is true,
   polled every {POLL_INTERVAL} s; a spawn not ready after {READY_TIMEOUT:.0f} s is a failure.
 - Rounds: {args.rounds}, the order alternating (GPUSpawner first in odd rounds, DockerSpawner first in even
@@ -228,8 +269,15 @@ def main() -> int:
         "--rounds", type=int, default=2,
         help="rounds per spawner; the order alternates each round so neither always goes first (default 2)",
     )
+    parser.add_argument(
+        "--gpu", action="store_true",
+        help="GPUSpawner spawns a 1-GPU exclusive profile from a SIMULATED inventory (allocation overhead)",
+    )
     parser.add_argument("--no-write", action="store_true", help=f"print only; leave {DOC.relative_to(REPO)} alone")
     args = parser.parse_args()
+    global START, END
+    if args.gpu:
+        START, END = "<!-- spawn_latency_gpu:start -->", "<!-- spawn_latency_gpu:end -->"
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     if args.repeats < 1 or args.burst < 1 or args.rounds < 1:
         parser.error("--repeats, --burst and --rounds must be at least 1")
@@ -239,7 +287,7 @@ def main() -> int:
     for round_no in range(args.rounds):
         for spawner in order if round_no % 2 == 0 else reversed(order):
             log.info("round %d/%d: %s", round_no + 1, args.rounds, spawner)
-            raw[spawner].append(measure(spawner, args.repeats, args.burst))
+            raw[spawner].append(measure(spawner, args.repeats, args.burst, args.gpu))
     figures = {spawner: summarise(rounds) for spawner, rounds in raw.items()}
     section = report(args, figures["gpuhub"], figures["docker"])
     print(section)

@@ -45,11 +45,13 @@ class GpuRequest:
 
 @dataclass(frozen=True)
 class Holding:
-    """A device (GPU or MIG UUID) held by a live allocation, in a mode, with its shared budget."""
+    """A device (GPU or MIG UUID) held in a mode: by ``holders`` live allocations, with their shared
+    budgets summed in ``memory_bytes`` (the store reads them grouped per device and mode)."""
 
     uuid: str
     mode: str
     memory_bytes: int = 0
+    holders: int = 1
 
 
 @dataclass(frozen=True)
@@ -79,6 +81,13 @@ def place(inventory: Inventory, holdings: list[Holding], request: GpuRequest, ma
     return _mig(inventory, holdings, request)
 
 
+def _by_uuid(holdings: list[Holding]) -> dict[str, list[Holding]]:
+    grouped: dict[str, list[Holding]] = {}
+    for h in holdings:
+        grouped.setdefault(h.uuid, []).append(h)
+    return grouped
+
+
 def _whole(inventory: Inventory) -> list[Gpu]:
     return [g for g in inventory.gpus if not g.mig_enabled]
 
@@ -86,7 +95,7 @@ def _whole(inventory: Inventory) -> list[Gpu]:
 def _exclusive(inventory: Inventory, holdings: list[Holding], request: GpuRequest) -> Decision:
     whole = _whole(inventory)
     if request.count > len(whole):
-        return NeverFits(f"{request.count} whole GPUs asked; this pool has {len(whole)}")
+        return NeverFits(f"{_gpus(request.count)} asked; this pool has {len(whole)}")
     held = {h.uuid for h in holdings}
     free = [g for g in whole if g.healthy and g.uuid not in held]
     if len(free) < request.count:
@@ -95,6 +104,10 @@ def _exclusive(inventory: Inventory, holdings: list[Holding], request: GpuReques
         return Placement((free[0].uuid,))
     best = max(combinations(free, request.count), key=_nvlink_score)
     return Placement(tuple(g.uuid for g in best))
+
+
+def _gpus(n: int) -> str:
+    return f"{n} whole GPU{'' if n == 1 else 's'}"
 
 
 def _nvlink_score(gpus: tuple[Gpu, ...]) -> tuple[int, int, tuple[int, ...]]:
@@ -109,10 +122,11 @@ def _shared(inventory: Inventory, holdings: list[Holding], request: GpuRequest, 
     if not any(g.memory_bytes >= request.memory_bytes for g in whole):
         biggest = max((g.memory_bytes for g in whole), default=0)
         return NeverFits(f"a {request.memory_bytes}-byte budget asked; the largest GPU has {biggest} bytes")
+    by_uuid = _by_uuid(holdings)
     candidates = []
     for g in whole:
-        on_gpu = [h for h in holdings if h.uuid == g.uuid]
-        if not g.healthy or any(h.mode == "exclusive" for h in on_gpu) or len(on_gpu) >= max_shares:
+        on_gpu = by_uuid.get(g.uuid, ())
+        if not g.healthy or any(h.mode == "exclusive" for h in on_gpu) or sum(h.holders for h in on_gpu) >= max_shares:
             continue
         spare = g.memory_bytes - sum(h.memory_bytes for h in on_gpu) - request.memory_bytes
         if spare >= 0:
@@ -133,3 +147,53 @@ def _mig(inventory: Inventory, holdings: list[Holding], request: GpuRequest) -> 
     if not free:
         return NoFitNow(f"all {len(matching)} matching MIG slices are held")
     return Placement((free[0].uuid,))
+
+
+def pool_of(request: GpuRequest) -> str:
+    """The wait line a request joins: requests that compete for the same kind of device.
+    "exclusive×2", "shared", "mig:1g.10gb" (or "mig:any")."""
+    if request.mode == "exclusive":
+        return f"exclusive×{request.count}"
+    if request.mode == "mig":
+        return f"mig:{request.mig_profile or 'any'}"
+    return "shared"
+
+
+@dataclass(frozen=True)
+class Capacity:
+    free: int  # how many more such requests fit now (exclusive: whole GPUs free)
+    total: int  # of how many (exclusive: whole GPUs; shared: slots; mig: matching slices)
+    text: str  # what the spawn form shows, e.g. "2 of 8 NVIDIA H100 80GB HBM3 free"
+
+
+def _model_names(gpus) -> str:
+    names = sorted({g.name for g in gpus})
+    return names[0] if len(names) == 1 else "GPUs"
+
+
+def capacity(inventory: Inventory, holdings: list[Holding], request: GpuRequest, max_shares: int = 4) -> Capacity:
+    """What is free now for ``request``'s kind of device, in words a user reads on the spawn form."""
+    held = _by_uuid(holdings)
+    if request.mode == "exclusive":
+        whole = _whole(inventory)
+        free = [g for g in whole if g.healthy and g.uuid not in held]
+        text = f"{len(free)} of {len(whole)} {_model_names(whole)} free"
+        if request.count > 1:
+            text += f" ({request.count} needed)"
+        return Capacity(len(free), len(whole), text if whole else "no whole GPU on this host")
+    if request.mode == "shared":
+        slots = 0
+        for g in _whole(inventory):
+            on_gpu = held.get(g.uuid, [])
+            if not g.healthy or any(h.mode == "exclusive" for h in on_gpu):
+                continue
+            spare = g.memory_bytes - sum(h.memory_bytes for h in on_gpu)
+            slots += max(0, min(max_shares - sum(h.holders for h in on_gpu), spare // request.memory_bytes))
+        total = sum(min(max_shares, g.memory_bytes // request.memory_bytes) for g in _whole(inventory))
+        return Capacity(slots, total, f"shared: {slots} slice{'s' if slots != 1 else ''} free" if total else "no GPU to share on this host")
+    matching = [(g, s) for g, s in inventory.slices() if not request.mig_profile or s.profile == request.mig_profile]
+    free = [s for g, s in matching if g.healthy and s.uuid not in held]
+    label = request.mig_profile or "MIG"
+    return Capacity(
+        len(free), len(matching), f"{label}: {len(free)} of {len(matching)} slices free" if matching else f"no {label} slice on this host"
+    )

@@ -5,6 +5,12 @@ CPU caps, volumes, extra host config, extra create kwargs, environment). Securit
 and nowhere else: the image's uid (never 0), no-new-privileges, every capability dropped, a pids
 limit, no swap beyond the memory cap, no host network, no Docker socket (the settings refuse it as
 a dataset source, and nothing else binds host paths).
+
+GPUs (``gpu_wiring``): a CPU-only container gets ``NVIDIA_VISIBLE_DEVICES=void`` (even under the
+NVIDIA runtime it sees no GPU). A GPU container gets exactly the devices of its allocation, by UUID:
+``device_requests`` with ``device_ids`` (never ``count``, which gives everyone the same GPU) in the
+``device_requests`` exposure, and in both exposures ``NVIDIA_VISIBLE_DEVICES`` and
+``CUDA_VISIBLE_DEVICES`` naming the same UUIDs, plus labels naming the allocation.
 """
 
 from __future__ import annotations
@@ -15,6 +21,50 @@ from .settings import Profile, Settings
 from .slugs import render_name
 
 LABEL_PREFIX = "org.gpuhub"
+
+
+@dataclass(frozen=True)
+class GpuAssignment:
+    """What the allocator gave a server, and how the container is to get it."""
+
+    allocation_id: int
+    mode: str  # "exclusive", "shared" or "mig"
+    uuids: tuple[str, ...]  # GPU-... or MIG-... UUIDs
+    memory_bytes: int = 0  # shared: the budget
+    exposure: str = "device_requests"  # or "env-only"
+    simulated: bool = False  # the inventory came from a file
+
+
+def gpu_wiring(gpu: GpuAssignment | None) -> tuple[dict, dict, dict]:
+    """(host config, environment, labels) giving a container exactly its assigned devices."""
+    if gpu is None:
+        # CPU-only: even under the NVIDIA runtime the container sees no GPU.
+        return {}, {"NVIDIA_VISIBLE_DEVICES": "void", "CUDA_VISIBLE_DEVICES": ""}, {}
+    ids = ",".join(gpu.uuids)
+    env = {
+        "NVIDIA_VISIBLE_DEVICES": ids,
+        "CUDA_VISIBLE_DEVICES": ids,
+        "NVIDIA_DRIVER_CAPABILITIES": "compute,utility",
+        "GPUHUB_GPU_MODE": gpu.mode,
+        "GPUHUB_GPU_EXPOSURE": gpu.exposure,
+        "GPUHUB_GPU_SIMULATED": "true" if gpu.simulated else "false",
+    }
+    if gpu.mode == "shared":
+        env["GPUHUB_GPU_MEMORY_BUDGET"] = str(gpu.memory_bytes)
+    labels = {
+        f"{LABEL_PREFIX}.allocation": str(gpu.allocation_id),
+        f"{LABEL_PREFIX}.gpus": ids,
+        f"{LABEL_PREFIX}.gpu-mode": gpu.mode,
+        f"{LABEL_PREFIX}.gpu-exposure": gpu.exposure,
+    }
+    if gpu.simulated:
+        labels[f"{LABEL_PREFIX}.gpu-simulated"] = "true"
+    host = {}
+    if gpu.exposure == "device_requests":
+        host["device_requests"] = [
+            {"driver": "nvidia", "device_ids": list(gpu.uuids), "capabilities": [["gpu", "compute", "utility"]]}
+        ]
+    return host, env, labels
 
 
 @dataclass(frozen=True)
@@ -33,9 +83,11 @@ def home_volume_name(settings: Settings, username: str) -> str:
     return render_name(settings.spawner.home_volume, username)
 
 
-def build(settings: Settings, profile: Profile, username: str, image: str | None = None) -> ContainerSpec:
+def build(
+    settings: Settings, profile: Profile, username: str, image: str | None = None, gpu: GpuAssignment | None = None
+) -> ContainerSpec:
     """The container for ``username`` running ``profile`` (``image`` overrides the profile's, already
-    checked against the allowed list by the caller)."""
+    checked against the allowed list by the caller) with the devices of ``gpu`` (None: CPU only)."""
     sp = settings.spawner
     home = home_volume_name(settings, username)
     volumes = {home: {"bind": sp.home_path, "mode": "rw"}}
@@ -48,6 +100,7 @@ def build(settings: Settings, profile: Profile, username: str, image: str | None
         f"{LABEL_PREFIX}.profile": profile.name,
         f"{LABEL_PREFIX}.home-volume": home,
     }
+    gpu_host, gpu_env, gpu_labels = gpu_wiring(gpu)
     return ContainerSpec(
         image=image or profile.image,
         mem_limit=profile.mem_limit,
@@ -61,14 +114,13 @@ def build(settings: Settings, profile: Profile, username: str, image: str | None
             "cap_drop": ["ALL"],
             "security_opt": ["no-new-privileges:true"],
             "privileged": False,
+            **gpu_host,
         },
-        create_kwargs={"user": f"{sp.uid}:{sp.uid}", "labels": labels},
+        create_kwargs={"user": f"{sp.uid}:{sp.uid}", "labels": {**labels, **gpu_labels}},
         environment={
             "GPUHUB_PROFILE": profile.name,
             "GPUHUB_MEM_LIMIT": str(profile.mem_limit),
             "GPUHUB_CPU_LIMIT": f"{profile.cpu_limit:g}",
-            # CPU-only: even under the NVIDIA runtime the container sees no GPU.
-            "NVIDIA_VISIBLE_DEVICES": "void",
-            "CUDA_VISIBLE_DEVICES": "",
+            **gpu_env,
         },
     )

@@ -6,12 +6,24 @@ Pure policy: settings, the request's ``user_options`` and the user's groups in; 
 
 from __future__ import annotations
 
+from .allocator import GpuRequest
 from .errors import SpawnRefused
 from .settings import Profile, Settings
 
 # Keys a spawn request (form or REST ``user_options``) may carry.
 ACCEPTED_OPTIONS = ("profile", "image")
-GPU_NOT_YET = "GPU profiles arrive with the GPU allocator"
+
+
+def gpu_request(profile: Profile) -> GpuRequest | None:
+    """What ``profile`` asks of the GPU allocator; None for a CPU-only profile."""
+    if not profile.wants_gpu:
+        return None
+    return GpuRequest(
+        mode=profile.gpu_mode,
+        count=profile.gpus,
+        memory_bytes=profile.gpu_memory or 0,
+        mig_profile=profile.mig_profile,
+    )
 
 
 def profiles_for(settings: Settings, groups: list[str] | set[str]) -> list[Profile]:
@@ -55,14 +67,6 @@ def choose_profile(settings: Settings, user_options: dict, groups) -> Profile:
                 f" Profiles open to you: {allowed_names}",
                 why="forbidden",
             )
-    if profile.wants_gpu:
-        cpu = ", ".join(p.name for p in allowed if not p.wants_gpu) or "none"
-        raise SpawnRefused(
-            409,
-            f"Profile {profile.name!r} asks for {profile.gpus} GPU(s): {GPU_NOT_YET}, not yet installed"
-            f" on this hub. Pick a CPU profile: {cpu}",
-            why="gpu-unavailable",
-        )
     image = user_options.get("image")
     if image is not None and not isinstance(image, str):
         raise SpawnRefused(400, f"image must be an image reference (text), got {image!r}", why="options")

@@ -40,6 +40,7 @@ SLUG_ACCEPTED = "lowercase letters, digits and '-', starting with a letter or di
 VOLUME_NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")
 FORBIDDEN_SOURCES = ("/var/run/docker.sock", "/run/docker.sock")
 MiB = 1024**2
+MIG_PROFILE = re.compile(r"^\d+g\.\d+gb(\+me)?$")
 
 
 class SettingsError(ValueError):
@@ -401,20 +402,28 @@ class Profile(Section):
     ).tag(accepted="a size of at least 64M and at most mem_limit")
     gpus = Integer(
         0,
-        help="""GPUs the profile asks for: 0 for CPU only. Accepted by the schema now; spawning a GPU
-        profile is refused until the GPU allocator lands. Example: ``1``.""",
+        help="""GPUs the profile asks for: 0 for CPU only. ``"exclusive"`` profiles may ask for several
+        whole GPUs (NVLink-connected sets are preferred); ``"shared"`` and ``"mig"`` profiles take
+        exactly 1. Example: ``1``.""",
     ).tag(accepted="an integer from 0 to 64", range=(0, 64))
     gpu_mode = Enum(
         ["none", "exclusive", "shared", "mig"],
         default_value="none",
-        help="""How GPUs are given: ``"exclusive"`` (whole GPUs), ``"shared"`` (a memory budget on a
-        shared GPU), ``"mig"`` (a MIG slice) or ``"none"`` (CPU only).""",
+        help="""How GPUs are given: ``"exclusive"`` (whole GPUs nobody else holds), ``"shared"`` (a memory
+        budget on a GPU shared by up to ``gpus.max_shares_per_gpu`` users: soft isolation, the budget
+        is applied to PyTorch at kernel start), ``"mig"`` (a MIG instance, by UUID: hard isolation) or
+        ``"none"`` (CPU only: the container sees no GPU, ``NVIDIA_VISIBLE_DEVICES=void``).""",
     ).tag(accepted='"none", "exclusive", "shared" or "mig"')
     gpu_memory = ByteSpecification(
         allow_none=True,
         default_value=None,
         help="""For ``gpu_mode = "shared"``: the GPU memory budget. Example: ``"20G"``.""",
     ).tag(accepted="a size, e.g. \"20G\"")
+    mig_profile = Unicode(
+        "",
+        help="""For ``gpu_mode = "mig"``: the MIG profile to hand out, as NVML names it. Example:
+        ``"1g.10gb"``, ``"3g.40gb"``. Empty: any free MIG slice.""",
+    ).tag(accepted='empty or a MIG profile such as "1g.10gb"')
     datasets = List(
         Unicode(),
         help="Names of ``[[datasets]]`` mounted read-only. Example: ``[\"imagenet\"]``.",
@@ -431,6 +440,13 @@ class Profile(Section):
     @validate("name")
     def _validate_name(self, proposal):
         return _slug(proposal, "profile name")
+
+    @validate("mig_profile")
+    def _validate_mig_profile(self, proposal):
+        value = proposal["value"]
+        if value and not MIG_PROFILE.match(value):
+            raise TraitError("not a MIG profile name")
+        return value
 
     @validate("mem_limit")
     def _validate_mem(self, proposal):
@@ -453,6 +469,105 @@ class Profile(Section):
         return self.gpus > 0 or self.gpu_mode != "none"
 
 
+class Gpus(Section):
+    section_help = "The GPUs the hub hands out: where their inventory comes from and how containers get them."
+
+    inventory = Unicode(
+        "auto",
+        help="""Where the hub learns which GPUs (and MIG slices) this host has.
+        ``"nvml"``: NVIDIA's management library (nvidia-ml-py) on the hub's host; the hub does not start
+        without it. ``"auto"`` (default): NVML when it loads, else no GPUs (GPU profiles show "no GPU on
+        this host"). ``"none"``: no GPUs. ``"file:/srv/gpuhub/inventory.toml"``: an inventory file
+        describing GPUs the host may not have, for CI and demos; everything fed from it is labelled
+        *simulated* (see docs/admin.md, "Simulated inventory").""",
+    ).tag(accepted='"auto", "nvml", "none" or "file:" followed by an absolute path')
+
+    exposure = Enum(
+        ["device_requests", "env-only"],
+        default_value="device_requests",
+        help="""How a container is given its GPUs. ``"device_requests"`` (production): Docker device
+        requests naming the assigned device UUIDs (never a count), for the NVIDIA container runtime,
+        plus matching ``NVIDIA_VISIBLE_DEVICES`` and ``CUDA_VISIBLE_DEVICES``. ``"env-only"``: only the
+        variables, for hosts without the NVIDIA runtime (CI, demos); the container does not really get
+        the device, and the spawn form and labels say so.""",
+    ).tag(accepted='"device_requests" or "env-only"')
+
+    max_shares_per_gpu = Integer(
+        4,
+        help="""How many ``shared`` servers may share one GPU (each also needs its memory budget to fit).
+        Example: ``4``.""",
+    ).tag(accepted="an integer from 1 to 64", range=(1, 64))
+
+    queue_timeout = Integer(
+        600,
+        help="""Seconds a GPU spawn may wait in line for a device before it is given up with a message.
+        The spawn's own ``spawner.start_timeout`` starts counting after the GPU is assigned.
+        Example: ``600`` (10 minutes); ``0`` refuses at once when nothing is free.""",
+    ).tag(accepted="an integer from 0 to 86400", range=(0, 86400))
+
+    @validate("inventory")
+    def _validate_inventory(self, proposal):
+        value = proposal["value"]
+        if value in ("auto", "nvml", "none"):
+            return value
+        if value.startswith("file:"):
+            _absolute_path(value[len("file:"):])
+            return value
+        raise TraitError("not an inventory source")
+
+    @validate("max_shares_per_gpu", "queue_timeout")
+    def _validate_range(self, proposal):
+        return _in_range(proposal)
+
+
+class Quota(Section):
+    section_help = """Limits on what a user may hold: the default (no ``user`` or ``group``), a group's,
+    or one user's. A user's limit comes from their own block, else the most generous of their groups',
+    else the default, else none; the database (set by admins through gpuhub's API) overrides this file
+    at each level."""
+
+    user = Unicode("", help="The user this block limits. Example: ``\"alice\"``.").tag(accepted="a username")
+    group = Unicode("", help="The JupyterHub group this block limits. Example: ``\"ml-lab\"``.").tag(
+        accepted="a group name"
+    )
+    max_gpus = Integer(
+        None,
+        allow_none=True,
+        help="""Whole GPUs (exclusive mode) a user may hold at once, over all their servers.
+        Example: ``2``. Unset: inherited from the next level.""",
+    ).tag(accepted="an integer from 0 to 1024", range=(0, 1024))
+    max_shared_slices = Integer(
+        None,
+        allow_none=True,
+        help="""Shared-GPU slices and MIG slices a user may hold at once. Example: ``1``. Unset: inherited.""",
+    ).tag(accepted="an integer from 0 to 1024", range=(0, 1024))
+    profiles = List(
+        Unicode(),
+        default_value=None,
+        allow_none=True,
+        help="""The profiles a user may start. Example: ``["cpu-small", "gpu-shared"]``. Unset: inherited
+        (at the last level: every profile their groups open).""",
+    ).tag(accepted="a list of profile names")
+
+    @validate("max_gpus", "max_shared_slices")
+    def _validate_range(self, proposal):
+        if proposal["value"] is None:
+            return None
+        return _in_range(proposal)
+
+    @property
+    def scope(self) -> tuple[str, str]:
+        if self.user:
+            return ("user", self.user)
+        if self.group:
+            return ("group", self.group)
+        return ("default", "")
+
+    def describe(self) -> str:
+        kind, name = self.scope
+        return f"{kind} {name!r}" if name else "the default"
+
+
 class Settings(Section):
     section_help = "The whole file."
 
@@ -466,6 +581,8 @@ class Settings(Section):
     profiles = List(Instance(Profile), help="``[[profiles]]`` blocks; at least one.").tag(
         section=[Profile], accepted="[[profiles]] blocks"
     )
+    gpus = Instance(Gpus, args=(), help="The ``[gpus]`` table.").tag(section=Gpus, accepted="a [gpus] table")
+    quotas = List(Instance(Quota), help="``[[quotas]]`` blocks.").tag(section=[Quota], accepted="[[quotas]] blocks")
 
     def check_references(self) -> None:
         """Rules that span tables: run after every table loaded."""
@@ -503,6 +620,12 @@ class Settings(Section):
                 )
             if p.gpu_mode == "shared" and not p.gpu_memory:
                 raise SettingsError(f'{where}.gpu_memory: required when gpu_mode = "shared", e.g. "20G"')
+            if p.gpu_mode in ("shared", "mig") and p.gpus != 1:
+                raise SettingsError(
+                    f"{where}.gpus = {p.gpus} is not accepted with gpu_mode = {p.gpu_mode!r}. Accepted: 1"
+                )
+            if p.mig_profile and p.gpu_mode != "mig":
+                raise SettingsError(f'{where}.mig_profile: only used with gpu_mode = "mig"; remove it or set the mode')
             for name in p.datasets:
                 if name not in dataset_names:
                     raise SettingsError(
@@ -511,6 +634,19 @@ class Settings(Section):
                     )
         if sum(p.default for p in self.profiles) > 1:
             raise SettingsError("profiles: more than one profile sets default = true; at most one may")
+        seen_scopes = set()
+        for i, q in enumerate(self.quotas):
+            where = f"quotas[{i}]"
+            if q.user and q.group:
+                raise SettingsError(f"{where}: sets both user and group. Accepted: one of them, or neither (the default)")
+            if q.scope in seen_scopes:
+                raise SettingsError(f"{where}: a second [[quotas]] block for {q.describe()}; merge them into one")
+            seen_scopes.add(q.scope)
+            for name in q.profiles or ():
+                if name not in names:
+                    raise SettingsError(
+                        f"{where}.profiles: {name!r} is not a profile name. Accepted: {', '.join(sorted(names))}"
+                    )
 
     def profile(self, name: str) -> Profile | None:
         return next((p for p in self.profiles if p.name == name), None)

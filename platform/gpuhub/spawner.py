@@ -1,19 +1,26 @@
-"""GPUSpawner: DockerSpawner applying gpuhub's profiles. Thin glue: policy lives in ``profiles``,
-``form`` and ``containers``; this class only moves their results onto DockerSpawner's traits."""
+"""GPUSpawner: DockerSpawner applying gpuhub's profiles, quotas and GPU allocations. Thin glue:
+policy lives in ``profiles``, ``quotas``, ``allocator``, ``form`` and ``containers``; the hub-wide
+GPU state in ``allocations.GpuPool``; this class moves their results onto DockerSpawner's traits and
+hooks them into the spawner's life: start (wait in line, allocate), stop and a dead poll (release),
+state (the allocation id beside the container id)."""
 
 from __future__ import annotations
 
 from dockerspawner import DockerSpawner
-from traitlets import Instance, default
+from traitlets import Instance, Integer, default
 
 from . import containers, form
-from .profiles import choose_profile
+from .allocations import ALLOCATION_LABEL, GpuPool
+from .profiles import choose_profile, gpu_request
 from .settings import Settings
 from .slugs import user_slug
 
+STATE_KEY = "gpuhub_allocation"
+
 
 class GPUSpawner(DockerSpawner):
-    """Spawn the profile a user picked, with gpuhub's security defaults and a per-user home volume.
+    """Spawn the profile a user picked, with gpuhub's security defaults, a per-user home volume and
+    the GPUs the allocator assigned.
 
     Registered as the ``gpuhub`` entry point of ``jupyterhub.spawners``. ``gpuhub.hubconfig``
     configures it from the site settings file; nothing here needs setting by hand.
@@ -27,14 +34,31 @@ class GPUSpawner(DockerSpawner):
         embedding gpuhub in another config, e.g. ``c.GPUSpawner.site_settings = load_settings(path)``.""",
     ).tag(config=True)
 
+    allocation_id = Integer(0, help="The live GPU allocation of this server (0: none). Kept in the spawner state.")
+
+    _profile = None
+    _gpu_request = None
+    _ticket = None
+
     @property
     def settings(self) -> Settings:
         if self.site_settings is None:
             raise RuntimeError("GPUSpawner.site_settings is not set: load the hub config through gpuhub.hubconfig")
         return self.site_settings
 
+    @property
+    def pool(self) -> GpuPool:
+        return GpuPool.for_settings(self.settings)
+
     def _user_groups(self) -> list[str]:
         return [g.name for g in self.user.groups]
+
+    async def _labelled_containers(self) -> list[dict]:
+        return await self.docker("containers", all=True, filters={"label": ALLOCATION_LABEL})
+
+    async def _pool_ready(self) -> GpuPool:
+        await self.pool.ready(self._labelled_containers)
+        return self.pool
 
     def template_namespace(self):
         return {**super().template_namespace(), "slug": user_slug(self.user.name)}
@@ -44,31 +68,150 @@ class GPUSpawner(DockerSpawner):
         name = self.settings.spawner.container_name
         return name + "--{servername}" if self.name else name
 
+    # --- state: the allocation id beside DockerSpawner's container id -----------------------------
+    def load_state(self, state):
+        super().load_state(state)
+        self.allocation_id = int(state.get(STATE_KEY) or 0)
+
+    def get_state(self):
+        state = super().get_state()
+        if self.allocation_id:
+            state[STATE_KEY] = self.allocation_id
+        return state
+
+    def clear_state(self):
+        super().clear_state()
+        self.allocation_id = 0
+
+    # --- the form: profiles this user may use, with free capacity now ------------------------------
     @default("options_form")
     def _default_options_form(self):
-        return lambda spawner: form.render_form(spawner.settings, spawner._user_groups())
+        return GPUSpawner.render_options_form
+
+    async def render_options_form(self) -> str:
+        pool = await self._pool_ready()
+        quota = await pool.quota_for(self.user.name, self._user_groups())
+        availability = {}
+        for profile in self.settings.profiles:
+            request = gpu_request(profile)
+            if request is not None:
+                cap, waiting = await pool.capacity(request)
+                availability[profile.name] = form.Availability(cap.text, cap.total >= request.count, waiting)
+        inventory = await pool.inventory()
+        return form.render_form(
+            self.settings,
+            self._user_groups(),
+            quota.profiles.value,
+            availability,
+            form.gpu_source_text(inventory.label(), inventory.simulated, self.settings.gpus.exposure),
+        )
 
     def options_from_form(self, formdata):
         return form.options_from_form(formdata)
 
+    # --- validate the request (form and REST API alike), before anything is created ----------------
     @default("apply_user_options")
     def _default_apply_user_options(self):
         return GPUSpawner.apply_profile
 
     async def apply_profile(self, user_options: dict) -> None:
-        """Validate the request, then set image, caps, volumes and security options for the container."""
-        profile = choose_profile(self.settings, user_options or {}, self._user_groups())
+        """Validate the request against the profiles and the user's quota; refuse with a 4xx naming why."""
+        groups = self._user_groups()
+        profile = choose_profile(self.settings, user_options or {}, groups)
         image = profile.image
         if user_options and user_options.get("image"):
             image = await self.check_allowed(user_options["image"])
-        spec = containers.build(self.settings, profile, self.user.name, image)
-        self.log.info(
-            "gpuhub %s: profile %s, image %s, home volume %s", self._log_name, profile.name, spec.image, spec.home_volume
+        request = gpu_request(profile)
+        pool = await self._pool_ready()
+        await pool.check_quota(self.user.name, groups, profile, request)
+        self._profile, self._gpu_request, self.image = profile, request, image
+        # waiting in line for a GPU must not count against the container's own start time
+        self.start_timeout = self.settings.spawner.start_timeout + (
+            self.settings.gpus.queue_timeout if request else 0
         )
-        self.image = spec.image
-        self.mem_limit = spec.mem_limit
-        self.cpu_limit = spec.cpu_limit
-        self.volumes = spec.volumes
-        self.extra_host_config = spec.host_config
-        self.extra_create_kwargs = spec.create_kwargs
-        self.environment = {**self.environment, **spec.environment}
+
+    # --- start: wait in line and allocate, then create the container with exactly those devices ------
+    def _set_ticket(self, ticket) -> None:
+        self._ticket = ticket
+
+    async def start(self):
+        assignment = None
+        if self._gpu_request is not None:
+            allocation = await self.pool.acquire(
+                holder=self._log_name,
+                username=self.user.name,
+                server_name=self.name,
+                groups=self._user_groups(),
+                profile=self._profile,
+                request=self._gpu_request,
+                on_ticket=self._set_ticket,
+            )
+            self.allocation_id = allocation.id
+            inventory = await self.pool.inventory()
+            assignment = containers.GpuAssignment(
+                allocation.id,
+                allocation.mode,
+                allocation.uuids,
+                allocation.memory_bytes,
+                self.settings.gpus.exposure,
+                inventory.simulated,
+            )
+        try:
+            spec = containers.build(self.settings, self._profile, self.user.name, self.image, assignment)
+            self.log.info(
+                "gpuhub %s: profile %s, image %s, home volume %s, GPUs %s",
+                self._log_name,
+                self._profile.name,
+                spec.image,
+                spec.home_volume,
+                ",".join(assignment.uuids) if assignment else "none",
+            )
+            self.mem_limit = spec.mem_limit
+            self.cpu_limit = spec.cpu_limit
+            self.volumes = spec.volumes
+            self.extra_host_config = spec.host_config
+            self.extra_create_kwargs = spec.create_kwargs
+            self.environment = {**self.environment, **spec.environment}
+            return await super().start()
+        except BaseException:
+            await self._release("the server failed to start")
+            raise
+
+    async def progress(self):
+        """Spawn-page progress: the place in the GPU line while waiting, then the assignment."""
+        last = None
+        while True:
+            if self._ticket is not None:
+                event = {"progress": 10, "message": self.pool.queue.describe(self._ticket)}
+            elif self.allocation_id:
+                event = {"progress": 50, "message": "GPU assigned; starting your server"}
+            else:
+                event = {"progress": 50, "message": "Starting your server"}
+            if event != last:
+                yield event
+                last = event
+            if self._ticket is None and (self.allocation_id or self._gpu_request is None):
+                return
+            await self.pool.queue.wait_for_change(1.0)
+
+    # --- release: stop, a dead poll, a failed start; an admin's force-free stops the server -----------
+    async def _release(self, reason: str) -> None:
+        allocation_id, self.allocation_id = self.allocation_id, 0
+        if allocation_id and await self.pool.release(allocation_id, reason):
+            self.log.info("gpuhub %s: released allocation %d (%s)", self._log_name, allocation_id, reason)
+
+    async def stop(self, now=False):
+        allocation_id = self.allocation_id
+        await super().stop(now)  # clears the state, allocation id included
+        self.allocation_id = allocation_id
+        await self._release("server stopped")
+
+    async def poll(self):
+        status = await super().poll()
+        if self.allocation_id:
+            pool = await self._pool_ready()
+            if status is None and await pool.live_allocation(self.allocation_id) is None:
+                status = f"its GPU allocation {self.allocation_id} was freed (force-free by an admin)"
+            if status is not None:
+                await self._release(f"server found stopped: {status}")
+        return status

@@ -16,13 +16,28 @@ from datetime import datetime
 
 from alembic import command
 from alembic.config import Config as AlembicConfig
-from sqlalchemy import BigInteger, DateTime, ForeignKey, Integer, Unicode, create_engine, event, select, text
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    DateTime,
+    ForeignKey,
+    Integer,
+    Unicode,
+    UniqueConstraint,
+    create_engine,
+    delete,
+    event,
+    func,
+    select,
+    text,
+)
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship, sessionmaker
 
 from .allocator import GpuRequest, Holding, NeverFits, NoFitNow, Placement, place
 from .clock import utcnow
 from .inventory import Inventory
+from .quotas import Held, QuotaRule
 
 VERSION_TABLE = "gpuhub_alembic_version"
 ADVISORY_LOCK_KEY = 0x67707568  # "gpuh": serialises placement decisions on PostgreSQL
@@ -55,6 +70,25 @@ class DeviceRow(Base):
     allocation: Mapped[AllocationRow] = relationship(back_populates="devices")
 
 
+class QuotaRow(Base):
+    __tablename__ = "gpuhub_quotas"
+    __table_args__ = (UniqueConstraint("scope", "name", name="uq_gpuhub_quotas_scope_name"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    scope: Mapped[str] = mapped_column(Unicode(16))
+    name: Mapped[str] = mapped_column(Unicode(255), default="")
+    max_gpus: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    max_shared_slices: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    profiles: Mapped[list | None] = mapped_column(JSON, nullable=True)
+    updated: Mapped[datetime] = mapped_column(DateTime)
+
+
+@dataclass(frozen=True)
+class Refused:
+    """The request is within what the pool has, but over the user's quota (``message`` says which)."""
+
+    message: str
+
+
 @dataclass(frozen=True)
 class Allocation:
     id: int
@@ -65,6 +99,10 @@ class Allocation:
     uuids: tuple[str, ...]
     memory_bytes: int
     created: datetime
+
+    def as_held(self) -> Held:
+        """What it counts against its user's quota."""
+        return Held(self.mode, len(self.uuids))
 
 
 def _as_allocation(row: AllocationRow) -> Allocation:
@@ -126,11 +164,16 @@ class Store:
     @staticmethod
     def _holdings(session: Session) -> list[Holding]:
         rows = session.execute(
-            select(DeviceRow.uuid, DeviceRow.mode, DeviceRow.memory_bytes)
+            select(DeviceRow.uuid, DeviceRow.mode, func.sum(DeviceRow.memory_bytes), func.count())
             .join(AllocationRow)
             .where(AllocationRow.released.is_(None))
+            .group_by(DeviceRow.uuid, DeviceRow.mode)
         )
-        return [Holding(uuid, mode, memory) for uuid, mode, memory in rows]
+        return [Holding(uuid, mode, int(memory or 0), holders) for uuid, mode, memory, holders in rows]
+
+    def holdings(self) -> list[Holding]:
+        with self.session() as session:
+            return self._holdings(session)
 
     def allocate(
         self,
@@ -140,10 +183,27 @@ class Store:
         server_name: str,
         profile: str,
         max_shares: int = 4,
-    ) -> Allocation | NoFitNow | NeverFits:
-        """Decide and record in one serialised transaction."""
+        admit: Callable[[list[Held]], str | None] | None = None,
+    ) -> Allocation | NoFitNow | NeverFits | Refused:
+        """Decide and record in one serialised transaction.
+
+        ``admit`` gets what the user holds on their other servers (``quotas.Held``) and returns a
+        refusal message or None: the quota is checked against the same snapshot the placement uses.
+        A live allocation of the same server (a leftover) is released first: a server holds one."""
         with self.session.begin() as session:
             self._serialise(session)
+            mine = session.scalars(
+                select(AllocationRow).where(AllocationRow.username == username, AllocationRow.released.is_(None))
+            ).all()
+            for row in mine:
+                if row.server_name == server_name:
+                    row.released, row.release_reason = self.clock(), "superseded by a new start of the server"
+            session.flush()
+            if admit is not None:
+                held = [_as_allocation(r).as_held() for r in mine if r.server_name != server_name]
+                message = admit(held)
+                if message:
+                    return Refused(message)
             decision = place(inventory, self._holdings(session), request, max_shares)
             if not isinstance(decision, Placement):
                 return decision
@@ -169,3 +229,41 @@ class Store:
         with self.session() as session:
             rows = session.scalars(select(AllocationRow).where(AllocationRow.released.is_(None)).order_by(AllocationRow.id))
             return [_as_allocation(r) for r in rows]
+
+    def get(self, allocation_id: int) -> Allocation | None:
+        """A live allocation by id; None if unknown or released."""
+        with self.session() as session:
+            row = session.get(AllocationRow, allocation_id)
+            return _as_allocation(row) if row is not None and row.released is None else None
+
+    # --- quota rules set by admins (the internal API the admin pages and CLI build on) ------------
+    def quota_rules(self) -> list[QuotaRule]:
+        with self.session() as session:
+            return [
+                QuotaRule(
+                    r.scope,
+                    r.name,
+                    r.max_gpus,
+                    r.max_shared_slices,
+                    tuple(r.profiles) if r.profiles is not None else None,
+                    origin="database",
+                )
+                for r in session.scalars(select(QuotaRow).order_by(QuotaRow.scope, QuotaRow.name))
+            ]
+
+    def set_quota(self, rule: QuotaRule) -> None:
+        """Create or replace the database rule for ``rule.scope``/``rule.name``."""
+        with self.session.begin() as session:
+            row = session.scalars(select(QuotaRow).where(QuotaRow.scope == rule.scope, QuotaRow.name == rule.name)).first()
+            if row is None:
+                row = QuotaRow(scope=rule.scope, name=rule.name)
+                session.add(row)
+            row.max_gpus, row.max_shared_slices = rule.max_gpus, rule.max_shared_slices
+            row.profiles = list(rule.profiles) if rule.profiles is not None else None
+            row.updated = self.clock()
+
+    def unset_quota(self, scope: str, name: str) -> bool:
+        """Remove the database rule (the settings file's applies again); True if there was one."""
+        with self.session.begin() as session:
+            result = session.execute(delete(QuotaRow).where(QuotaRow.scope == scope, QuotaRow.name == name))
+            return result.rowcount > 0

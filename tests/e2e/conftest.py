@@ -37,6 +37,10 @@ pull_policy = "never"
 home_volume = "{PREFIX}-home-{{slug}}"
 container_name = "{PREFIX}-{{slug}}"
 
+[gpus]
+inventory = "file:/srv/gpuhub/inventory.toml"
+exposure = "env-only"
+
 [[profiles]]
 name = "cpu-small"
 display_name = "CPU · small"
@@ -65,6 +69,12 @@ mem_limit = "2G"
 gpus = 1
 gpu_mode = "exclusive"
 '''
+
+
+E2E_INVENTORY = "".join(
+    f'[[gpus]]\nuuid = "GPU-00000000-0000-0000-0000-{i:012d}"\nname = "NVIDIA H100 80GB HBM3"\nmemory = "80G"\n\n'
+    for i in range(2)
+)
 
 
 def pytest_collection_modifyitems(items):
@@ -105,6 +115,7 @@ def platform(tmp_path_factory):
     workdir = tmp_path_factory.mktemp("platform")
     (workdir / "settings.toml").write_text(E2E_SETTINGS)
     (workdir / "config.d").mkdir()
+    (workdir / "inventory.toml").write_text(E2E_INVENTORY)
     port = free_port()
     password = secrets.token_urlsafe(12)
     env = {
@@ -112,6 +123,7 @@ def platform(tmp_path_factory):
         "COMPOSE_PROJECT_NAME": PREFIX,
         "GPUHUB_SETTINGS_FILE": str(workdir / "settings.toml"),
         "GPUHUB_CONFIG_D": str(workdir / "config.d"),
+        "GPUHUB_INVENTORY_FILE": str(workdir / "inventory.toml"),
         "GPUHUB_NETWORK": f"{PREFIX}-net",
         "GPUHUB_PORT": str(port),
         "GPUHUB_BIND": "127.0.0.1",

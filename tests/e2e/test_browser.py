@@ -24,11 +24,13 @@ def test_wrong_password_is_refused(page, platform):
 def test_login_pick_profile_jupyterlab_logout(page, platform):
     log_in(page, platform)
 
-    # The spawn form lists the profiles; the GPU one is shown but cannot be picked yet.
+    # The spawn form lists the profiles; the GPU one with its free capacity, labelled simulated.
     page.wait_for_selector("input[name=profile]", timeout=60_000)
     assert page.is_checked("#gpuhub-profile-cpu-small")  # the default
-    assert page.is_disabled("#gpuhub-profile-gpu-1")
-    page.wait_for_selector("text=GPU profiles arrive with the GPU allocator")
+    assert not page.is_disabled("#gpuhub-profile-gpu-1")
+    gpu_card = page.locator("label[for=gpuhub-profile-gpu-1] .gpuhub-profile-capacity")
+    assert gpu_card.inner_text() == "2 of 2 NVIDIA H100 80GB HBM3 free"
+    assert page.locator(".gpuhub-gpu-source").inner_text().startswith("GPU figures: SIMULATED inventory")
     assert page.locator(".gpuhub-profile-facts").first.inner_text() == "1 CPU · 1 GB RAM · 256 MB shm · no GPU"
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(ARTIFACTS / "spawn-page.png"))

@@ -75,3 +75,69 @@ def test_a_mig_enabled_gpu_is_never_handed_out_whole():
 def test_malformed_requests_are_refused(kwargs):
     with pytest.raises(ValueError):
         GpuRequest(**kwargs)
+
+
+# --- capacity as the spawn form shows it, and the wait lines requests join ---------------------------
+from gpuhub.allocator import capacity, pool_of  # noqa: E402
+
+CAPACITY = [
+    # (holdings, request, free, total, text)
+    ([], GpuRequest("exclusive"), 4, 5, "4 of 5 NVIDIA H100 80GB HBM3 free"),  # GPU 4 is unhealthy
+    (excl(0, 2), GpuRequest("exclusive", count=2), 2, 5, "2 of 5 NVIDIA H100 80GB HBM3 free (2 needed)"),
+    ([shared(1, 10)], GpuRequest("exclusive"), 3, 5, "3 of 5 NVIDIA H100 80GB HBM3 free"),
+    ([], GpuRequest("shared", memory_bytes=20 * GiB), 16, 20, "shared: 16 slices free"),  # 4 healthy × min(4, 80/20)
+    ([shared(0, 70)] + excl(1, 2), GpuRequest("shared", memory_bytes=20 * GiB), 4, 20, "shared: 4 slices free"),
+    ([], GpuRequest("mig", mig_profile="1g.5gb"), 2, 2, "1g.5gb: 2 of 2 slices free"),
+    ([Holding(mig_uuid(0), "mig")], GpuRequest("mig"), 2, 3, "MIG: 2 of 3 slices free"),
+    ([], GpuRequest("mig", mig_profile="7g.80gb"), 0, 0, "no 7g.80gb slice on this host"),
+]
+
+
+@pytest.mark.parametrize("holdings, request_, free, total, text", CAPACITY)
+def test_capacity(holdings, request_, free, total, text):
+    c = capacity(INV, holdings, request_)
+    assert (c.free, c.total, c.text) == (free, total, text)
+
+
+@pytest.mark.parametrize(
+    "request_, pool",
+    [
+        (GpuRequest("exclusive"), "exclusive×1"),
+        (GpuRequest("exclusive", count=4), "exclusive×4"),
+        (GpuRequest("shared", memory_bytes=GiB), "shared"),
+        (GpuRequest("mig", mig_profile="1g.5gb"), "mig:1g.5gb"),
+        (GpuRequest("mig"), "mig:any"),
+    ],
+)
+def test_pool_of(request_, pool):
+    assert pool_of(request_) == pool
+
+
+# --- a property: whatever is held, a placement never double-assigns or overfills --------------------
+from hypothesis import given, settings as hsettings, strategies as st  # noqa: E402
+
+REQUESTS = st.one_of(
+    st.builds(GpuRequest, st.just("exclusive"), st.integers(1, 3)),
+    st.builds(GpuRequest, st.just("shared"), st.just(1), st.sampled_from([10 * GiB, 20 * GiB, 40 * GiB])),
+    st.builds(GpuRequest, st.just("mig"), st.just(1), st.just(0), st.sampled_from(["", "1g.5gb", "3g.20gb"])),
+)
+
+
+@hsettings(max_examples=300, deadline=None)
+@given(st.lists(REQUESTS, max_size=25), st.integers(1, 4))
+def test_sequences_of_placements_never_double_assign_or_overfill(requests, max_shares):
+    holdings = []
+    for r in requests:
+        decision = place(INV, holdings, r, max_shares)
+        if isinstance(decision, Placement):
+            holdings += [Holding(u, r.mode, decision.memory_bytes) for u in decision.uuids]
+    by_uuid = {}
+    for h in holdings:
+        by_uuid.setdefault(h.uuid, []).append(h)
+    for uuid, on in by_uuid.items():
+        if any(h.mode in ("exclusive", "mig") for h in on):
+            assert len(on) == 1, (uuid, on)  # exclusive GPUs and MIG slices have one holder
+        else:
+            gpu = INV.by_uuid[uuid]
+            assert len(on) <= max_shares and sum(h.memory_bytes for h in on) <= gpu.memory_bytes
+        assert INV.by_uuid.get(uuid) is None or INV.by_uuid[uuid].healthy

@@ -67,3 +67,49 @@ def test_users_never_share_a_home_volume():
     names = ["alice", "Alice", "alice.", "alice_", "alice%2E"]
     homes = {containers.home_volume_name(settings, n) for n in names}
     assert len(homes) == len(names)
+
+
+# --- GPUs: exactly the allocated devices, by UUID; CPU-only sees none ---------------------------------
+U0, U1 = "GPU-00000000-0000-0000-0000-000000000000", "GPU-00000000-0000-0000-0000-000000000001"
+M0 = "MIG-00000000-0000-0000-0000-000000000000"
+GPU_TABLE = [
+    # (assignment, device_requests, NVIDIA_VISIBLE_DEVICES, extra env)
+    (None, None, "void", {"CUDA_VISIBLE_DEVICES": ""}),
+    (
+        containers.GpuAssignment(7, "exclusive", (U0, U1)),
+        [{"driver": "nvidia", "device_ids": [U0, U1], "capabilities": [["gpu", "compute", "utility"]]}],
+        f"{U0},{U1}",
+        {"CUDA_VISIBLE_DEVICES": f"{U0},{U1}", "GPUHUB_GPU_EXPOSURE": "device_requests", "GPUHUB_GPU_SIMULATED": "false"},
+    ),
+    (
+        containers.GpuAssignment(8, "shared", (U0,), 20 * GiB),
+        [{"driver": "nvidia", "device_ids": [U0], "capabilities": [["gpu", "compute", "utility"]]}],
+        U0,
+        {"GPUHUB_GPU_MEMORY_BUDGET": str(20 * GiB), "GPUHUB_GPU_MODE": "shared"},
+    ),
+    (
+        containers.GpuAssignment(9, "mig", (M0,), exposure="env-only", simulated=True),
+        None,
+        M0,
+        {"CUDA_VISIBLE_DEVICES": M0, "GPUHUB_GPU_EXPOSURE": "env-only", "GPUHUB_GPU_SIMULATED": "true"},
+    ),
+]
+
+
+@pytest.mark.parametrize("assignment, device_requests, visible, env", GPU_TABLE)
+def test_gpu_wiring(assignment, device_requests, visible, env):
+    settings = parse_settings(BASE_SETTINGS)
+    spec = containers.build(settings, settings.profile("gpu-1"), "alice", gpu=assignment)
+    assert spec.host_config.get("device_requests") == device_requests
+    assert all("count" not in r for r in device_requests or [])  # never a count: everyone would get GPU 0
+    assert spec.environment["NVIDIA_VISIBLE_DEVICES"] == visible
+    for key, value in env.items():
+        assert spec.environment[key] == value
+    labels = spec.create_kwargs["labels"]
+    if assignment is None:
+        assert "org.gpuhub.allocation" not in labels and "GPUHUB_GPU_MEMORY_BUDGET" not in spec.environment
+    else:
+        assert labels["org.gpuhub.allocation"] == str(assignment.allocation_id)
+        assert labels["org.gpuhub.gpus"] == visible and labels["org.gpuhub.gpu-exposure"] == assignment.exposure
+        assert ("org.gpuhub.gpu-simulated" in labels) is assignment.simulated
+    assert spec.host_config["cap_drop"] == ["ALL"]  # the security defaults stay whatever the GPUs

@@ -2,19 +2,59 @@
 
 import pytest
 
-from gpuhub.form import options_from_form, render_form
+from gpuhub.form import Availability, gpu_source_text, options_from_form, render_form
 from gpuhub.settings import parse_settings
 from tests.conftest import BASE_SETTINGS
 
 
-def test_form_lists_usable_profiles_and_marks_gpu_ones():
-    html = render_form(parse_settings(BASE_SETTINGS), ["ml-lab"])
+def _radio(html: str, name: str) -> str:
+    return html[html.index(f'value="{name}"'):].split(">")[0]
+
+
+def _card(html: str, name: str) -> str:
+    return html[html.index(f'value="{name}"'):].split("</label>")[0]
+
+
+def test_form_lists_usable_profiles_with_gpu_capacity():
+    html = render_form(
+        parse_settings(BASE_SETTINGS),
+        ["ml-lab"],
+        availability={"gpu-1": Availability("2 of 8 NVIDIA H100 80GB HBM3 free")},
+        gpu_source="NVML",
+    )
     assert 'value="cpu-small"' in html and 'value="cpu-data"' in html
     assert 'value="cpu-data" checked' in html  # the default
     assert "2.5 CPU · 8 GB RAM · 2 GB shm · no GPU" in html
-    gpu = html[html.index('value="gpu-1"'):]
-    assert gpu.split(">")[0].endswith("disabled")
-    assert "GPU profiles arrive with the GPU allocator" in gpu
+    assert not _radio(html, "gpu-1").endswith("disabled")
+    assert "2 of 8 NVIDIA H100 80GB HBM3 free" in _card(html, "gpu-1")
+    assert "GPU figures: NVML" in html
+
+
+@pytest.mark.parametrize(
+    "availability, disabled, fragment",
+    [
+        (Availability("0 of 4 NVIDIA H100 80GB HBM3 free", True, 3), False, "3 waiting: you would join the line"),
+        (Availability("no whole GPU on this host", False), True, "no whole GPU on this host: cannot start on this host"),
+        (Availability("shared: 3 slices free"), False, "shared: 3 slices free"),
+    ],
+)
+def test_form_says_when_a_gpu_profile_waits_or_cannot_start(availability, disabled, fragment):
+    html = render_form(parse_settings(BASE_SETTINGS), [], availability={"gpu-1": availability})
+    assert _radio(html, "gpu-1").endswith("disabled") is disabled
+    assert fragment in _card(html, "gpu-1")
+
+
+def test_form_shows_only_profiles_the_quota_allows():
+    html = render_form(parse_settings(BASE_SETTINGS), ["ml-lab"], allowed_profiles=("cpu-small",))
+    assert 'value="cpu-small" checked' in html
+    assert 'value="cpu-data"' not in html and 'value="gpu-1"' not in html
+
+
+def test_simulated_and_env_only_sources_are_labelled():
+    text = gpu_source_text("simulated (file:/srv/inv.toml)", True, "env-only")
+    assert text.startswith("SIMULATED inventory (file:/srv/inv.toml)")
+    assert "env-only exposure" in text
+    assert gpu_source_text("NVML", False, "device_requests") == "NVML"
 
 
 def test_form_hides_profiles_of_other_groups():

@@ -29,6 +29,7 @@ CHOICES = [
     ({"profile": "cpu-small"}, ["ml-lab"], "cpu-small"),
     ({"profile": "cpu-data"}, ["ml-lab"], "cpu-data"),
     ({"profile": "cpu-small", "image": "example/other:1"}, [], "cpu-small"),  # image checked by the spawner
+    ({"profile": "gpu-1"}, [], "gpu-1"),  # GPUs and quotas are the allocator's business
 ]
 
 
@@ -41,7 +42,6 @@ REFUSALS = [
     # (user_options, groups, status, why, fragments)
     ({"profile": "nope"}, [], 400, "profile", ["No such profile: 'nope'", "Options include: cpu-small, gpu-1"]),
     ({"profile": "cpu-data"}, [], 403, "forbidden", ["limited to the groups ml-lab", "open to you: cpu-small, gpu-1"]),
-    ({"profile": "gpu-1"}, [], 409, "gpu-unavailable", ["GPU profiles arrive with the GPU allocator", "cpu-small"]),
     ({"profile": 7}, [], 400, "options", ["profile must be a profile name"]),
     ({"profile": ["cpu-small"]}, [], 400, "options", ["profile must be a profile name"]),
     ({"mem_limit": "64G"}, [], 400, "options", ["Unknown spawn option(s): 'mem_limit'", "Accepted: profile, image"]),

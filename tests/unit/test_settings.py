@@ -9,9 +9,17 @@ from tests.conftest import BASE_SETTINGS
 
 def test_repository_settings_file_is_valid(repo_root):
     settings = load_settings(str(repo_root / "settings.toml"))
-    assert [p.name for p in settings.profiles] == ["cpu-small", "cpu-large", "gpu-1"]
+    assert [p.name for p in settings.profiles] == ["cpu-small", "cpu-large", "gpu-1", "gpu-shared"]
     assert settings.profile("cpu-small").mem_limit == 4 * 1024**3
     assert settings.profile("gpu-1").wants_gpu
+    assert (settings.gpus.inventory, settings.gpus.exposure) == ("auto", "device_requests")
+
+
+def test_example_inventory_file_is_valid_and_simulated(repo_root):
+    from gpuhub.inventory import read_inventory_file
+
+    inventory = read_inventory_file(str(repo_root / "inventory.example.toml"))
+    assert inventory.simulated and len(inventory.gpus) == 3 and len(inventory.slices()) == 2
 
 
 def test_base_settings_parse_with_defaults():
@@ -32,7 +40,7 @@ def test_postgresql_url_accepted():
 BAD_FILES = [
     # (what, extra TOML placed before the base, or a replacement, expected fragments of the message)
     ("not toml", "this is = = not toml", ["not valid TOML"]),
-    ("unknown table", "[hubb]\nx = 1", ["hubb: unknown key", "Accepted keys in the file: datasets, hub, profiles, spawner"]),
+    ("unknown table", "[hubb]\nx = 1", ["hubb: unknown key", "Accepted keys in the file: datasets, gpus, hub, profiles, quotas, spawner"]),
     ("unknown key", "[hub]\nport = 8000", ["hub.port: unknown key", "bind_url"]),
     ("db url", '[hub]\ndb_url = "mysql://x"', ["hub.db_url = 'mysql://x'", "Accepted: a sqlite:/// or postgresql:// URL"]),
     ("dummy auth", '[hub]\nauthenticator = "dummy"', ["hub.authenticator = 'dummy'", "tests only"]),
@@ -76,6 +84,9 @@ PROFILE_ERRORS = [
     ('datasets = ["nope"]', ["datasets: 'nope' is not a [[datasets]] name", "imagenet"]),
     ("groups = 3", ["profiles[0].groups = 3", "a list of group names"]),
     ("colour = 'red'", ["profiles[0].colour: unknown key", "cpu_limit"]),
+    ('gpu_mode = "mig"\ngpus = 2', ["gpus = 2 is not accepted with gpu_mode = 'mig'", "Accepted: 1"]),
+    ('mig_profile = "huge"', ["profiles[0].mig_profile = 'huge'", 'a MIG profile such as "1g.10gb"']),
+    ('mig_profile = "1g.10gb"', ['mig_profile: only used with gpu_mode = "mig"']),
 ]
 
 
@@ -102,6 +113,16 @@ CROSS_ERRORS = [
     ("host root dataset", BASE_SETTINGS.replace('source = "imagenet-vol"', 'source = "/"'), "host root"),
     ("relative target", BASE_SETTINGS.replace('target = "/datasets/imagenet"', 'target = "datasets"'), "datasets[0].target"),
     ("profiles not a list", '[profiles]\nname = "x"\n', "expected a list of tables"),
+    ("inventory source", BASE_SETTINGS + '[gpus]\ninventory = "smi"\n', "gpus.inventory = 'smi' is not accepted"),
+    ("relative inventory file", BASE_SETTINGS + '[gpus]\ninventory = "file:inv.toml"\n', "gpus.inventory = 'file:inv.toml'"),
+    ("exposure", BASE_SETTINGS + '[gpus]\nexposure = "count"\n', '"device_requests" or "env-only"'),
+    ("max shares", BASE_SETTINGS + "[gpus]\nmax_shares_per_gpu = 0\n", "gpus.max_shares_per_gpu = 0 is not accepted: outside 1 to 64"),
+    ("queue timeout", BASE_SETTINGS + '[gpus]\nqueue_timeout = "soon"\n', "gpus.queue_timeout = 'soon'"),
+    ("negative quota", BASE_SETTINGS + "[[quotas]]\nmax_gpus = -1\n", "quotas[0].max_gpus = -1 is not accepted: outside 0 to 1024"),
+    ("quota user and group", BASE_SETTINGS + '[[quotas]]\nuser = "a"\ngroup = "b"\n', "quotas[0]: sets both user and group"),
+    ("quota twice", BASE_SETTINGS + '[[quotas]]\ngroup = "b"\n[[quotas]]\ngroup = "b"\n', "a second [[quotas]] block for group 'b'"),
+    ("quota profile", BASE_SETTINGS + '[[quotas]]\nprofiles = ["gpu-9"]\n', "quotas[0].profiles: 'gpu-9' is not a profile name"),
+    ("quota key", BASE_SETTINGS + "[[quotas]]\nmax_gpu_hours = 3\n", "quotas[0].max_gpu_hours: unknown key"),
 ]
 
 
@@ -120,7 +141,7 @@ def test_missing_file_says_how_to_fix(tmp_path):
 
 def test_check_command(tmp_path, capsys, repo_root):
     assert main(["check", str(repo_root / "settings.toml")]) == 0
-    assert "ok (3 profiles" in capsys.readouterr().out
+    assert "ok (4 profiles" in capsys.readouterr().out
     bad = tmp_path / "bad.toml"
     bad.write_text('[hub]\ndb_url = "oracle://"\n' + BASE_SETTINGS)
     assert main(["check", str(bad)]) == 2

@@ -1,0 +1,159 @@
+"""Allocator throughput: allocate + release latency on a real SQLite file at scale.
+
+    python benchmarks/allocator.py [--gpus 1000] [--users 10000] [--ops 3000] [--db sqlite|postgresql] [--no-write]
+
+A simulated inventory of ``--gpus`` whole GPUs (NVLinked in pairs). The pool is first filled to a
+realistic load: half the GPUs held exclusively and the other half shared by up to 4 users each,
+spread over ``--users`` users. Then ``--ops`` times: a live allocation is released, and a random user
+allocates the same kind (1 exclusive GPU or a 20 GB shared slice, with the quota check in the same
+transaction, as the hub does) and releases it at once. Each allocate and each release is timed separately (one transaction each,
+committed to disk); the figures go between the ``allocator`` markers of docs/benchmarks.md.
+A benchmark report, not a test.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import random
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "platform"))
+sys.path.insert(0, str(REPO))
+from gpuhub.allocator import GpuRequest  # noqa: E402
+from gpuhub.inventory import parse_inventory  # noqa: E402
+from gpuhub.quotas import QuotaRule, refusal, resolve  # noqa: E402
+from gpuhub.store import Allocation, Store  # noqa: E402
+
+GiB = 1024**3
+DOC = REPO / "docs" / "benchmarks.md"
+START, END = "<!-- allocator:start -->", "<!-- allocator:end -->"
+
+
+def inventory_text(n: int) -> str:
+    parts = []
+    for i in range(n):
+        peer = i + 1 if i % 2 == 0 else i - 1
+        parts.append(
+            f'[[gpus]]\nuuid = "GPU-00000000-0000-0000-0000-{i:012d}"\nname = "simulated H100"\nmemory = "80G"\n'
+            f'nvlink_peers = ["GPU-00000000-0000-0000-0000-{peer:012d}"]\n'
+        )
+    return "\n".join(parts)
+
+
+def percentile(values: list[float], p: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
+
+
+def run(args) -> dict:
+    inventory = parse_inventory(inventory_text(args.gpus), "file:simulated")
+    workdir = tempfile.mkdtemp(prefix="gpuhub-allocator-bench-")
+    if args.db == "postgresql":
+        from tests.pgserver import PostgresServer
+
+        pg = PostgresServer()
+        pg.start()
+        url = pg.create_database("bench")
+    else:
+        pg, url = None, f"sqlite:///{workdir}/hub.sqlite"
+    try:
+        store = Store.from_url(url)
+        rng = random.Random(7)
+        users = [f"user{i:05d}" for i in range(args.users)]
+        quota = resolve("", [], [QuotaRule("default", "", max_gpus=4, max_shared_slices=2)])
+        # fill: half the GPUs exclusive, the rest shared by 4 users each
+        filler = iter(users)
+        for _ in range(args.gpus // 2):
+            store.allocate(inventory, GpuRequest("exclusive"), next(filler), "", "gpu-1")
+        for _ in range((args.gpus - args.gpus // 2) * 4):
+            store.allocate(inventory, GpuRequest("shared", memory_bytes=20 * GiB), next(filler), "", "shared-20")
+        held = len(store.live())
+        # the measured operations: a slot is freed first, so every allocate finds room
+        requests = [GpuRequest("exclusive"), GpuRequest("shared", memory_bytes=20 * GiB)]
+        allocate_ms, release_ms = [], []
+        live = store.live()
+        for i in range(args.ops):
+            victim = live.pop(rng.randrange(len(live)))
+            store.release(victim.id, "bench")
+            request = requests[0] if victim.mode == "exclusive" else requests[1]  # the freed kind: always placeable
+            user = rng.choice(users)
+            started = time.perf_counter()
+            result = store.allocate(
+                inventory, request, user, "", "bench",
+                admit=lambda h: refusal(quota, h, "bench", request.mode, request.count),
+            )
+            allocate_ms.append((time.perf_counter() - started) * 1000)
+            if not isinstance(result, Allocation):
+                raise SystemExit(f"operation {i}: expected a placement, got {result}")
+            started = time.perf_counter()
+            store.release(result.id, "bench")
+            release_ms.append((time.perf_counter() - started) * 1000)
+            live.append(store.allocate(inventory, request, victim.username, "", "refill"))
+        both = [a + r for a, r in zip(allocate_ms, release_ms)]
+        return {
+            "db": args.db,
+            "gpus": args.gpus,
+            "users": args.users,
+            "held": held,
+            "ops": args.ops,
+            "allocate_p50": statistics.median(allocate_ms),
+            "allocate_p99": percentile(allocate_ms, 99),
+            "release_p99": percentile(release_ms, 99),
+            "both_p50": statistics.median(both),
+            "both_p99": percentile(both, 99),
+        }
+    finally:
+        if pg:
+            pg.stop()
+
+
+def table(r: dict) -> str:
+    when = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    return "\n".join(
+        [
+            f"Run {when} on this machine (no GPU; a simulated inventory): {r['gpus']} simulated GPUs, "
+            f"{r['users']} users, {r['held']} live allocations before measuring, {r['ops']} operations, {r['db']}.",
+            "",
+            "| figure | ms |",
+            "|---|---|",
+            f"| allocate p50 | {r['allocate_p50']:.2f} |",
+            f"| allocate p99 | {r['allocate_p99']:.2f} |",
+            f"| release p99 | {r['release_p99']:.2f} |",
+            f"| allocate + release p50 | {r['both_p50']:.2f} |",
+            f"| **allocate + release p99** (goal ≤ 5 ms on SQLite) | **{r['both_p99']:.2f}** |",
+        ]
+    )
+
+
+def write(text: str) -> None:
+    doc = DOC.read_text(encoding="utf-8")
+    if START in doc:
+        head, rest = doc.split(START, 1)
+        _, tail = rest.split(END, 1)
+    else:
+        head, tail = doc.rstrip() + "\n\n## Allocator: allocate + release at scale (`benchmarks/allocator.py`)\n\n", "\n"
+    DOC.write_text(f"{head}{START}\n{text}\n{END}{tail}", encoding="utf-8")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--gpus", type=int, default=1000)
+    parser.add_argument("--users", type=int, default=10000)
+    parser.add_argument("--ops", type=int, default=3000)
+    parser.add_argument("--db", choices=["sqlite", "postgresql"], default="sqlite")
+    parser.add_argument("--no-write", action="store_true")
+    args = parser.parse_args()
+    text = table(run(args))
+    print(text)
+    if not args.no_write:
+        write(text)
+
+
+if __name__ == "__main__":
+    main()

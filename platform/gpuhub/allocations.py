@@ -1,0 +1,278 @@
+"""The hub's GPU pool: inventory + store + wait lines + restart reconcile, for the spawners to call.
+
+One ``GpuPool`` per hub process (``GpuPool.for_settings``). It is glue, not policy: placement is
+``allocator``, quotas are ``quotas``, persistence is ``store``, the lines are ``waitqueue``. Blocking
+database and NVML calls run on one worker thread, off the hub's event loop; decisions are also
+serialised in the database itself (see ``store``).
+
+Restart safety: every container of a GPU server carries the label ``org.gpuhub.allocation=<id>``,
+and the spawner keeps the id in its state. The first time the pool is used after the hub starts (at
+the latest when the hub polls the servers it found running), ``reconcile`` compares the live
+allocations with the labelled containers: it keeps those whose container runs, frees the others,
+and logs both.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from functools import partial
+
+from traitlets.log import get_logger
+
+from .allocator import Capacity, GpuRequest, NeverFits, NoFitNow, capacity, pool_of
+from .errors import SpawnRefused
+from .inventory import Inventory, load_inventory
+from .quotas import EffectiveQuota, QuotaRule, refusal, resolve
+from .settings import Profile, Settings
+from .store import Allocation, Refused, Store
+from .waitqueue import Ticket, WaitQueue, ordinal
+
+ALLOCATION_LABEL = "org.gpuhub.allocation"
+NVML_REFRESH_SECONDS = 30  # health (ECC, XID, lost GPUs) is re-read at most this often
+RECHECK_SECONDS = 5  # a waiter retries at least this often, even if nothing signalled a change
+
+
+class _HubLog:
+    """The running application's logger (JupyterHub's), looked up when used, so lines reach the hub log."""
+
+    def __getattr__(self, name):
+        return getattr(get_logger(), name)
+
+
+log = _HubLog()
+
+ListContainers = Callable[[], Awaitable[list[dict]]]
+
+
+@dataclass(frozen=True)
+class ReconcileReport:
+    kept: list[int]
+    freed: list[int]
+    strays: list[str]  # containers that run with an allocation that is no longer live
+
+
+def settings_rules(settings: Settings) -> list[QuotaRule]:
+    return [
+        QuotaRule(
+            *q.scope,
+            max_gpus=q.max_gpus,
+            max_shared_slices=q.max_shared_slices,
+            profiles=tuple(q.profiles) if q.profiles is not None else None,
+        )
+        for q in settings.quotas
+    ]
+
+
+def _human_seconds(seconds: int) -> str:
+    return f"{seconds // 60} minutes" if seconds >= 120 and seconds % 60 == 0 else f"{seconds} seconds"
+
+
+class GpuPool:
+    _process_pool: GpuPool | None = None
+
+    @classmethod
+    def for_settings(cls, settings: Settings) -> GpuPool:
+        """The hub process's one pool, created from the first spawner's settings. (Not keyed by the
+        settings object: traitlets gives every spawner its own deep copy of its config, and one pool
+        per spawner would mean one wait line and one reconcile per spawner.)"""
+        if cls._process_pool is None:
+            cls._process_pool = cls(settings)
+        return cls._process_pool
+
+    def __init__(
+        self,
+        settings: Settings,
+        store: Store | None = None,
+        read_inventory: Callable[[], Inventory] | None = None,
+    ):
+        self.settings = settings
+        self.queue = WaitQueue()
+        self._store = store
+        self._read_inventory = read_inventory or partial(load_inventory, settings.gpus.inventory)
+        self._inventory: Inventory | None = None
+        self._inventory_read_at = 0.0
+        self._executor = ThreadPoolExecutor(1, thread_name_prefix="gpuhub-pool")
+        self._ready_lock = asyncio.Lock()
+        self._ready = False
+        self.last_reconcile: ReconcileReport | None = None
+
+    async def _run(self, fn, *args, **kwargs):
+        return await asyncio.get_running_loop().run_in_executor(self._executor, partial(fn, *args, **kwargs))
+
+    # --- start-up ---------------------------------------------------------------------------------
+    async def ready(self, list_containers: ListContainers) -> None:
+        """Open the store, read the inventory and reconcile, once per hub process."""
+        if self._ready:
+            return
+        async with self._ready_lock:
+            if self._ready:
+                return
+            if self._store is None:
+                self._store = await self._run(Store.from_url, self.settings.hub.db_url)
+            inventory = await self.inventory()
+            log.info(
+                "gpuhub: GPU inventory from %s: %d GPU(s), %d MIG slice(s); exposure %s",
+                inventory.label(),
+                len(inventory.gpus),
+                len(inventory.slices()),
+                self.settings.gpus.exposure,
+            )
+            for gpu in inventory.gpus:
+                if not gpu.healthy:
+                    log.warning("gpuhub: GPU %d %s is unhealthy and is not handed out: %s", gpu.index, gpu.uuid, gpu.health_reason)
+            self.last_reconcile = await self.reconcile(await list_containers())
+            self._ready = True
+
+    @property
+    def store(self) -> Store:
+        if self._store is None:
+            raise RuntimeError("GpuPool.ready() has not run")
+        return self._store
+
+    async def inventory(self) -> Inventory:
+        stale = time.monotonic() - self._inventory_read_at > NVML_REFRESH_SECONDS
+        if self._inventory is None or (self._inventory.source == "nvml" and stale):
+            self._inventory = await self._run(self._read_inventory)
+            self._inventory_read_at = time.monotonic()
+        return self._inventory
+
+    async def reconcile(self, containers: list[dict]) -> ReconcileReport:
+        """Keep the live allocations whose container runs; free the rest; report strays."""
+        running = {}
+        for c in containers:
+            label = (c.get("Labels") or {}).get(ALLOCATION_LABEL, "")
+            if label.isdigit():
+                running[int(label)] = (c.get("State") == "running", (c.get("Names") or ["?"])[0].lstrip("/"))
+        kept, freed = [], []
+        live = await self._run(self.store.live)
+        for a in live:
+            is_running, name = running.get(a.id, (False, ""))
+            if is_running:
+                kept.append(a.id)
+                log.info("gpuhub reconcile: kept allocation %d of %s:%s (%s) on %s", a.id, a.username, a.server_name, name, ",".join(a.uuids))
+            else:
+                await self._run(self.store.release, a.id, "reconcile: its container is gone")
+                freed.append(a.id)
+                log.warning("gpuhub reconcile: freed allocation %d of %s:%s (%s): no running container", a.id, a.username, a.server_name, ",".join(a.uuids))
+        live_ids = {a.id for a in live}
+        strays = [name for aid, (is_running, name) in running.items() if is_running and aid not in live_ids]
+        for name in strays:
+            log.warning("gpuhub reconcile: container %s runs with an allocation that is no longer live", name)
+        if freed:
+            self.queue.changed()
+        return ReconcileReport(kept, freed, strays)
+
+    # --- quotas -----------------------------------------------------------------------------------
+    async def quota_for(self, username: str, groups: list[str]) -> EffectiveQuota:
+        rules = settings_rules(self.settings) + await self._run(self.store.quota_rules)
+        return resolve(username, groups, rules)
+
+    async def check_quota(self, username: str, groups: list[str], profile: Profile, request: GpuRequest | None) -> None:
+        """Refuse (403) at once what the user's quota does not allow, before anything is created."""
+        quota = await self.quota_for(username, groups)
+        held = [a for a in await self._run(self.store.live) if a.username == username]
+        message = refusal(
+            quota,
+            [a.as_held() for a in held],
+            profile.name,
+            request.mode if request else "none",
+            request.count if request else 0,
+        )
+        if message:
+            raise SpawnRefused(403, message, why="quota")
+
+    # --- allocation -------------------------------------------------------------------------------
+    async def acquire(
+        self,
+        *,
+        holder: str,
+        username: str,
+        server_name: str,
+        groups: list[str],
+        profile: Profile,
+        request: GpuRequest,
+        on_ticket: Callable[[Ticket | None], None] = lambda t: None,
+    ) -> Allocation:
+        """Place ``request`` for this server, waiting in line while nothing fits. Raises SpawnRefused:
+        403 over quota, 409 can never fit, 503 nothing became free within ``gpus.queue_timeout``."""
+        timeout = self.settings.gpus.queue_timeout
+        deadline = time.monotonic() + timeout
+        ticket = self.queue.join(pool_of(request), holder)
+        on_ticket(ticket)
+        try:
+            while True:
+                if self.queue.is_first(ticket):
+                    decision = await self._decide(username, server_name, groups, profile, request)
+                    if isinstance(decision, Allocation):
+                        log.info("gpuhub %s: allocation %d: %s %s", holder, decision.id, request.mode, ",".join(decision.uuids))
+                        return decision
+                    if isinstance(decision, Refused):
+                        raise SpawnRefused(403, decision.message, why="quota")
+                    if isinstance(decision, NeverFits):
+                        inventory = await self.inventory()
+                        why = decision.reason if inventory.gpus else f"this hub has no GPU: {inventory.label()}"
+                        raise SpawnRefused(
+                            409,
+                            f"Profile {profile.name!r} can never start on this hub: {why}."
+                            " Pick another profile, or ask an admin to fix this one",
+                            why="never-fits",
+                        )
+                    reason = decision.reason
+                place, total = self.queue.position(ticket)
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise SpawnRefused(
+                        503,
+                        f"No GPU for profile {profile.name!r} became free within {_human_seconds(timeout)}"
+                        f" ({reason if self.queue.is_first(ticket) else 'others were ahead of you'};"
+                        f" you were {ordinal(place)} of {total} in line). Try again later, or pick another profile",
+                        why="capacity",
+                    )
+                log.debug("gpuhub %s: %s", holder, self.queue.describe(ticket))
+                await self.queue.wait_for_change(min(remaining, RECHECK_SECONDS))
+        finally:
+            self.queue.leave(ticket)
+            on_ticket(None)
+
+    async def _decide(self, username, server_name, groups, profile, request):
+        inventory = await self.inventory()
+        quota = await self.quota_for(username, groups)
+        return await self._run(
+            self.store.allocate,
+            inventory,
+            request,
+            username,
+            server_name,
+            profile.name,
+            self.settings.gpus.max_shares_per_gpu,
+            lambda held: refusal(quota, held, profile.name, request.mode, request.count),
+        )
+
+    async def release(self, allocation_id: int, reason: str) -> bool:
+        released = await self._run(self.store.release, allocation_id, reason)
+        if released:
+            self.queue.changed()
+        return released
+
+    async def live_allocation(self, allocation_id: int) -> Allocation | None:
+        return await self._run(self.store.get, allocation_id)
+
+    async def force_free(self, allocation_id: int, by: str) -> bool:
+        """An admin frees a stuck GPU. If its server still runs, the hub's next poll of it sees the
+        allocation gone and stops the server (files kept): the device is never used by two."""
+        released = await self.release(allocation_id, f"force-freed by {by}")
+        if released:
+            log.warning("gpuhub: allocation %d force-freed by %s", allocation_id, by)
+        return released
+
+    async def capacity(self, request: GpuRequest) -> tuple[Capacity, int]:
+        """(what is free now for this kind of request, how many wait in its line)."""
+        holdings = await self._run(self.store.holdings)
+        inventory = await self.inventory()
+        waiting = self.queue.lines().get(pool_of(request), [])
+        return capacity(inventory, holdings, request, self.settings.gpus.max_shares_per_gpu), len(waiting)
+

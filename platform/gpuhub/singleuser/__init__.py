@@ -1,0 +1,1 @@
+"""The single-user side of gpuhub: what runs inside a user's container."""

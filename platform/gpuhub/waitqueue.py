@@ -1,0 +1,75 @@
+"""Fair lines for GPU spawns that cannot be placed yet: one FIFO per pool (``allocator.pool_of``).
+
+Only the first in a line tries to take a device, so a later request never overtakes an earlier one
+for the same kind of device. Everything that may free a device or move a line calls ``changed()``;
+waiters wake and try again (and, as a safety net, every ``recheck`` seconds anyway). The lines live
+in the hub process, the only writer of allocation state: a hub restart ends pending spawns, and
+their users start again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from dataclasses import dataclass, field
+
+
+@dataclass(eq=False)
+class Ticket:
+    pool: str
+    holder: str  # "alice" or "alice:gpu2", for logs and the admin queue view
+    number: int = field(default=0)
+
+
+def ordinal(n: int) -> str:
+    suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
+    return f"{n}{suffix}"
+
+
+class WaitQueue:
+    def __init__(self):
+        self._lines: dict[str, list[Ticket]] = {}
+        self._numbers = itertools.count(1)
+        self._event = asyncio.Event()
+
+    def join(self, pool: str, holder: str) -> Ticket:
+        ticket = Ticket(pool, holder, next(self._numbers))
+        self._lines.setdefault(pool, []).append(ticket)
+        return ticket
+
+    def leave(self, ticket: Ticket) -> None:
+        line = self._lines.get(ticket.pool, [])
+        if ticket in line:
+            line.remove(ticket)
+            if not line:
+                del self._lines[ticket.pool]
+            self.changed()
+
+    def position(self, ticket: Ticket) -> tuple[int, int]:
+        """(1-based place, people in the line); (0, n) once the ticket left the line."""
+        line = self._lines.get(ticket.pool, [])
+        return (line.index(ticket) + 1 if ticket in line else 0), len(line)
+
+    def is_first(self, ticket: Ticket) -> bool:
+        line = self._lines.get(ticket.pool, [])
+        return bool(line) and line[0] is ticket
+
+    def lines(self) -> dict[str, list[str]]:
+        """Who waits for what, in order (for admins)."""
+        return {pool: [t.holder for t in line] for pool, line in self._lines.items()}
+
+    def describe(self, ticket: Ticket) -> str:
+        place, total = self.position(ticket)
+        return f"waiting for a GPU ({ticket.pool}): {ordinal(place)} of {total} in line"
+
+    def changed(self) -> None:
+        """A device may have been freed, or a line moved: wake every waiter."""
+        self._event.set()
+        self._event = asyncio.Event()
+
+    async def wait_for_change(self, timeout: float) -> None:
+        event = self._event
+        try:
+            await asyncio.wait_for(event.wait(), timeout)
+        except asyncio.TimeoutError:
+            pass
