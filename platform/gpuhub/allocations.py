@@ -23,7 +23,7 @@ from functools import partial
 
 from traitlets.log import get_logger
 
-from .allocator import Capacity, GpuRequest, NeverFits, NoFitNow, capacity, pool_of
+from .allocator import Capacity, GpuRequest, NeverFits, capacity, pool_of
 from .errors import SpawnRefused
 from .inventory import Inventory, load_inventory
 from .quotas import EffectiveQuota, QuotaRule, refusal, resolve
