@@ -115,3 +115,23 @@ def test_dataset_is_mounted_read_only(hub, user):
     assert exec_in(c, "cat /datasets/ref/labels.txt") == "reference"
     code, out = c.exec_run(["sh", "-c", "echo x > /datasets/ref/new.txt"])
     assert code != 0 and b"Read-only file system" in out
+
+
+def test_environment_check_runs_inside_the_users_container(hub, user):
+    """The env check, run in a real CPU server: non-root, home on its volume, the container's real
+    limits, shm below what DataLoader workers want, torch present, and every GPU check skipped with
+    the reason (no GPU assigned), nothing crashing."""
+    import json
+
+    hub.start_server(user, {"profile": "cpu-test"})
+    c = inspect_container(hub, user)
+    report = json.loads(exec_in(c, "python3 -m gpuhub.singleuser.envcheck"))
+    checks = {check["id"]: check for check in report["checks"]}
+    assert checks["non-root"]["status"] == "pass" and checks["non-root"]["value"] == "uid 1000"
+    assert checks["home"]["status"] == "pass" and checks["home"]["value"] == "/home/jovyan (a volume)"
+    assert "memory 0.75 GiB, CPU 0.5 CPUs" in checks["limits"]["value"]
+    assert checks["shm"]["status"] == "warn" and checks["shm"]["value"] == "0.25 GiB"
+    assert checks["torch"]["status"] == "pass" and "torch 2.13.0" in checks["torch"]["value"]
+    assert checks["cuda"]["status"] == "skip" and "CPU build" in checks["cuda"]["hint"]
+    for gpu_check in ("driver", "devices", "precision", "cudnn", "nccl", "alloc", "matmul"):
+        assert checks[gpu_check]["status"] == "skip" and "no GPU assigned" in checks[gpu_check]["hint"]
