@@ -224,6 +224,10 @@ def test_each_server_sees_only_its_own_devices_and_a_waiting_spawn_starts_on_rel
     shared = seen["sh1"]["NVIDIA_VISIBLE_DEVICES"]
     assert shared in WHOLE - set(exclusive)  # the fourth whole GPU, not an exclusively held one
     assert seen["sh1"]["GPUHUB_GPU_MEMORY_BUDGET"] == str(20 * 1024**3)
+    # in the env-only exposure the server extension says plainly that there is no real device
+    gpus = hub.session.get(f"{hub.user_server_url('ex1')}gpuhub/api/v1/gpus", timeout=30).json()
+    assert gpus["state"] == "unavailable" and "env-only exposure" in gpus["message"]
+    assert gpus["assigned"] == [seen["ex1"]["NVIDIA_VISIBLE_DEVICES"]]
     # the image's IPython config registers that budget with PyTorch at kernel start
     code, out = container_of(hub, "sh1").exec_run(
         ["ipython", "--quiet", "-c", "import gpuhub.singleuser.budget as b; print('budget', b.registered)"]

@@ -135,3 +135,24 @@ def test_environment_check_runs_inside_the_users_container(hub, user):
     assert checks["cuda"]["status"] == "skip" and "CPU build" in checks["cuda"]["hint"]
     for gpu_check in ("driver", "devices", "precision", "cudnn", "nccl", "alloc", "matmul"):
         assert checks[gpu_check]["status"] == "skip" and "no GPU assigned" in checks[gpu_check]["hint"]
+
+
+def test_server_extension_answers_through_the_hub(hub, user):
+    """gpuhub's server extension is enabled in the image: through the proxy, with a token allowed to
+    access the server, the GPU endpoint answers the no-GPU state with the container's real limits,
+    and the environment check runs and is kept."""
+    hub.start_server(user, {"profile": "cpu-test"})
+    base = f"{hub.user_server_url(user)}gpuhub/api/v1"
+    r = hub.session.get(f"{base}/gpus", timeout=30)
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["state"] == "no-gpu"
+    assert body["limits"] == {"cgroup": body["limits"]["cgroup"], "memory_limit": 768 * MiB,
+                              "memory_used": body["limits"]["memory_used"], "cpu_limit": 0.5}
+    r = hub.session.post(f"{base}/envcheck", timeout=120)
+    assert r.status_code == 200, r.text
+    assert {c["id"]: c["status"] for c in r.json()["checks"]}["non-root"] == "pass"
+    assert hub.session.get(f"{base}/envcheck", timeout=30).json() == r.json()
+    # without credentials: refused (redirected to log in or forbidden), nothing leaks
+    anonymous = __import__("requests").get(f"{base}/gpus", timeout=30, allow_redirects=False)
+    assert anonymous.status_code in (302, 403) and "limits" not in anonymous.text
