@@ -49,9 +49,6 @@ class RecordedNvml:
     def nvmlDeviceGetName(self, h):
         return self._answer(h, "name")
 
-    def nvmlDeviceGetMemoryInfo(self, h):
-        return SimpleNamespace(total=self._answer(h, "memory"))
-
     def nvmlDeviceGetCudaComputeCapability(self, h):
         return self._answer(h, "cc")
 
@@ -87,6 +84,19 @@ class RecordedNvml:
         if child is None:
             raise pynvml.NVMLError_NotFound(pynvml.NVML_ERROR_NOT_FOUND)
         return child
+
+    def nvmlDeviceGetMemoryInfo(self, h):
+        return SimpleNamespace(total=self._answer(h, "memory"), used=h.get("memory_used", 0))
+
+    def nvmlDeviceGetUtilizationRates(self, h):
+        return SimpleNamespace(gpu=self._answer(h, "utilization"))
+
+    def nvmlDeviceGetTemperature(self, h, sensor):
+        assert sensor == pynvml.NVML_TEMPERATURE_GPU
+        return self._answer(h, "temperature")
+
+    def nvmlDeviceGetComputeRunningProcesses(self, h):
+        return [SimpleNamespace(pid=pid, usedGpuMemory=used) for pid, used in h.get("processes", [])]
 
     def nvmlEventSetCreate(self):
         return "event-set"
