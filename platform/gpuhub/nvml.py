@@ -27,15 +27,34 @@ FATAL_XIDS = frozenset({48, 61, 62, 74, 79, 94, 95, 119, 120})
 MIG_NAME = re.compile(r"MIG (\S+)$")
 
 
-def _text(value) -> str:
+def text(value) -> str:
+    """NVML strings: bytes from older nvidia-ml-py, str from newer."""
     return value.decode() if isinstance(value, bytes) else str(value)
+
+
+def mig_children(nvml, handle) -> list:
+    """The MIG device handles of a GPU: empty when MIG is off or not supported (indices left empty by
+    the admin's partitioning are skipped)."""
+    try:
+        current, _pending = nvml.nvmlDeviceGetMigMode(handle)
+    except nvml.NVMLError:
+        return []
+    if current != nvml.NVML_DEVICE_MIG_ENABLE:
+        return []
+    children = []
+    for j in range(nvml.nvmlDeviceGetMaxMigDeviceCount(handle)):
+        try:
+            children.append(nvml.nvmlDeviceGetMigDeviceHandleByIndex(handle, j))
+        except nvml.NVMLError_NotFound:
+            continue
+    return children
 
 
 def _bus_id(value) -> str:
     """NVML spells PCI bus ids with 8 or 4 domain digits and either case; compare them as one form."""
-    parts = _text(value).lower().split(":")
+    parts = text(value).lower().split(":")
     domain = parts[-3] if len(parts) >= 3 else "0"
-    return f"{int(domain, 16):04x}:{parts[-2]}:{parts[-1]}" if len(parts) >= 2 else _text(value).lower()
+    return f"{int(domain, 16):04x}:{parts[-2]}:{parts[-1]}" if len(parts) >= 2 else text(value).lower()
 
 
 class NvmlSource:
@@ -91,8 +110,8 @@ class NvmlSource:
         if handle is None:
             return _lost(index, lost_reason)
         try:
-            uuid = _text(nvml.nvmlDeviceGetUUID(handle))
-            name = _text(nvml.nvmlDeviceGetName(handle))
+            uuid = text(nvml.nvmlDeviceGetUUID(handle))
+            name = text(nvml.nvmlDeviceGetName(handle))
             memory = int(nvml.nvmlDeviceGetMemoryInfo(handle).total)
             major, minor = nvml.nvmlDeviceGetCudaComputeCapability(handle)
         except nvml.NVMLError as e:
@@ -149,25 +168,18 @@ class NvmlSource:
             if other is None:  # the far end is an NVSwitch: every GPU on the switches is a peer
                 self._switched.add(index)
             elif other != index and handles[other] is not None:
-                peers.add(_text(nvml.nvmlDeviceGetUUID(handles[other])))
+                peers.add(text(nvml.nvmlDeviceGetUUID(handles[other])))
         return peers
 
     def _mig_slices(self, handle) -> list[MigSlice]:
         nvml = self.nvml
-        mode = self._optional(nvml.nvmlDeviceGetMigMode, handle)
-        if not mode or mode[0] != nvml.NVML_DEVICE_MIG_ENABLE:
-            return []
         slices = []
-        for j in range(nvml.nvmlDeviceGetMaxMigDeviceCount(handle)):
-            try:
-                child = nvml.nvmlDeviceGetMigDeviceHandleByIndex(handle, j)
-            except nvml.NVMLError_NotFound:
-                continue
-            name = _text(nvml.nvmlDeviceGetName(child))
+        for child in mig_children(nvml, handle):
+            name = text(nvml.nvmlDeviceGetName(child))
             m = MIG_NAME.search(name)
             slices.append(
                 MigSlice(
-                    uuid=_text(nvml.nvmlDeviceGetUUID(child)),
+                    uuid=text(nvml.nvmlDeviceGetUUID(child)),
                     profile=m.group(1) if m else "unknown",
                     memory_bytes=int(nvml.nvmlDeviceGetMemoryInfo(child).total),
                 )
@@ -197,7 +209,7 @@ class NvmlSource:
             except nvml.NVMLError:
                 return
             if event.eventData in FATAL_XIDS:
-                uuid = _text(nvml.nvmlDeviceGetUUID(event.device))
+                uuid = text(nvml.nvmlDeviceGetUUID(event.device))
                 self.xids.setdefault(uuid, []).append(int(event.eventData))
 
 

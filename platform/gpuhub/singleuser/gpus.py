@@ -15,13 +15,10 @@ import os
 import re
 import threading
 
+from ..nvml import mig_children, text
 from .envcheck import assigned_devices
 
 KERNEL_FILE = re.compile(r"kernel-([0-9a-f-]{36})\.json")
-
-
-def _text(value) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def kernel_of(pid: int, proc: str = "/proc") -> str | None:
@@ -57,18 +54,11 @@ class GpuReader:
         handles = []
         for i in range(nvml.nvmlDeviceGetCount()):
             h = nvml.nvmlDeviceGetHandleByIndex(i)
-            uuid = _text(nvml.nvmlDeviceGetUUID(h))
-            try:
-                current, _ = nvml.nvmlDeviceGetMigMode(h)
-            except nvml.NVMLError:
-                current = 0
-            if current == nvml.NVML_DEVICE_MIG_ENABLE:
-                for j in range(nvml.nvmlDeviceGetMaxMigDeviceCount(h)):
-                    try:
-                        child = nvml.nvmlDeviceGetMigDeviceHandleByIndex(h, j)
-                    except nvml.NVMLError:
-                        continue
-                    child_uuid = _text(nvml.nvmlDeviceGetUUID(child))
+            uuid = text(nvml.nvmlDeviceGetUUID(h))
+            children = mig_children(nvml, h)
+            if children:
+                for child in children:
+                    child_uuid = text(nvml.nvmlDeviceGetUUID(child))
                     if child_uuid in wanted or not any(w.startswith("MIG-") for w in wanted):
                         handles.append((child_uuid, child, h))
             elif uuid in wanted or not any(w.startswith("GPU-") for w in wanted):
@@ -111,7 +101,7 @@ class GpuReader:
         ]
         return {
             "uuid": uuid,
-            "name": _text(nvml.nvmlDeviceGetName(handle)),
+            "name": text(nvml.nvmlDeviceGetName(handle)),
             "memory_used": int(memory.used),
             "memory_total": int(memory.total),
             "utilization": utilisation,
