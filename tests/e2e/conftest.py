@@ -190,3 +190,11 @@ def page(browser, request, platform):
         pg.screenshot(path=str(shot), full_page=True)
         print(f"\nscreenshot: {shot}\n===== hub log =====\n{platform.logs()}")
     context.close()
+
+
+@pytest.fixture(autouse=True)
+def jp_asyncio_loop():
+    """Overrides pytest-jupyter's autouse loop fixture (its plugin is loaded for the server-extension
+    handler tests and then applies to every test): Playwright's sync API runs its own event loop here,
+    which that fixture would try to close."""
+    yield None
