@@ -198,3 +198,9 @@ def jp_asyncio_loop():
     handler tests and then applies to every test): Playwright's sync API runs its own event loop here,
     which that fixture would try to close."""
     yield None
+
+
+@pytest.fixture(autouse=True)
+def jp_server_cleanup():
+    """Overrides pytest-jupyter's other autouse fixture, for the same reason."""
+    yield None
