@@ -406,3 +406,26 @@ def test_production_exposure_hands_the_engine_device_ids_never_a_count():
         assert info["Config"]["Labels"]["org.gpuhub.allocation"] == "41"
     finally:
         api.remove_container(created["Id"], force=True)
+
+
+def test_cancelling_a_waiting_spawn_leaves_the_line(gpu_hub):
+    """All four whole GPUs held; a fifth exclusive request waits; its user cancels (DELETE on the
+    pending server). When a GPU is freed afterwards, nothing is allocated or started for them."""
+    hub = gpu_hub
+    holders = [f"h{i}" for i in range(4)]
+    for user in holders:
+        request_server(hub, user, "gpu-1")
+    for user in holders:
+        hub.wait_ready(user)
+    request_server(hub, "quitter", "gpu-1")
+    assert first_progress_message(hub, "quitter") == "waiting for a GPU (exclusive×1): 1st of 1 in line"
+    r = hub.api("DELETE", "/users/quitter/server")
+    assert r.status_code in (202, 204), r.text
+    wait_until(lambda: not hub.api("GET", "/users/quitter", expect=200).json()["servers"], what="the spawn to be cancelled")
+    hub.stop_server("h0")
+    time.sleep(3)  # a waiter still in line would have taken the freed GPU by now
+    assert "quitter" not in {u for u, _ in live_allocations(hub).values()}
+    assert not [c for c in hub.containers() if c.labels.get("org.gpuhub.user") == "quitter"]
+    # and the freed GPU is there for the next person
+    request_server(hub, "next", "gpu-1")
+    hub.wait_ready("next")
