@@ -171,13 +171,14 @@ class GpuPool:
         rules = settings_rules(self.settings) + await self._run(self.store.quota_rules)
         return resolve(username, groups, rules)
 
-    async def check_quota(self, username: str, groups: list[str], profile: Profile, request: GpuRequest | None) -> None:
+    async def check_quota(
+        self, username: str, server_name: str, groups: list[str], profile: Profile, request: GpuRequest | None
+    ) -> None:
         """Refuse (403) at once what the user's quota does not allow, before anything is created."""
         quota = await self.quota_for(username, groups)
-        held = [a for a in await self._run(self.store.live) if a.username == username]
         message = refusal(
             quota,
-            [a.as_held() for a in held],
+            await self._run(self.store.held_elsewhere, username, server_name),
             profile.name,
             request.mode if request else "none",
             request.count if request else 0,
@@ -269,10 +270,15 @@ class GpuPool:
             log.warning("gpuhub: allocation %d force-freed by %s", allocation_id, by)
         return released
 
-    async def capacity(self, request: GpuRequest) -> tuple[Capacity, int]:
-        """(what is free now for this kind of request, how many wait in its line)."""
+    async def capacities(self, requests: dict[str, GpuRequest]) -> dict[str, tuple[Capacity, int]]:
+        """Per name: (what is free now for that kind of request, how many wait in its line), from one
+        read of the holdings."""
         holdings = await self._run(self.store.holdings)
         inventory = await self.inventory()
-        waiting = self.queue.lines().get(pool_of(request), [])
-        return capacity(inventory, holdings, request, self.settings.gpus.max_shares_per_gpu), len(waiting)
+        lines = self.queue.lines()
+        max_shares = self.settings.gpus.max_shares_per_gpu
+        return {
+            name: (capacity(inventory, holdings, request, max_shares), len(lines.get(pool_of(request), [])))
+            for name, request in requests.items()
+        }
 

@@ -90,17 +90,17 @@ class GPUSpawner(DockerSpawner):
 
     async def render_options_form(self) -> str:
         pool = await self._pool_ready()
-        quota = await pool.quota_for(self.user.name, self._user_groups())
-        availability = {}
-        for profile in self.settings.profiles:
-            request = gpu_request(profile)
-            if request is not None:
-                cap, waiting = await pool.capacity(request)
-                availability[profile.name] = form.Availability(cap.text, cap.total >= request.count, waiting)
+        groups = self._user_groups()
+        quota = await pool.quota_for(self.user.name, groups)
+        requests = {p.name: r for p in self.settings.profiles if (r := gpu_request(p)) is not None}
+        availability = {
+            name: form.Availability(cap.text, cap.total >= requests[name].count, waiting)
+            for name, (cap, waiting) in (await pool.capacities(requests)).items()
+        }
         inventory = await pool.inventory()
         return form.render_form(
             self.settings,
-            self._user_groups(),
+            groups,
             quota.profiles.value,
             availability,
             form.gpu_source_text(inventory.label(), inventory.simulated, self.settings.gpus.exposure),
@@ -123,7 +123,7 @@ class GPUSpawner(DockerSpawner):
             image = await self.check_allowed(user_options["image"])
         request = gpu_request(profile)
         pool = await self._pool_ready()
-        await pool.check_quota(self.user.name, groups, profile, request)
+        await pool.check_quota(self.user.name, self.name, groups, profile, request)
         self._profile, self._gpu_request, self.image = profile, request, image
         # waiting in line for a GPU must not count against the container's own start time
         self.start_timeout = self.settings.spawner.start_timeout + (

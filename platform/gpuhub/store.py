@@ -118,6 +118,10 @@ def _as_allocation(row: AllocationRow) -> Allocation:
     )
 
 
+def _held_on_other_servers(rows: list[AllocationRow], server_name: str) -> list[Held]:
+    return [_as_allocation(r).as_held() for r in rows if r.server_name != server_name]
+
+
 def make_engine(db_url: str) -> Engine:
     """An engine whose transactions can serialise placement decisions (see the module docstring)."""
     if db_url.startswith("sqlite"):
@@ -171,6 +175,18 @@ class Store:
         )
         return [Holding(uuid, mode, int(memory or 0), holders) for uuid, mode, memory, holders in rows]
 
+    @staticmethod
+    def _live_of(session: Session, username: str) -> list[AllocationRow]:
+        return session.scalars(
+            select(AllocationRow).where(AllocationRow.username == username, AllocationRow.released.is_(None))
+        ).all()
+
+    def held_elsewhere(self, username: str, server_name: str) -> list[Held]:
+        """What ``username`` holds on servers other than ``server_name``: what a start of that server
+        is checked against (the same rule ``allocate`` applies inside its transaction)."""
+        with self.session() as session:
+            return _held_on_other_servers(self._live_of(session, username), server_name)
+
     def holdings(self) -> list[Holding]:
         with self.session() as session:
             return self._holdings(session)
@@ -192,16 +208,13 @@ class Store:
         A live allocation of the same server (a leftover) is released first: a server holds one."""
         with self.session.begin() as session:
             self._serialise(session)
-            mine = session.scalars(
-                select(AllocationRow).where(AllocationRow.username == username, AllocationRow.released.is_(None))
-            ).all()
+            mine = self._live_of(session, username)
             for row in mine:
                 if row.server_name == server_name:
                     row.released, row.release_reason = self.clock(), "superseded by a new start of the server"
             session.flush()
             if admit is not None:
-                held = [_as_allocation(r).as_held() for r in mine if r.server_name != server_name]
-                message = admit(held)
+                message = admit(_held_on_other_servers(mine, server_name))
                 if message:
                     return Refused(message)
             decision = place(inventory, self._holdings(session), request, max_shares)

@@ -59,3 +59,14 @@ def test_shared_budget_and_refusals_pass_through(store):
     assert isinstance(store.allocate(INV, GpuRequest("exclusive"), "f", "", "gpu-1"), NoFitNow)
     assert isinstance(store.allocate(INV, GpuRequest("exclusive", count=9), "g", "", "gpu-9"), NeverFits)
     assert len(store.live()) == 4  # the shared one was packed onto a GPU an exclusive request then could not take
+
+
+def test_held_elsewhere_counts_the_users_other_servers_only(store):
+    from gpuhub.quotas import Held
+
+    store.allocate(INV, GpuRequest("exclusive", count=2), "alice", "", "gpu-2")
+    store.allocate(INV, GpuRequest("shared", memory_bytes=20 * GiB), "alice", "train", "shared-20")
+    store.allocate(INV, GpuRequest("exclusive"), "bob", "", "gpu-1")
+    assert store.held_elsewhere("alice", "train") == [Held("exclusive", 2)]
+    assert sorted(store.held_elsewhere("alice", "other"), key=lambda h: h.mode) == [Held("exclusive", 2), Held("shared", 1)]
+    assert store.held_elsewhere("carol", "") == []

@@ -70,6 +70,14 @@ def driver_verdict(driver: str, cuda: str) -> tuple[str, str, str]:
     return "fail", f">= {full}", f"this driver is too old for CUDA {cuda}: use an image for an older CUDA, or update the driver"
 
 
+ENV_ONLY_REASON = "env-only exposure: this hub has no NVIDIA runtime, so the container was not given the device"
+
+
+def env_only(environ) -> bool:
+    """The hub wired this container's GPUs as variables only (``[gpus] exposure = "env-only"``)."""
+    return environ.get("GPUHUB_GPU_EXPOSURE") == "env-only"
+
+
 def assigned_devices(environ) -> list[str]:
     value = environ.get("NVIDIA_VISIBLE_DEVICES", "")
     return [] if value in ("", "void", "none") else [v for v in value.split(",") if v]
@@ -89,8 +97,8 @@ class Context:
     def no_gpu(self) -> str:
         if not self.assigned:
             return "no GPU assigned to this server (NVIDIA_VISIBLE_DEVICES=void): pick a GPU profile"
-        if self.environ.get("GPUHUB_GPU_EXPOSURE") == "env-only":
-            return "this hub runs the env-only exposure (no NVIDIA runtime): the device was not given to the container"
+        if env_only(self.environ):
+            return ENV_ONLY_REASON
         return "CUDA is not available (see the cuda check)"
 
 
@@ -146,7 +154,8 @@ def check_cuda(ctx):
         return Check("cuda", "torch.cuda.is_available()", "skip" if not ctx.assigned else "fail", "False", "True", why)
     if not ctx.assigned:
         return Check("cuda", "torch.cuda.is_available()", "skip", "False", "True", ctx.no_gpu())
-    return Check("cuda", "torch.cuda.is_available()", "fail", "False", "True", ctx.no_gpu() if ctx.environ.get("GPUHUB_GPU_EXPOSURE") == "env-only" else "the driver is not reachable from the container (libcuda missing?)")
+    why = ENV_ONLY_REASON if env_only(ctx.environ) else "the driver is not reachable from the container (libcuda missing?)"
+    return Check("cuda", "torch.cuda.is_available()", "fail", "False", "True", why)
 
 
 def _needs_gpu(fn):

@@ -16,7 +16,7 @@ import re
 import threading
 
 from ..nvml import mig_children, text
-from .envcheck import assigned_devices
+from .envcheck import ENV_ONLY_REASON, assigned_devices, env_only
 
 KERNEL_FILE = re.compile(r"kernel-([0-9a-f-]{36})\.json")
 
@@ -78,7 +78,7 @@ class GpuReader:
                 return {"state": "ok", "exposure": exposure, "gpus": [self._device(*entry) for entry in self._handles]}
             except Exception as e:  # NVML missing or failing: say so, keep serving
                 self._handles = None
-                why = "env-only exposure: this demo hub gives the container no real device" if exposure == "env-only" else str(e)
+                why = ENV_ONLY_REASON if env_only(self.environ) else str(e)
                 return {"state": "unavailable", "message": f"GPU figures unavailable: {why}", "assigned": assigned, "gpus": []}
 
     def _device(self, uuid, handle, parent) -> dict:
