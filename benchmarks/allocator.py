@@ -29,10 +29,9 @@ from gpuhub.allocator import GpuRequest  # noqa: E402
 from gpuhub.inventory import parse_inventory  # noqa: E402
 from gpuhub.quotas import QuotaRule, refusal, resolve  # noqa: E402
 from gpuhub.store import Allocation, Store  # noqa: E402
+from benchmarks.report import percentile, write_section  # noqa: E402
 
 GiB = 1024**3
-DOC = REPO / "docs" / "benchmarks.md"
-START, END = "<!-- allocator:start -->", "<!-- allocator:end -->"
 
 
 def inventory_text(n: int) -> str:
@@ -45,10 +44,6 @@ def inventory_text(n: int) -> str:
         )
     return "\n".join(parts)
 
-
-def percentile(values: list[float], p: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
 
 
 def run(args) -> dict:
@@ -131,14 +126,6 @@ def table(r: dict) -> str:
     )
 
 
-def write(text: str) -> None:
-    doc = DOC.read_text(encoding="utf-8")
-    if START in doc:
-        head, rest = doc.split(START, 1)
-        _, tail = rest.split(END, 1)
-    else:
-        head, tail = doc.rstrip() + "\n\n## Allocator: allocate + release at scale (`benchmarks/allocator.py`)\n\n", "\n"
-    DOC.write_text(f"{head}{START}\n{text}\n{END}{tail}", encoding="utf-8")
 
 
 def main() -> None:
@@ -152,7 +139,7 @@ def main() -> None:
     text = table(run(args))
     print(text)
     if not args.no_write:
-        write(text)
+        write_section("allocator", text, "## Allocator: allocate + release at scale (`benchmarks/allocator.py`)")
 
 
 if __name__ == "__main__":

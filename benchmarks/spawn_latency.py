@@ -14,7 +14,6 @@ from __future__ import annotations
 import argparse
 import datetime
 import logging
-import os
 import shutil
 import statistics
 import sys
@@ -28,14 +27,13 @@ import requests
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 from tests.hubprocess import USER_IMAGE, HubError, HubProcess, remove_prefixed  # noqa: E402
+from benchmarks.report import DOC, machine, percentile, write_section  # noqa: E402
 
 log = logging.getLogger("spawn_latency")
 SPAWNERS = {"gpuhub": ("GPUSpawner", "gpuhubbench-g"), "docker": ("DockerSpawner", "gpuhubbench-d")}
 READY_TIMEOUT = 180.0  # a spawn not ready by then counts as a failure
 GONE_TIMEOUT = 60.0
 POLL_INTERVAL = 0.2  # resolution of every figure; also keeps the poll load on the hub low in a burst
-DOC = REPO / "docs" / "benchmarks.md"
-START, END = "<!-- spawn_latency:start -->", "<!-- spawn_latency:end -->"
 
 
 def time_to_ready(hub: HubProcess, name: str) -> float | None:
@@ -174,15 +172,6 @@ def summarise(rounds: list[dict]) -> dict:
     }
 
 
-def percentile(sorted_values: list[float], p: float) -> float | None:
-    """Linear interpolation between closest ranks (numpy's default)."""
-    if not sorted_values:
-        return None
-    k = (len(sorted_values) - 1) * p / 100
-    lo = int(k)
-    hi = min(lo + 1, len(sorted_values) - 1)
-    return sorted_values[lo] + (sorted_values[hi] - sorted_values[lo]) * (k - lo)
-
 
 ROWS = [
     ("single_median", "single spawn, median (s)", True),
@@ -213,12 +202,6 @@ def table(g: dict, d: dict) -> str:
     return "\n".join(lines)
 
 
-def machine() -> str:
-    import docker
-
-    mem_kib = next(int(line.split()[1]) for line in open("/proc/meminfo") if line.startswith("MemTotal:"))
-    server = docker.from_env().version().get("Version", "?")
-    return f"{len(os.sched_getaffinity(0))} CPUs (nproc), {mem_kib / 2**20:.1f} GiB memory (MemTotal), Docker Engine {server}"
 
 
 def report(args, g: dict, d: dict) -> str:
@@ -251,16 +234,6 @@ def report(args, g: dict, d: dict) -> str:
 """
 
 
-def write_section(section: str) -> None:
-    text = DOC.read_text() if DOC.exists() else "# Benchmarks\n\n" + START + "\n" + END + "\n"
-    if START not in text or END not in text:
-        text = text.rstrip("\n") + "\n\n" + START + "\n" + END + "\n"
-    head, rest = text.split(START, 1)
-    tail = rest.split(END, 1)[1]
-    DOC.parent.mkdir(parents=True, exist_ok=True)
-    DOC.write_text(f"{head}{START}\n{section}{END}{tail}")
-
-
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeats", type=int, default=5, help="single spawns per spawner (default 5)")
@@ -275,9 +248,6 @@ def main() -> int:
     )
     parser.add_argument("--no-write", action="store_true", help=f"print only; leave {DOC.relative_to(REPO)} alone")
     args = parser.parse_args()
-    global START, END
-    if args.gpu:
-        START, END = "<!-- spawn_latency_gpu:start -->", "<!-- spawn_latency_gpu:end -->"
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
     if args.repeats < 1 or args.burst < 1 or args.rounds < 1:
         parser.error("--repeats, --burst and --rounds must be at least 1")
@@ -292,7 +262,7 @@ def main() -> int:
     section = report(args, figures["gpuhub"], figures["docker"])
     print(section)
     if not args.no_write:
-        write_section(section)
+        write_section("spawn_latency_gpu" if args.gpu else "spawn_latency", section)
         log.info("wrote %s", DOC)
     return 0
 

@@ -58,3 +58,17 @@ def test_no_gpu_and_unavailable_states():
 
 def test_kernel_of_unknown_pid(tmp_path):
     assert kernel_of(999999, str(tmp_path)) is None
+
+
+def test_what_the_hub_assigned_comes_with_the_figures():
+    environ = {
+        "NVIDIA_VISIBLE_DEVICES": h100(0)["uuid"], "GPUHUB_GPU_MODE": "shared", "GPUHUB_GPU_EXPOSURE": "device_requests",
+        "GPUHUB_GPU_SIMULATED": "false", "GPUHUB_GPU_MEMORY_BUDGET": str(20 * GiB),
+    }
+    body = GpuReader(RecordedNvml([h100(0)]), environ).read()
+    assert {k: body[k] for k in ("state", "mode", "exposure", "simulated", "memory_budget")} == {
+        "state": "ok", "mode": "shared", "exposure": "device_requests", "simulated": False, "memory_budget": 20 * GiB}
+    broken = RecordedNvml([], init_error=pynvml.NVMLError_LibraryNotFound(pynvml.NVML_ERROR_LIBRARY_NOT_FOUND))
+    body = GpuReader(broken, {**environ, "GPUHUB_GPU_EXPOSURE": "env-only", "GPUHUB_GPU_SIMULATED": "true",
+                              "GPUHUB_GPU_MEMORY_BUDGET": ""}).read()
+    assert (body["state"], body["simulated"], body["memory_budget"], body["mode"]) == ("unavailable", True, None, "shared")

@@ -16,6 +16,7 @@ import re
 import threading
 
 from ..nvml import mig_children, text
+from .budget import ENV as BUDGET_ENV
 from .envcheck import ENV_ONLY_REASON, assigned_devices, env_only
 
 KERNEL_FILE = re.compile(r"kernel-([0-9a-f-]{36})\.json")
@@ -66,20 +67,30 @@ class GpuReader:
                 handles.append((uuid, h, h))
         return handles
 
+    def assignment(self) -> dict:
+        """What the hub assigned, from the container's environment (``containers.gpu_wiring``)."""
+        budget = self.environ.get(BUDGET_ENV, "")
+        return {
+            "mode": self.environ.get("GPUHUB_GPU_MODE", ""),
+            "exposure": self.environ.get("GPUHUB_GPU_EXPOSURE", ""),
+            "simulated": self.environ.get("GPUHUB_GPU_SIMULATED") == "true",
+            "memory_budget": int(budget) if budget.isdigit() else None,  # shared GPUs: this server's share
+        }
+
     def read(self) -> dict:
         assigned = assigned_devices(self.environ)
-        exposure = self.environ.get("GPUHUB_GPU_EXPOSURE", "")
         if not assigned:
             return {"state": "no-gpu", "message": "no GPU assigned to this server", "gpus": []}
         with self._lock:
             try:
                 if self._handles is None:
                     self._handles = self._load()
-                return {"state": "ok", "exposure": exposure, "gpus": [self._device(*entry) for entry in self._handles]}
+                return {"state": "ok", **self.assignment(), "gpus": [self._device(*entry) for entry in self._handles]}
             except Exception as e:  # NVML missing or failing: say so, keep serving
                 self._handles = None
                 why = ENV_ONLY_REASON if env_only(self.environ) else str(e)
-                return {"state": "unavailable", "message": f"GPU figures unavailable: {why}", "assigned": assigned, "gpus": []}
+                return {"state": "unavailable", "message": f"GPU figures unavailable: {why}", **self.assignment(),
+                        "assigned": assigned, "gpus": []}
 
     def _device(self, uuid, handle, parent) -> dict:
         nvml = self._nvml

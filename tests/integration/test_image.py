@@ -1,0 +1,58 @@
+"""The user image as built (the `cpu` variant of the matrix): gpuhub's server and JupyterLab extensions
+enabled, torchrun ready for a multi-process job, NCCL_DEBUG defaulted and settable."""
+
+import re
+import uuid
+
+import docker
+import pytest
+
+from tests.hubprocess import USER_IMAGE, require_engine_and_image
+
+ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+ALL_REDUCE = """
+import os, torch, torch.distributed as dist
+dist.init_process_group("gloo")
+x = torch.tensor([float(dist.get_rank() + 1)])
+dist.all_reduce(x)
+print(f"rank {dist.get_rank()} of {dist.get_world_size()}: sum {x.item():g}", flush=True)
+dist.destroy_process_group()
+"""
+
+
+@pytest.fixture(scope="module")
+def run():
+    problem = require_engine_and_image()
+    if problem:
+        pytest.fail(f"the Docker tier cannot run: {problem}", pytrace=False)
+    client = docker.from_env()
+    # As a user's server is: on a network of its own (internal: nothing outside is reachable), so its
+    # hostname resolves, which torchrun's rendezvous needs.
+    network = client.networks.create(f"gpuhubtest-image-{uuid.uuid4().hex[:8]}", internal=True)
+
+    def run(command: str, **kwargs) -> str:
+        out = client.containers.run(
+            USER_IMAGE, ["bash", "-c", command], name=f"gpuhubtest-image-{uuid.uuid4().hex[:8]}", remove=True,
+            network=network.name, shm_size="256m", stderr=True, **kwargs,
+        )
+        return ANSI.sub("", out.decode())
+
+    yield run
+    network.remove()
+
+
+def test_both_gpuhub_extensions_are_enabled(run):
+    out = run("jupyter server extension list 2>&1; jupyter labextension list 2>&1")
+    assert re.search(r"gpuhub\.singleuser enabled", out) and re.search(r"gpuhub\.singleuser\s+OK", out), out
+    assert re.search(r"@gpuhub/jupyterlab-gpuhub v0\.1\.0 enabled OK \(python, gpuhub\)", out), out
+
+
+def test_torchrun_runs_a_two_process_job(run):
+    out = run(f"cd /tmp && cat > job.py <<'PY'\n{ALL_REDUCE}\nPY\ntimeout 120 torchrun --standalone --nproc-per-node 2 job.py 2>&1")
+    assert "rank 0 of 2: sum 3" in out and "rank 1 of 2: sum 3" in out, out
+
+
+def test_nccl_debug_defaults_to_warn_and_is_settable(run):
+    assert run("echo $NCCL_DEBUG").strip() == "WARN"
+    assert run("echo $NCCL_DEBUG", environment={"NCCL_DEBUG": "INFO"}).strip() == "INFO"
