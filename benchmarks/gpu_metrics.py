@@ -33,7 +33,7 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "platform"))
 sys.path.insert(0, str(REPO))
 from benchmarks.report import machine, percentile, write_section  # noqa: E402
-from tests.hubprocess import USER_IMAGE, free_port, remove_prefixed  # noqa: E402
+from tests.hubprocess import USER_IMAGE, answers_within, free_port, remove_prefixed  # noqa: E402
 
 PREFIX = "gpuhubbench-m"
 POLL_INTERVAL_S = 5.0  # platform/jupyterlab-gpuhub/src/model.ts POLL_INTERVAL_MS
@@ -67,16 +67,8 @@ def endpoint_scenario(client, name: str, environment: dict, n: int, gpus: bool) 
         session = requests.Session()
         session.headers["Authorization"] = f"token {token}"
         base = f"http://127.0.0.1:{port}"
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if session.get(f"{base}/api/status", timeout=2).ok:
-                    break
-            except requests.RequestException:
-                pass
-            if time.monotonic() > deadline:
-                raise SystemExit(f"the server did not answer in 60 s:\n{container.logs(tail=40).decode()}")
-            time.sleep(0.5)
+        if not answers_within(f"{base}/api/status", 60, session):
+            raise SystemExit(f"the server did not answer in 60 s:\n{container.logs(tail=40).decode()}")
         time.sleep(3)
         idle_before = cpu_ns(container)
         time.sleep(10)

@@ -20,6 +20,8 @@ cd "$(dirname "$0")/.."
 py_version=3.11   # Debian bookworm's python3 (the cpu variant)
 build_labextension() {  # platform/jupyterlab-gpuhub → platform/gpuhub/labextension (in the wheel)
   command -v npm >/dev/null || apt_install nodejs npm
+  node -e 'const [a, b] = process.versions.node.split(".").map(Number); process.exit(a > 20 || (a === 20 && b >= 19) ? 0 : 1)' \
+    || die "the JupyterLab extension's builder (rspack) needs Node.js >= 20.19; this machine has $(node --version): install a newer Node.js"
   local dir=platform/jupyterlab-gpuhub stamp=platform/jupyterlab-gpuhub/node_modules/.gpuhub-lock
   if [ ! -f "$stamp" ] || ! cmp -s "$dir/package-lock.json" "$stamp"; then
     # npm install, not npm ci: npm ci refuses a lock that lists only this platform's rspack binding

@@ -67,6 +67,19 @@ gpu_mode = "exclusive"
 '''
 
 
+def answers_within(url: str, seconds: float, session=requests, interval: float = 0.5, alive=lambda: True) -> bool:
+    """Whether GET ``url`` answers 2xx within ``seconds`` (False at once when ``alive()`` turns False)."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline and alive():
+        try:
+            if session.get(url, timeout=2).ok:
+                return True
+        except requests.RequestException:
+            pass
+        time.sleep(interval)
+    return False
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -192,16 +205,10 @@ c.JupyterHub.log_level = "DEBUG"
             stdout=log,
             stderr=subprocess.STDOUT,
         )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise HubError(f"jupyterhub exited with {self.process.returncode}:\n{self.log_tail()}")
-            try:
-                if requests.get(f"{self.url}/hub/health", timeout=2).ok:
-                    return self
-            except requests.RequestException:
-                pass
-            time.sleep(0.3)
+        if answers_within(f"{self.url}/hub/health", timeout, interval=0.3, alive=lambda: self.process.poll() is None):
+            return self
+        if self.process.poll() is not None:
+            raise HubError(f"jupyterhub exited with {self.process.returncode}:\n{self.log_tail()}")
         raise HubError(f"jupyterhub did not answer within {timeout}s:\n{self.log_tail()}")
 
     def stop(self) -> None:

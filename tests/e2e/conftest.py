@@ -11,13 +11,11 @@ import os
 import secrets
 import shutil
 import subprocess
-import time
 from dataclasses import dataclass
 
 import pytest
-import requests
 
-from tests.hubprocess import REPO, free_port, remove_prefixed, require_engine_and_image
+from tests.hubprocess import REPO, answers_within, free_port, remove_prefixed, require_engine_and_image
 
 PREFIX = "gpuhube2e"
 ARTIFACTS = REPO / "build" / "e2e"
@@ -136,16 +134,8 @@ def platform(tmp_path_factory):
     subprocess.run([*compose, "up", "-d", "--no-build", "hub"], cwd=REPO, env=env, check=True)
     p = Platform(url=f"http://127.0.0.1:{port}", admin_password=password, compose=compose, env=env)
     try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                if requests.get(f"{p.url}/hub/health", timeout=2).ok:
-                    break
-            except requests.RequestException:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"the composed hub did not become healthy:\n{p.logs()}", pytrace=False)
-            time.sleep(1)
+        if not answers_within(f"{p.url}/hub/health", 120, interval=1):
+            pytest.fail(f"the composed hub did not become healthy:\n{p.logs()}", pytrace=False)
         yield p
     finally:
         # the spawned containers first: they hold the project's network
