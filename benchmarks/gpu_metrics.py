@@ -52,7 +52,7 @@ def measure_endpoint(session: requests.Session, url: str, n: int, container) -> 
         started = time.perf_counter()
         session.get(url, timeout=10).raise_for_status()
         latencies.append((time.perf_counter() - started) * 1000)
-    return {"p50": percentile(latencies, 50), "p99": percentile(latencies, 99), "cpu_ns": cpu_ns(container) - cpu_before, "n": n}
+    return {"p50": percentile(latencies, 50), "p99": percentile(latencies, 99), "cpu_ns": cpu_ns(container) - cpu_before}
 
 
 def endpoint_scenario(client, name: str, environment: dict, n: int, gpus: bool) -> dict:
@@ -60,7 +60,7 @@ def endpoint_scenario(client, name: str, environment: dict, n: int, gpus: bool) 
     kwargs = {"device_requests": [docker.types.DeviceRequest(count=-1, capabilities=[["gpu"]])]} if gpus else {}
     container = client.containers.run(
         USER_IMAGE, ["jupyter", "server", f"--ServerApp.token={token}", "--ServerApp.ip=0.0.0.0", "--no-browser"],
-        name=f"{PREFIX}-{len(name)}-{secrets.token_hex(3)}", detach=True, environment=environment, ports={"8888/tcp": ("127.0.0.1", port)},
+        name=f"{PREFIX}-{secrets.token_hex(4)}", detach=True, environment=environment, ports={"8888/tcp": ("127.0.0.1", port)},
         mem_limit="1g", nano_cpus=1_000_000_000, **kwargs,
     )
     try:
@@ -85,7 +85,8 @@ def endpoint_scenario(client, name: str, environment: dict, n: int, gpus: bool) 
         container.remove(force=True)
 
 
-def reader_vs_smi(n: int) -> dict | None:
+def reader_vs_smi(n: int) -> dict:
+    """The reader against nvidia-smi, or ``{"skipped": why}`` where NVML does not load."""
     from gpuhub.singleuser.gpus import GpuReader
 
     reader = GpuReader(environ={"NVIDIA_VISIBLE_DEVICES": "all"})
@@ -133,10 +134,10 @@ def report(args, scenarios: list[dict], side: dict) -> str:
                 f" | {r['cpu_ms_per_request']:.2f} | {share:.3f} |"
             )
     lines.append("")
-    if side is None or "skipped" in side:
+    if "skipped" in side:
         lines.append(
             "NVML reader vs `nvidia-smi`: **not measured in this run**: NVML does not load on this machine"
-            f" ({(side or {}).get('skipped', 'no GPU')}). Run it on a GPU host (docs/gpu-validation.md)."
+            f" ({side['skipped']}). Run it on a GPU host (docs/gpu-validation.md)."
         )
     else:
         ratio = side["smi_p50"] / side["reader_p50"] if side["smi_p50"] and side["reader_p50"] else None

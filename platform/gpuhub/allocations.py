@@ -26,7 +26,7 @@ from traitlets.log import get_logger
 from .allocator import Capacity, GpuRequest, NeverFits, capacity, pool_of
 from .errors import SpawnRefused
 from .inventory import Inventory, load_inventory
-from .quotas import EffectiveQuota, QuotaRule, refusal, resolve
+from .quotas import EffectiveQuota, Held, QuotaRule, refusal, resolve
 from .settings import Profile, Settings
 from .store import Allocation, Refused, Store
 from .waitqueue import Ticket, WaitQueue, ordinal
@@ -65,6 +65,13 @@ def settings_rules(settings: Settings) -> list[QuotaRule]:
         )
         for q in settings.quotas
     ]
+
+
+def admission(quota: EffectiveQuota, profile: Profile, request: GpuRequest | None) -> Callable[[list[Held]], str | None]:
+    """What a start of ``profile`` is checked against: given what the user holds on their other servers,
+    the 403 message of their quota, or None. One rule for the early check and the allocation transaction."""
+    mode, count = (request.mode, request.count) if request else ("none", 0)
+    return lambda held: refusal(quota, held, profile.name, mode, count)
 
 
 def _human_seconds(seconds: int) -> str:
@@ -175,14 +182,8 @@ class GpuPool:
         self, username: str, server_name: str, groups: list[str], profile: Profile, request: GpuRequest | None
     ) -> None:
         """Refuse (403) at once what the user's quota does not allow, before anything is created."""
-        quota = await self.quota_for(username, groups)
-        message = refusal(
-            quota,
-            await self._run(self.store.held_elsewhere, username, server_name),
-            profile.name,
-            request.mode if request else "none",
-            request.count if request else 0,
-        )
+        admit = admission(await self.quota_for(username, groups), profile, request)
+        message = admit(await self._run(self.store.held_elsewhere, username, server_name))
         if message:
             raise SpawnRefused(403, message, why="quota")
 
@@ -241,7 +242,7 @@ class GpuPool:
 
     async def _decide(self, username, server_name, groups, profile, request):
         inventory = await self.inventory()
-        quota = await self.quota_for(username, groups)
+        admit = admission(await self.quota_for(username, groups), profile, request)
         return await self._run(
             self.store.allocate,
             inventory,
@@ -250,7 +251,7 @@ class GpuPool:
             server_name,
             profile.name,
             self.settings.gpus.max_shares_per_gpu,
-            lambda held: refusal(quota, held, profile.name, request.mode, request.count),
+            admit,
         )
 
     async def release(self, allocation_id: int, reason: str) -> bool:

@@ -2,7 +2,7 @@
  * The gpuhub server extension's REST API (gpuhub.singleuser.app), typed.
  *
  *   GET  /gpuhub/api/v1/gpus       this server's GPUs, processes and container limits
- *   POST /gpuhub/api/v1/envcheck   run the environment check; GET returns the last report (404: none yet)
+ *   POST /gpuhub/api/v1/envcheck   run the environment check and return its report
  */
 import { URLExt } from '@jupyterlab/coreutils';
 import { ServerConnection } from '@jupyterlab/services';
@@ -74,13 +74,10 @@ export class ApiError extends Error {
   }
 }
 
-async function request<T>(path: string, init: RequestInit = {}): Promise<T | null> {
+async function request<T>(path: string, init: RequestInit = {}): Promise<T> {
   const settings = ServerConnection.makeSettings();
   const url = URLExt.join(settings.baseUrl, 'gpuhub/api/v1', path);
   const response = await ServerConnection.makeRequest(url, init, settings);
-  if (response.status === 404 && (init.method ?? 'GET') === 'GET' && path === 'envcheck') {
-    return null;
-  }
   const text = await response.text();
   if (!response.ok) {
     let message = `${response.status} ${response.statusText}`;
@@ -96,14 +93,9 @@ async function request<T>(path: string, init: RequestInit = {}): Promise<T | nul
 }
 
 export function fetchGpus(): Promise<GpuSnapshot> {
-  return request<GpuSnapshot>('gpus') as Promise<GpuSnapshot>;
-}
-
-/** The last report, or null when the check has not run on this server yet. */
-export function fetchLastReport(): Promise<EnvReport | null> {
-  return request<EnvReport>('envcheck');
+  return request<GpuSnapshot>('gpus');
 }
 
 export function runEnvCheck(slow = false): Promise<EnvReport> {
-  return request<EnvReport>(`envcheck${slow ? '?slow=true' : ''}`, { method: 'POST' }) as Promise<EnvReport>;
+  return request<EnvReport>(`envcheck${slow ? '?slow=true' : ''}`, { method: 'POST' });
 }
