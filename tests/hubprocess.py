@@ -172,11 +172,12 @@ c.DockerSpawner.cpu_limit = 0.5
             f'''
 c.ConfigurableHTTPProxy.api_url = "http://127.0.0.1:{free_port()}"
 c.JupyterHub.services = [{{"name": "gpuhub-harness", "api_token": {self.token!r}}}]
-c.JupyterHub.load_roles = [{{
+# gpuhub defines its own roles (gpuhub-admin, gpuhub-viewer); a drop-in extends them
+c.JupyterHub.load_roles.extend([{{
     "name": "gpuhub-harness",
     "scopes": ["admin:users", "admin:servers", "admin:groups", "servers", "access:servers", "read:users"],
     "services": ["gpuhub-harness"],
-}}]
+}}])
 c.JupyterHub.log_level = "DEBUG"
 {plain}
 {self.extra_config}

@@ -21,29 +21,23 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
 
-from traitlets.log import get_logger
-
+from .accounting import week_start, week_text
 from .allocator import Capacity, GpuRequest, NeverFits, capacity, pool_of
+from .clock import utcnow
 from .errors import SpawnRefused
+from .hublog import log
 from .inventory import Inventory, load_inventory
-from .quotas import EffectiveQuota, Held, QuotaRule, refusal, resolve
+from .quotas import Ask, EffectiveQuota, Held, QuotaRule, WeekUsed, refusal, resolve, rule_from
 from .settings import Profile, Settings
 from .store import Allocation, Refused, Store
 from .waitqueue import Ticket, WaitQueue, ordinal
+from .watch import Watch
 
 ALLOCATION_LABEL = "org.gpuhub.allocation"
 NVML_REFRESH_SECONDS = 30  # health (ECC, XID, lost GPUs) is re-read at most this often
 RECHECK_SECONDS = 5  # a waiter retries at least this often, even if nothing signalled a change
 
 
-class _HubLog:
-    """The running application's logger (JupyterHub's), looked up when used, so lines reach the hub log."""
-
-    def __getattr__(self, name):
-        return getattr(get_logger(), name)
-
-
-log = _HubLog()
 
 ListContainers = Callable[[], Awaitable[list[dict]]]
 
@@ -56,22 +50,18 @@ class ReconcileReport:
 
 
 def settings_rules(settings: Settings) -> list[QuotaRule]:
-    return [
-        QuotaRule(
-            *q.scope,
-            max_gpus=q.max_gpus,
-            max_shared_slices=q.max_shared_slices,
-            profiles=tuple(q.profiles) if q.profiles is not None else None,
-        )
-        for q in settings.quotas
-    ]
+    return [rule_from(*q.scope, q, origin="settings") for q in settings.quotas]
 
 
-def admission(quota: EffectiveQuota, profile: Profile, request: GpuRequest | None) -> Callable[[list[Held]], str | None]:
-    """What a start of ``profile`` is checked against: given what the user holds on their other servers,
-    the 403 message of their quota, or None. One rule for the early check and the allocation transaction."""
+def admission(
+    quota: EffectiveQuota, profile: Profile, request: GpuRequest | None, week: str
+) -> Callable[[list[Held], float], str | None]:
+    """What a start of ``profile`` is checked against: given what the user holds on their other servers
+    and the GPU-seconds they used this ``week``, the 403 message of their quota, or None. One rule for
+    the early check and the allocation transaction."""
     mode, count = (request.mode, request.count) if request else ("none", 0)
-    return lambda held: refusal(quota, held, profile.name, mode, count)
+    ask = Ask(profile.name, mode, count, profile.mem_limit, profile.cpu_limit)
+    return lambda held, used_seconds: refusal(quota, held, ask, WeekUsed(used_seconds / 3600, week_text(week)))
 
 
 def _human_seconds(seconds: int) -> str:
@@ -97,20 +87,29 @@ class GpuPool:
         read_inventory: Callable[[], Inventory] | None = None,
     ):
         self.settings = settings
-        self.queue = WaitQueue()
+        self.queue = WaitQueue(store.clock if store is not None else utcnow)
         self._store = store
         self._read_inventory = read_inventory or partial(load_inventory, settings.gpus.inventory)
         self._inventory: Inventory | None = None
         self._inventory_read_at = 0.0
         self._executor = ThreadPoolExecutor(1, thread_name_prefix="gpuhub-pool")
         self._ready_lock = asyncio.Lock()
+        self._open_lock = asyncio.Lock()
         self._ready = False
         self.last_reconcile: ReconcileReport | None = None
+        self.watch = Watch(self)
 
     async def _run(self, fn, *args, **kwargs):
         return await asyncio.get_running_loop().run_in_executor(self._executor, partial(fn, *args, **kwargs))
 
     # --- start-up ---------------------------------------------------------------------------------
+    async def open(self) -> None:
+        """Open the store and read the inventory (what the admin pages need; no reconcile)."""
+        if self._store is None:
+            async with self._open_lock:
+                if self._store is None:
+                    self._store = await self._run(Store.from_url, self.settings.hub.db_url)
+
     async def ready(self, list_containers: ListContainers) -> None:
         """Open the store, read the inventory and reconcile, once per hub process."""
         if self._ready:
@@ -118,8 +117,7 @@ class GpuPool:
         async with self._ready_lock:
             if self._ready:
                 return
-            if self._store is None:
-                self._store = await self._run(Store.from_url, self.settings.hub.db_url)
+            await self.open()
             inventory = await self.inventory()
             log.info(
                 "gpuhub: GPU inventory from %s: %d GPU(s), %d MIG slice(s); exposure %s",
@@ -162,7 +160,8 @@ class GpuPool:
                 kept.append(a.id)
                 log.info("gpuhub reconcile: kept allocation %d of %s:%s (%s) on %s", a.id, a.username, a.server_name, name, ",".join(a.uuids))
             else:
-                await self._run(self.store.release, a.id, "reconcile: its container is gone")
+                # its usage is closed at the last time the hub saw it running, not now
+                await self._run(self.store.release, a.id, "reconcile: its container is gone", True)
                 freed.append(a.id)
                 log.warning("gpuhub reconcile: freed allocation %d of %s:%s (%s): no running container", a.id, a.username, a.server_name, ",".join(a.uuids))
         live_ids = {a.id for a in live}
@@ -182,8 +181,10 @@ class GpuPool:
         self, username: str, server_name: str, groups: list[str], profile: Profile, request: GpuRequest | None
     ) -> None:
         """Refuse (403) at once what the user's quota does not allow, before anything is created."""
-        admit = admission(await self.quota_for(username, groups), profile, request)
-        message = admit(await self._run(self.store.held_elsewhere, username, server_name))
+        week = self.settings.accounting.week
+        admit = admission(await self.quota_for(username, groups), profile, request, week)
+        used = await self._run(self.store.used_seconds, username, week_start(self.store.clock(), week))
+        message = admit(await self._run(self.store.held_elsewhere, username, server_name), used)
         if message:
             raise SpawnRefused(403, message, why="quota")
 
@@ -203,10 +204,17 @@ class GpuPool:
         403 over quota, 409 can never fit, 503 nothing became free within ``gpus.queue_timeout``."""
         timeout = self.settings.gpus.queue_timeout
         deadline = time.monotonic() + timeout
-        ticket = self.queue.join(pool_of(request), holder)
+        ticket = self.queue.join(pool_of(request), holder, profile.name)
         on_ticket(ticket)
         try:
             while True:
+                if ticket.removed_by:
+                    raise SpawnRefused(
+                        409,
+                        f"An admin ({ticket.removed_by}) took this start out of the line for a GPU."
+                        " Start again, or pick another profile",
+                        why="removed",
+                    )
                 if self.queue.is_first(ticket):
                     decision = await self._decide(username, server_name, groups, profile, request)
                     if isinstance(decision, Allocation):
@@ -242,7 +250,8 @@ class GpuPool:
 
     async def _decide(self, username, server_name, groups, profile, request):
         inventory = await self.inventory()
-        admit = admission(await self.quota_for(username, groups), profile, request)
+        week = self.settings.accounting.week
+        admit = admission(await self.quota_for(username, groups), profile, request, week)
         return await self._run(
             self.store.allocate,
             inventory,
@@ -252,6 +261,8 @@ class GpuPool:
             profile.name,
             self.settings.gpus.max_shares_per_gpu,
             admit,
+            tuple(groups),
+            week_start(self.store.clock(), week),
         )
 
     async def release(self, allocation_id: int, reason: str) -> bool:
@@ -262,6 +273,10 @@ class GpuPool:
 
     async def live_allocation(self, allocation_id: int) -> Allocation | None:
         return await self._run(self.store.get, allocation_id)
+
+    async def seen_running(self, allocation_id: int) -> None:
+        """The hub's poll found the server running: its GPU time counts at least to now."""
+        await self._run(self.store.seen, [allocation_id])
 
     async def force_free(self, allocation_id: int, by: str) -> bool:
         """An admin frees a stuck GPU. If its server still runs, the hub's next poll of it sees the

@@ -4,6 +4,7 @@ never appended to or mutated, so a drop-in file can override any of it."""
 
 from __future__ import annotations
 
+import asyncio
 import glob
 import os
 
@@ -57,4 +58,51 @@ def apply_site_settings(c, path: str) -> Settings:
     c.Spawner.default_url = sp.default_url
     c.Spawner.start_timeout = sp.start_timeout
     c.Spawner.http_timeout = sp.start_timeout
+    apply_admin(c, settings)
+    start_hub_tasks(settings)
     return settings
+
+
+def admin_roles(settings: Settings) -> list[dict]:
+    """The RBAC roles of gpuhub's admin page and API (see ``admin.handlers`` for the scopes)."""
+    from .admin.handlers import ADMIN, READ
+
+    hub = settings.hub
+    admins = hub.admin_users if hub.gpu_admins is None else hub.gpu_admins
+    return [
+        {
+            "name": "gpuhub-admin",
+            "description": "gpuhub's GPU admin page and API, and the hub's /metrics",
+            "scopes": [ADMIN, "read:metrics", "read:users", "read:groups"],
+            "users": list(admins),
+        },
+        {
+            "name": "gpuhub-viewer",
+            "description": "gpuhub's GPU admin page and API, read-only",
+            "scopes": [READ],
+            "users": list(hub.gpu_viewers),
+        },
+    ]
+
+
+def apply_admin(c, settings: Settings) -> None:
+    """The admin page and REST API inside the hub (``JupyterHub.extra_handlers``: the wait line and
+    allocation state live in this process), its scopes, roles, templates and static files."""
+    from .admin.handlers import CUSTOM_SCOPES, handlers
+
+    c.JupyterHub.custom_scopes = CUSTOM_SCOPES
+    c.JupyterHub.load_roles = admin_roles(settings)
+    c.JupyterHub.extra_handlers = handlers(settings)
+    c.JupyterHub.template_paths = [os.path.join(os.path.dirname(__file__), "templates")]
+
+
+def start_hub_tasks(settings: Settings) -> None:
+    """Start the hub's background task (``gpuhub.watch``) once JupyterHub runs. JupyterHub loads its
+    config inside its running event loop; anywhere else (config tests, docs) nothing starts."""
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        return
+    from .allocations import GpuPool
+
+    loop.call_soon(lambda: GpuPool.for_settings(settings).watch.start())

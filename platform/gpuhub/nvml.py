@@ -104,6 +104,21 @@ class NvmlSource:
             gpus = [self._gpu(i, h, lost.get(i, ""), handles, by_bus) for i, h in enumerate(handles)]
             return Inventory(gpus=tuple(_with_switch_peers(gpus, self._switched)), source="nvml", simulated=False)
 
+    def memory_used(self) -> dict[str, tuple[int, int]]:
+        """Per device UUID (GPUs and MIG slices): (memory used, memory total) in bytes, now."""
+        with self._lock:
+            self._init()
+            nvml, out = self.nvml, {}
+            for i in range(nvml.nvmlDeviceGetCount()):
+                try:
+                    handle = nvml.nvmlDeviceGetHandleByIndex(i)
+                    for h in [handle, *mig_children(nvml, handle)]:
+                        info = nvml.nvmlDeviceGetMemoryInfo(h)
+                        out[text(nvml.nvmlDeviceGetUUID(h))] = (int(info.used), int(info.total))
+                except nvml.NVMLError:
+                    continue  # a lost GPU: the inventory already marks it unhealthy
+            return out
+
     # --- one device ------------------------------------------------------------------------------
     def _gpu(self, index, handle, lost_reason, handles, by_bus) -> Gpu:
         nvml = self.nvml
@@ -241,9 +256,19 @@ def _with_switch_peers(gpus: list[Gpu], switched: set[int]) -> list[Gpu]:
 _default_source: NvmlSource | None = None
 
 
-def read_inventory() -> Inventory:
-    """The host's GPUs through pynvml (one NvmlSource per process, so XID events accumulate)."""
+def default_source() -> NvmlSource:
+    """The process's one NvmlSource (so XID events accumulate)."""
     global _default_source
     if _default_source is None:
         _default_source = NvmlSource()
-    return _default_source.read()
+    return _default_source
+
+
+def read_inventory() -> Inventory:
+    """The host's GPUs through pynvml."""
+    return default_source().read()
+
+
+def read_memory_used() -> dict[str, tuple[int, int]]:
+    """Live memory per device UUID through pynvml (the admin GPU page)."""
+    return default_source().memory_used()

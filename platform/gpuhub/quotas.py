@@ -5,7 +5,8 @@ allocations in; an ``EffectiveQuota`` (each value with where it came from) or a 
 No database, no hub. The hub enforces the result at spawn, inside the same transaction that places
 the GPU, so neither the form nor the REST API can get around it.
 
-Resolution, per field (``max_gpus``, ``max_shared_slices``, ``profiles``):
+Resolution, per field (``max_gpus``, ``max_shared_slices``, ``gpu_hours_per_week``, ``max_memory``,
+``max_cpus``, ``profiles``):
 1. the user's own rule (the database's before the settings file's);
 2. else the user's groups: the most generous value any of them sets (largest number; union of profiles);
 3. else the default rule (database, then settings file);
@@ -16,7 +17,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-FIELDS = ("max_gpus", "max_shared_slices", "profiles")
+FIELDS = ("max_gpus", "max_shared_slices", "gpu_hours_per_week", "max_memory", "max_cpus", "profiles")
 SCOPES = ("user", "group", "default")
 
 
@@ -28,6 +29,9 @@ class QuotaRule:
     name: str  # the username or group name; "" for the default
     max_gpus: int | None = None
     max_shared_slices: int | None = None
+    gpu_hours_per_week: float | None = None
+    max_memory: int | None = None  # bytes
+    max_cpus: float | None = None
     profiles: tuple[str, ...] | None = None
     origin: str = "settings"  # "settings" (the file) or "database"
 
@@ -40,9 +44,18 @@ class QuotaRule:
         return f"{where} ({self.origin})"
 
 
+def rule_from(scope: str, name: str, values, origin: str) -> QuotaRule:
+    """A rule from anything with the quota fields as attributes (a settings ``[[quotas]]`` block, a
+    database row)."""
+    fields = {f: getattr(values, f) for f in FIELDS}
+    if fields["profiles"] is not None:
+        fields["profiles"] = tuple(fields["profiles"])
+    return QuotaRule(scope, name, origin=origin, **fields)
+
+
 @dataclass(frozen=True)
 class Limit:
-    value: int | tuple[str, ...] | None  # None: no limit
+    value: int | float | tuple[str, ...] | None  # None: no limit
     source: str  # e.g. "group ml-lab (settings)", "no limit set"
 
 
@@ -50,6 +63,9 @@ class Limit:
 class EffectiveQuota:
     max_gpus: Limit
     max_shared_slices: Limit
+    gpu_hours_per_week: Limit
+    max_memory: Limit
+    max_cpus: Limit
     profiles: Limit
 
     def allows_profile(self, name: str) -> bool:
@@ -108,23 +124,65 @@ class Held:
     devices: int
 
 
-def refusal(quota: EffectiveQuota, held: list[Held], profile: str, mode: str, count: int) -> str | None:
-    """Why a request for ``profile`` (``count`` devices in ``mode``) exceeds ``quota``, or None if it fits."""
-    if not quota.allows_profile(profile):
+@dataclass(frozen=True)
+class Ask:
+    """What a start asks for, as a quota sees it."""
+
+    profile: str
+    mode: str  # "none", "exclusive", "shared" or "mig"
+    count: int  # devices
+    mem_limit: int  # bytes
+    cpu_limit: float
+
+
+@dataclass(frozen=True)
+class WeekUsed:
+    """GPU-hours the user used in the quota's week, and how that week reads ("in the last 7 days")."""
+
+    hours: float
+    window: str
+
+
+def _size(n: int) -> str:
+    return f"{n / 1024**3:g}G" if n % 1024**2 == 0 else f"{n} bytes"
+
+
+def refusal(quota: EffectiveQuota, held: list[Held], ask: Ask, used: WeekUsed | None = None) -> str | None:
+    """Why ``ask`` exceeds ``quota`` (given the user's live ``held`` allocations on other servers and
+    the GPU-hours ``used`` this week), or None if it fits."""
+    if not quota.allows_profile(ask.profile):
         allowed = ", ".join(quota.profiles.value) or "none"
-        return f"Profile {profile!r} is not in your allowed profiles ({allowed}; set by {quota.profiles.source})"
-    if mode == "exclusive":
+        return f"Profile {ask.profile!r} is not in your allowed profiles ({allowed}; set by {quota.profiles.source})"
+    limit = quota.max_memory
+    if limit.value is not None and ask.mem_limit > limit.value:
+        return (
+            f"Profile {ask.profile!r} asks for {_size(ask.mem_limit)} of memory, above your ceiling max_memory ="
+            f" {_size(limit.value)} (set by {limit.source}). Pick a smaller profile, or ask an admin"
+        )
+    limit = quota.max_cpus
+    if limit.value is not None and ask.cpu_limit > limit.value:
+        return (
+            f"Profile {ask.profile!r} asks for {ask.cpu_limit:g} CPUs, above your ceiling max_cpus ="
+            f" {limit.value:g} (set by {limit.source}). Pick a smaller profile, or ask an admin"
+        )
+    if ask.mode == "exclusive":
         holding = sum(h.devices for h in held if h.mode == "exclusive")
-        limit, what = quota.max_gpus, "GPU(s)"
-    elif mode in ("shared", "mig"):
+        limit, what, field = quota.max_gpus, "GPU(s)", "max_gpus"
+    elif ask.mode in ("shared", "mig"):
         holding = sum(h.devices for h in held if h.mode in ("shared", "mig"))
-        limit, what = quota.max_shared_slices, "shared or MIG slice(s)"
+        limit, what, field = quota.max_shared_slices, "shared or MIG slice(s)", "max_shared_slices"
     else:
         return None
-    if limit.value is not None and holding + count > limit.value:
-        field = "max_gpus" if mode == "exclusive" else "max_shared_slices"
+    if limit.value is not None and holding + ask.count > limit.value:
         return (
             f"GPU quota reached: {field} = {limit.value} (set by {limit.source}). You hold {holding} {what};"
-            f" profile {profile!r} asks for {count} more. Stop another server first, or ask an admin"
+            f" profile {ask.profile!r} asks for {ask.count} more. Stop another server first, or ask an admin"
+        )
+    limit = quota.gpu_hours_per_week
+    if limit.value is not None and used is not None and used.hours >= limit.value:
+        return (
+            f"Weekly GPU-hours used up: you used {used.hours:.2f} of {limit.value:g} GPU-hours {used.window}"
+            f" (gpu_hours_per_week, set by {limit.source}); {max(0.0, limit.value - used.hours):.2f} remain."
+            " CPU-only profiles still start; ask an admin for more hours"
         )
     return None

@@ -44,7 +44,12 @@ MIG_PROFILE = re.compile(r"^\d+g\.\d+gb(\+me)?$")
 
 
 class SettingsError(ValueError):
-    """A settings file that cannot be used; the message names the key, the value and what is accepted."""
+    """A settings file that cannot be used; the message names the key, the value and what is accepted.
+    ``key`` is that key's path (``"quotas[0].max_gpus"``) where one key is to blame, else ``""``."""
+
+    def __init__(self, message: str, key: str = ""):
+        super().__init__(message)
+        self.key = key
 
 
 def _accepted(trait) -> str:
@@ -66,7 +71,8 @@ class Section(HasTraits):
             path = f"{where}.{key}" if where else key
             if key not in known:
                 raise SettingsError(
-                    f"{path}: unknown key. Accepted keys in {where or 'the file'}: {', '.join(sorted(known))}"
+                    f"{path}: unknown key. Accepted keys in {where or 'the file'}: {', '.join(sorted(known))}",
+                    path,
                 )
             trait = cls.class_traits()[key]
             sub = trait.metadata.get("section")
@@ -74,9 +80,12 @@ class Section(HasTraits):
                 if sub is not None:
                     value = _build_nested(sub, value, path)
                 setattr(section, key, value)
-            except TraitError as e:
+            except (TraitError, TypeError, ValueError, OverflowError) as e:
+                # traitlets' own checks raise TraitError; some (sizes) let TypeError or OverflowError through
+                if isinstance(e, SettingsError):
+                    raise
                 raise SettingsError(
-                    f"{path} = {value!r} is not accepted: {_reason(e)}. Accepted: {_accepted(trait)}"
+                    f"{path} = {value!r} is not accepted: {_reason(e)}. Accepted: {_accepted(trait)}", path
                 ) from None
         return section
 
@@ -175,6 +184,22 @@ class Hub(Section):
         created at the hub's first start with the password in ``GPUHUB_ADMIN_PASSWORD``, or a generated
         one printed once in the hub log. Example: ``["admin", "alice"]``.""",
     ).tag(accepted="a list of usernames, e.g. [\"admin\"]")
+
+    gpu_admins = List(
+        Unicode(),
+        default_value=None,
+        allow_none=True,
+        help="""Users given the ``gpuhub-admin`` role: the GPU admin page and API (see every GPU, set
+        quotas, force-free a GPU, take a spawn out of the line) and the hub's ``/metrics``. Unset: the
+        ``admin_users``. Example: ``["admin", "lab-manager"]``.""",
+    ).tag(accepted="a list of usernames")
+
+    gpu_viewers = List(
+        Unicode(),
+        default_value=[],
+        help="""Users given the ``gpuhub-viewer`` role: the GPU admin page and API read-only (GPUs, quotas,
+        usage and its CSV, the line). Example: ``["finance"]``.""",
+    ).tag(accepted="a list of usernames")
 
     @validate("bind_url", "hub_bind_url")
     def _validate_url(self, proposal):
@@ -541,6 +566,27 @@ class Quota(Section):
         allow_none=True,
         help="""Shared-GPU slices and MIG slices a user may hold at once. Example: ``1``. Unset: inherited.""",
     ).tag(accepted="an integer from 0 to 1024", range=(0, 1024))
+    gpu_hours_per_week = Float(
+        None,
+        allow_none=True,
+        help="""GPU-hours a user may use per week, over all their servers: one whole GPU for one hour is
+        1 GPU-hour; a MIG slice or a shared-GPU budget counts its fraction of the GPU (see
+        ``[accounting] week`` for which week). A start is refused once it is used up, with what remains
+        in the message; running servers are warned, then stopped, as ``[accounting] running_servers``
+        says. Example: ``40``. Unset: inherited.""",
+    ).tag(accepted="a number of hours from 0 to 168000", range=(0, 168000))
+    max_memory = ByteSpecification(
+        None,
+        allow_none=True,
+        help="""Memory ceiling: profiles whose ``mem_limit`` is above it cannot be started. Example:
+        ``"64G"``. Unset: inherited.""",
+    ).tag(accepted='a size from 0 to 1P, e.g. "64G"', range=(0, 1024**5))
+    max_cpus = Float(
+        None,
+        allow_none=True,
+        help="""CPU ceiling: profiles whose ``cpu_limit`` is above it cannot be started. Example: ``16``.
+        Unset: inherited.""",
+    ).tag(accepted="a number of CPUs from 0 to 1024", range=(0, 1024))
     profiles = List(
         Unicode(),
         default_value=None,
@@ -549,10 +595,12 @@ class Quota(Section):
         (at the last level: every profile their groups open).""",
     ).tag(accepted="a list of profile names")
 
-    @validate("max_gpus", "max_shared_slices")
+    @validate("max_gpus", "max_shared_slices", "gpu_hours_per_week", "max_memory", "max_cpus")
     def _validate_range(self, proposal):
         if proposal["value"] is None:
             return None
+        if isinstance(proposal["value"], bool):
+            raise TraitError("a true/false value is not a number")
         return _in_range(proposal)
 
     @property
@@ -566,6 +614,57 @@ class Quota(Section):
     def describe(self) -> str:
         kind, name = self.scope
         return f"{kind} {name!r}" if name else "the default"
+
+
+class Accounting(Section):
+    section_help = """GPU-hours accounting: which week the ``gpu_hours_per_week`` quotas count, what happens
+    to running servers that use up their hours, and the labels of the Prometheus metrics."""
+
+    week = Enum(
+        ["rolling", "calendar"],
+        default_value="rolling",
+        help="""Which week ``gpu_hours_per_week`` counts: ``"rolling"`` (default): the last 7 × 24 hours,
+        so hours come back a week after they were used; ``"calendar"``: since Monday 00:00 UTC, so
+        every budget starts afresh each Monday.""",
+    ).tag(accepted='"rolling" or "calendar"')
+
+    running_servers = Enum(
+        ["off", "warn", "stop"],
+        default_value="warn",
+        help="""What happens to a running GPU server whose user's weekly GPU-hours run out. ``"off"``:
+        nothing (only new starts are refused). ``"warn"`` (default): the user is warned
+        ``warn_before`` seconds ahead and when the hours are used up (in JupyterLab's status bar and
+        the hub log). ``"stop"``: warned, then stopped when the hours are used up, its GPU freed;
+        the files in its home stay.""",
+    ).tag(accepted='"off", "warn" or "stop"')
+
+    warn_before = Integer(
+        900,
+        help="""Seconds before the weekly GPU-hours run out (at the current rate) when the user is
+        warned. Example: ``900`` (15 minutes).""",
+    ).tag(accepted="an integer from 0 to 86400", range=(0, 86400))
+
+    check_interval = Integer(
+        60,
+        help="""Seconds between two checks of running servers against the weekly GPU-hours; also how
+        often the Prometheus figures are refreshed. Example: ``60``.""",
+    ).tag(accepted="an integer from 2 to 3600", range=(2, 3600))
+
+    metrics_max_users = Integer(
+        100,
+        help="""The ``user`` label of ``gpuhub_gpu_seconds_total`` names at most this many users, those
+        with the most GPU-seconds; the rest are summed under ``user="(others)"``. Bounds the metric's
+        cardinality on hubs with thousands of accounts. Example: ``100``.""",
+    ).tag(accepted="an integer from 0 to 10000", range=(0, 10000))
+
+    metrics_max_groups = Integer(
+        50,
+        help="""The same bound for the ``group`` label (the rest under ``group="(others)"``). Example: ``50``.""",
+    ).tag(accepted="an integer from 0 to 10000", range=(0, 10000))
+
+    @validate("warn_before", "check_interval", "metrics_max_users", "metrics_max_groups")
+    def _validate_range(self, proposal):
+        return _in_range(proposal)
 
 
 class Settings(Section):
@@ -583,6 +682,9 @@ class Settings(Section):
     )
     gpus = Instance(Gpus, args=(), help="The ``[gpus]`` table.").tag(section=Gpus, accepted="a [gpus] table")
     quotas = List(Instance(Quota), help="``[[quotas]]`` blocks.").tag(section=[Quota], accepted="[[quotas]] blocks")
+    accounting = Instance(Accounting, args=(), help="The ``[accounting]`` table.").tag(
+        section=Accounting, accepted="an [accounting] table"
+    )
 
     def check_references(self) -> None:
         """Rules that span tables: run after every table loaded."""

@@ -20,6 +20,7 @@ from sqlalchemy import (
     JSON,
     BigInteger,
     DateTime,
+    Float,
     ForeignKey,
     Integer,
     Unicode,
@@ -28,16 +29,19 @@ from sqlalchemy import (
     delete,
     event,
     func,
+    or_,
     select,
     text,
+    update,
 )
 from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, relationship, sessionmaker
 
+from .accounting import UsageRecord, device_share, gpu_seconds
 from .allocator import GpuRequest, Holding, NeverFits, NoFitNow, Placement, place
 from .clock import utcnow
 from .inventory import Inventory
-from .quotas import Held, QuotaRule
+from .quotas import Held, QuotaRule, rule_from
 
 VERSION_TABLE = "gpuhub_alembic_version"
 ADVISORY_LOCK_KEY = 0x67707568  # "gpuh": serialises placement decisions on PostgreSQL
@@ -78,8 +82,46 @@ class QuotaRow(Base):
     name: Mapped[str] = mapped_column(Unicode(255), default="")
     max_gpus: Mapped[int | None] = mapped_column(Integer, nullable=True)
     max_shared_slices: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    gpu_hours_per_week: Mapped[float | None] = mapped_column(Float, nullable=True)
+    max_memory: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    max_cpus: Mapped[float | None] = mapped_column(Float, nullable=True)
     profiles: Mapped[list | None] = mapped_column(JSON, nullable=True)
     updated: Mapped[datetime] = mapped_column(DateTime)
+
+
+class UsageRow(Base):
+    """One device of one allocation, for accounting (see ``gpuhub.accounting``)."""
+
+    __tablename__ = "gpuhub_usage"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    allocation_id: Mapped[int] = mapped_column(ForeignKey("gpuhub_allocations.id", ondelete="CASCADE"), index=True)
+    username: Mapped[str] = mapped_column(Unicode(255), index=True)
+    groups: Mapped[list] = mapped_column(JSON)
+    server_name: Mapped[str] = mapped_column(Unicode(255), default="")
+    profile: Mapped[str] = mapped_column(Unicode(63))
+    device: Mapped[str] = mapped_column(Unicode(96))
+    share: Mapped[float] = mapped_column(Float)
+    start: Mapped[datetime] = mapped_column(DateTime, index=True)
+    end: Mapped[datetime | None] = mapped_column(DateTime, nullable=True, index=True)
+    last_seen: Mapped[datetime] = mapped_column(DateTime)
+    gpu_seconds: Mapped[float | None] = mapped_column(Float, nullable=True)
+    end_reason: Mapped[str] = mapped_column(Unicode(255), default="")
+
+
+def _as_record(row: UsageRow) -> UsageRecord:
+    return UsageRecord(
+        id=row.id,
+        allocation_id=row.allocation_id,
+        username=row.username,
+        groups=tuple(row.groups or ()),
+        server_name=row.server_name,
+        profile=row.profile,
+        device=row.device,
+        share=row.share,
+        start=row.start,
+        end=row.end,
+        end_reason=row.end_reason,
+    )
 
 
 @dataclass(frozen=True)
@@ -199,44 +241,84 @@ class Store:
         server_name: str,
         profile: str,
         max_shares: int = 4,
-        admit: Callable[[list[Held]], str | None] | None = None,
+        admit: Callable[[list[Held], float], str | None] | None = None,
+        groups: tuple[str, ...] = (),
+        usage_since: datetime | None = None,
     ) -> Allocation | NoFitNow | NeverFits | Refused:
-        """Decide and record in one serialised transaction.
+        """Decide and record in one serialised transaction, with a usage record per device.
 
-        ``admit`` gets what the user holds on their other servers (``quotas.Held``) and returns a
-        refusal message or None: the quota is checked against the same snapshot the placement uses.
-        A live allocation of the same server (a leftover) is released first: a server holds one."""
+        ``admit`` gets what the user holds on their other servers (``quotas.Held``) and the
+        GPU-seconds they used since ``usage_since``, and returns a refusal message or None: the
+        quota is checked against the same snapshot the placement uses. A live allocation of the same
+        server (a leftover) is released first: a server holds one."""
         with self.session.begin() as session:
             self._serialise(session)
+            now = self.clock()
             mine = self._live_of(session, username)
             for row in mine:
                 if row.server_name == server_name:
-                    row.released, row.release_reason = self.clock(), "superseded by a new start of the server"
+                    self._close(session, row, "superseded by a new start of the server", now)
             session.flush()
             if admit is not None:
-                message = admit(_held_on_other_servers(mine, server_name))
+                used = self._used_seconds(session, username, usage_since or now, now)
+                message = admit(_held_on_other_servers(mine, server_name), used)
                 if message:
                     return Refused(message)
             decision = place(inventory, self._holdings(session), request, max_shares)
             if not isinstance(decision, Placement):
                 return decision
             row = AllocationRow(
-                username=username, server_name=server_name, profile=profile, mode=request.mode, created=self.clock()
+                username=username, server_name=server_name, profile=profile, mode=request.mode, created=now
             )
             row.devices = [DeviceRow(uuid=u, mode=request.mode, memory_bytes=decision.memory_bytes) for u in decision.uuids]
             session.add(row)
             session.flush()
+            for uuid in decision.uuids:
+                session.add(
+                    UsageRow(
+                        allocation_id=row.id,
+                        username=username,
+                        groups=sorted(groups),
+                        server_name=server_name,
+                        profile=profile,
+                        device=uuid,
+                        share=device_share(inventory, uuid, request.mode, decision.memory_bytes),
+                        start=now,
+                        last_seen=now,
+                    )
+                )
             return _as_allocation(row)
 
-    def release(self, allocation_id: int, reason: str) -> bool:
-        """Mark an allocation released (idempotent); True if this call released it."""
+    @staticmethod
+    def _close(session: Session, row: AllocationRow, reason: str, now: datetime, at_last_seen: bool = False) -> None:
+        """Release an allocation and close its usage records: at ``now``, or (``at_last_seen``) at the
+        last time the hub saw its server running."""
+        row.released, row.release_reason = now, reason[:255]
+        for usage in session.scalars(select(UsageRow).where(UsageRow.allocation_id == row.id, UsageRow.end.is_(None))):
+            usage.end = min(usage.last_seen, now) if at_last_seen else now
+            usage.end = max(usage.end, usage.start)
+            usage.gpu_seconds = (usage.end - usage.start).total_seconds() * usage.share
+            usage.end_reason = reason[:255]
+
+    def release(self, allocation_id: int, reason: str, at_last_seen: bool = False) -> bool:
+        """Mark an allocation released and close its usage (idempotent); True if this call released it."""
         with self.session.begin() as session:
             row = session.get(AllocationRow, allocation_id)
             if row is None or row.released is not None:
                 return False
-            row.released = self.clock()
-            row.release_reason = reason[:255]
+            self._close(session, row, reason, self.clock(), at_last_seen)
             return True
+
+    def seen(self, allocation_ids: list[int]) -> None:
+        """The hub saw these allocations' servers running now (their usage counts at least to here)."""
+        if not allocation_ids:
+            return
+        with self.session.begin() as session:
+            session.execute(
+                update(UsageRow)
+                .where(UsageRow.allocation_id.in_(allocation_ids), UsageRow.end.is_(None))
+                .values(last_seen=self.clock())
+            )
 
     def live(self) -> list[Allocation]:
         with self.session() as session:
@@ -249,20 +331,43 @@ class Store:
             row = session.get(AllocationRow, allocation_id)
             return _as_allocation(row) if row is not None and row.released is None else None
 
+    # --- usage records (accounting) -------------------------------------------------------------
+    @staticmethod
+    def _overlapping(since: datetime, until: datetime):
+        return select(UsageRow).where(UsageRow.start < until, or_(UsageRow.end.is_(None), UsageRow.end > since))
+
+    def _used_seconds(self, session: Session, username: str, since: datetime, now: datetime) -> float:
+        rows = session.scalars(self._overlapping(since, now).where(UsageRow.username == username))
+        return sum(gpu_seconds(_as_record(r), since, now) for r in rows)
+
+    def used_seconds(self, username: str, since: datetime) -> float:
+        """GPU-seconds ``username`` used from ``since`` to now (open records counted to now)."""
+        with self.session() as session:
+            return self._used_seconds(session, username, since, self.clock())
+
+    def usage(self, since: datetime, until: datetime) -> list[UsageRecord]:
+        """Every usage record that overlaps [since, until), oldest first."""
+        with self.session() as session:
+            rows = session.scalars(self._overlapping(since, until).order_by(UsageRow.start, UsageRow.id))
+            return [_as_record(r) for r in rows]
+
+    def open_usage(self) -> list[UsageRecord]:
+        with self.session() as session:
+            return [_as_record(r) for r in session.scalars(select(UsageRow).where(UsageRow.end.is_(None)))]
+
+    def closed_seconds(self) -> list[tuple[str, tuple[str, ...], float]]:
+        """(user, groups, GPU-seconds) of every closed record (the Prometheus counters' history)."""
+        with self.session() as session:
+            rows = session.execute(
+                select(UsageRow.username, UsageRow.groups, UsageRow.gpu_seconds).where(UsageRow.end.is_not(None))
+            )
+            return [(u, tuple(g or ()), float(s or 0)) for u, g, s in rows]
+
     # --- quota rules set by admins (the internal API the admin pages and CLI build on) ------------
     def quota_rules(self) -> list[QuotaRule]:
         with self.session() as session:
-            return [
-                QuotaRule(
-                    r.scope,
-                    r.name,
-                    r.max_gpus,
-                    r.max_shared_slices,
-                    tuple(r.profiles) if r.profiles is not None else None,
-                    origin="database",
-                )
-                for r in session.scalars(select(QuotaRow).order_by(QuotaRow.scope, QuotaRow.name))
-            ]
+            rows = session.scalars(select(QuotaRow).order_by(QuotaRow.scope, QuotaRow.name))
+            return [rule_from(r.scope, r.name, r, origin="database") for r in rows]
 
     def set_quota(self, rule: QuotaRule) -> None:
         """Create or replace the database rule for ``rule.scope``/``rule.name``."""
@@ -272,6 +377,7 @@ class Store:
                 row = QuotaRow(scope=rule.scope, name=rule.name)
                 session.add(row)
             row.max_gpus, row.max_shared_slices = rule.max_gpus, rule.max_shared_slices
+            row.gpu_hours_per_week, row.max_memory, row.max_cpus = rule.gpu_hours_per_week, rule.max_memory, rule.max_cpus
             row.profiles = list(rule.profiles) if rule.profiles is not None else None
             row.updated = self.clock()
 

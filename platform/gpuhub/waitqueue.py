@@ -11,7 +11,11 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import datetime
+
+from .clock import utcnow
 
 
 @dataclass(eq=False)
@@ -19,6 +23,9 @@ class Ticket:
     pool: str
     holder: str  # "alice" or "alice:gpu2", for logs and the admin queue view
     number: int = field(default=0)
+    profile: str = ""
+    since: datetime | None = None
+    removed_by: str = ""  # an admin took it out of the line (its spawn ends with a message)
 
 
 def ordinal(n: int) -> str:
@@ -27,14 +34,28 @@ def ordinal(n: int) -> str:
 
 
 class WaitQueue:
-    def __init__(self):
+    def __init__(self, clock: Callable[[], datetime] = utcnow):
         self._lines: dict[str, list[Ticket]] = {}
         self._numbers = itertools.count(1)
         self._event = asyncio.Event()
+        self._clock = clock
 
-    def join(self, pool: str, holder: str) -> Ticket:
-        ticket = Ticket(pool, holder, next(self._numbers))
+    def join(self, pool: str, holder: str, profile: str = "") -> Ticket:
+        ticket = Ticket(pool, holder, next(self._numbers), profile, self._clock())
         self._lines.setdefault(pool, []).append(ticket)
+        return ticket
+
+    def tickets(self) -> list[Ticket]:
+        """Everyone waiting, line by line, in order (for admins)."""
+        return [t for line in self._lines.values() for t in line]
+
+    def remove(self, number: int, by: str) -> Ticket | None:
+        """An admin takes ticket ``number`` out of its line; its waiter ends its spawn with a message.
+        None if no such ticket waits (it got its GPU, gave up, or was removed already)."""
+        ticket = next((t for t in self.tickets() if t.number == number), None)
+        if ticket is not None:
+            ticket.removed_by = by
+            self.leave(ticket)
         return ticket
 
     def leave(self, ticket: Ticket) -> None:
@@ -55,7 +76,7 @@ class WaitQueue:
         return bool(line) and line[0] is ticket
 
     def lines(self) -> dict[str, list[str]]:
-        """Who waits for what, in order (for admins)."""
+        """Who waits for what, in order."""
         return {pool: [t.holder for t in line] for pool, line in self._lines.items()}
 
     def describe(self, ticket: Ticket) -> str:

@@ -198,6 +198,16 @@ def first_progress_message(hub, user, timeout=30) -> str:
     raise AssertionError("no progress event")
 
 
+def hold_every_whole_gpu(hub, prefix: str) -> list[str]:
+    """Four users, each with a ready one-GPU server: every whole GPU of the inventory is held."""
+    holders = [f"{prefix}{i}" for i in range(4)]
+    for user in holders:
+        request_server(hub, user, "gpu-1")
+    for user in holders:
+        hub.wait_ready(user)
+    return holders
+
+
 def wait_until(predicate, timeout=30, what="condition"):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -412,11 +422,7 @@ def test_cancelling_a_waiting_spawn_leaves_the_line(gpu_hub):
     """All four whole GPUs held; a fifth exclusive request waits; its user cancels (DELETE on the
     pending server). When a GPU is freed afterwards, nothing is allocated or started for them."""
     hub = gpu_hub
-    holders = [f"h{i}" for i in range(4)]
-    for user in holders:
-        request_server(hub, user, "gpu-1")
-    for user in holders:
-        hub.wait_ready(user)
+    hold_every_whole_gpu(hub, "h")
     request_server(hub, "quitter", "gpu-1")
     assert first_progress_message(hub, "quitter") == "waiting for a GPU (exclusive×1): 1st of 1 in line"
     r = hub.api("DELETE", "/users/quitter/server")

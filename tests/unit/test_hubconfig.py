@@ -55,3 +55,26 @@ def test_paths_from_environment(tmp_path, monkeypatch):
     assert settings_path("/srv") == "/etc/gpuhub/site.toml"
     monkeypatch.delenv("GPUHUB_SETTINGS")
     assert settings_path("/srv") == "/srv/settings.toml"
+
+
+@pytest.mark.parametrize(
+    "hub_table, admins, viewers",
+    [
+        ('admin_users = ["zoe", "adam"]', ["zoe", "adam"], []),  # default: the hub's admins
+        ('admin_users = ["zoe"]\ngpu_admins = ["ops"]\ngpu_viewers = ["finance"]', ["ops"], ["finance"]),
+        ('admin_users = ["zoe"]\ngpu_admins = []', [], []),  # nobody: the admin pages are off for all
+    ],
+)
+def test_the_admin_pages_roles_scopes_and_routes(tmp_path, hub_table, admins, viewers):
+    path = tmp_path / "s.toml"
+    path.write_text(f"[hub]\n{hub_table}\n" + BASE_SETTINGS)
+    c = Config()
+    apply_site_settings(c, str(path))
+    assert set(c.JupyterHub.custom_scopes) == {"custom:gpuhub:read", "custom:gpuhub:admin"}
+    assert c.JupyterHub.custom_scopes["custom:gpuhub:admin"]["subscopes"] == ["custom:gpuhub:read"]
+    roles = {r["name"]: r for r in c.JupyterHub.load_roles}
+    assert roles["gpuhub-admin"]["users"] == admins and "custom:gpuhub:admin" in roles["gpuhub-admin"]["scopes"]
+    assert roles["gpuhub-viewer"]["users"] == viewers and roles["gpuhub-viewer"]["scopes"] == ["custom:gpuhub:read"]
+    routes = [h[0] for h in c.JupyterHub.extra_handlers]
+    assert "/api/gpuhub/v1/quotas" in routes and "/gpuhub/admin" in routes
+    assert c.JupyterHub.template_paths[0].endswith("gpuhub/templates")

@@ -1,35 +1,17 @@
-"""The allocation store on a real SQLite file: migrations, decisions recorded, releases, the clock."""
+"""The allocation store on a real SQLite file: migrations, decisions recorded, releases, the clock
+(fixtures ``store`` and ``clock`` in ``conftest.py``)."""
 
-from datetime import datetime
-
-import pytest
 from sqlalchemy import inspect
 
 from gpuhub.allocator import GpuRequest, NeverFits, NoFitNow
 from gpuhub.inventory import parse_inventory
-from gpuhub.store import VERSION_TABLE, Allocation, Store, upgrade
+from gpuhub.store import VERSION_TABLE, Allocation, upgrade
 from tests.unit.test_inventory import POOL, gpu_uuid
 
 GiB = 1024**3
 INV = parse_inventory(POOL, "file:pool.toml")
 
 
-class FakeClock:
-    def __init__(self):
-        self.now = datetime(2026, 1, 5, 9, 0, 0)
-
-    def __call__(self):
-        return self.now
-
-
-@pytest.fixture
-def clock():
-    return FakeClock()
-
-
-@pytest.fixture
-def store(tmp_path, clock):
-    return Store.from_url(f"sqlite:///{tmp_path}/hub.sqlite", clock=clock)
 
 
 def test_migrations_create_gpuhub_tables_with_their_own_version_table(store):

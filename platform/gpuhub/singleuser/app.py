@@ -1,7 +1,8 @@
 """gpuhub's Jupyter server extension, enabled in the user image (``jpserver_extensions``):
 
 - ``GET  /gpuhub/api/v1/gpus``: the GPUs of this server (``gpus.GpuReader``), each process with its
-  notebook where it is a kernel, and the container's memory and CPU limits (``cgroups``).
+  notebook where it is a kernel, the container's memory and CPU limits (``cgroups``), and the
+  hub's notices for the user (``notices``: weekly GPU-hours running out).
 - ``POST /gpuhub/api/v1/envcheck``: run the environment check (``envcheck``) in a subprocess with a
   timeout and return its report; ``GET`` returns the last report (404 before the first run).
 
@@ -23,6 +24,7 @@ from traitlets import Integer
 
 from .cgroups import read_limits
 from .gpus import GpuReader
+from .notices import HubNotices
 
 AUTH_RESOURCE = "gpuhub"
 
@@ -38,6 +40,7 @@ class GpuHubExtension(ExtensionApp):
 
     def initialize_settings(self):
         self.reader = GpuReader()  # NVML through nvidia-ml-py, initialised on the first read
+        self.notices = HubNotices()
         self.last_report = None
         self.check_lock = asyncio.Lock()
         self.settings["gpuhub_extension"] = self
@@ -92,6 +95,7 @@ class GpusHandler(_Handler):
             "memory_used": limits.memory_used,
             "cpu_limit": limits.cpu_limit,
         }
+        gpus["notices"] = await self.extension.notices.get()
         self.finish(json.dumps(gpus))
 
 

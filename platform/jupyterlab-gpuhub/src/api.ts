@@ -43,6 +43,14 @@ export interface GpuSnapshot {
   assigned?: string[];
   gpus: Gpu[];
   limits?: Limits;
+  /** From the hub: e.g. the weekly GPU-hours running out (warn), or used up (stop). */
+  notices?: Notice[];
+}
+
+export interface Notice {
+  level: 'warn' | 'stop';
+  message: string;
+  since: string | null;
 }
 
 export type CheckStatus = 'pass' | 'warn' | 'fail' | 'skip';

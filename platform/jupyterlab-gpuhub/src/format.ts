@@ -58,10 +58,13 @@ export function level(figure: MemoryFigure | null): Level {
   return share >= CRITICAL_AT ? 'critical' : share >= WARN_AT ? 'warn' : 'ok';
 }
 
-/** The status bar's text: "GPU 3.1 / 80 GB", "no GPU", "GPU n/a". */
+/** The status bar's text: "GPU 3.1 / 80 GB", "no GPU", "GPU n/a"; "⚠ " first when the hub has a notice. */
 export function statusText(snapshot: GpuSnapshot | null): string {
   if (!snapshot) {
     return 'GPU …';
+  }
+  if (snapshot.notices?.length) {
+    return `⚠ ${statusText({ ...snapshot, notices: [] })}`;
   }
   if (snapshot.state === 'no-gpu') {
     return 'no GPU';
@@ -80,6 +83,10 @@ export function statusTitle(snapshot: GpuSnapshot | null, error?: string): strin
   }
   if (!snapshot) {
     return 'Reading GPU figures…';
+  }
+  if (snapshot.notices?.length) {
+    const rest = statusTitle({ ...snapshot, notices: [] });
+    return [...snapshot.notices.map(n => n.message), rest].join('\n');
   }
   if (snapshot.state !== 'ok') {
     const assigned = snapshot.assigned?.length ? `\nassigned: ${snapshot.assigned.join(', ')}` : '';

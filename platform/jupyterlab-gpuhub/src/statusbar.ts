@@ -24,7 +24,7 @@ export class GpuStatusItem extends Widget {
     this.node.textContent = this.model.error && !snapshot ? 'GPU ?' : statusText(snapshot);
     this.node.title = statusTitle(snapshot, this.model.error);
     this.node.dataset.gpuhubState = snapshot?.state ?? 'loading';
-    this.node.dataset.gpuhubLevel = level(figure);
+    this.node.dataset.gpuhubLevel = snapshot?.notices?.length ? 'critical' : level(figure);
   }
 
   dispose(): void {

@@ -39,6 +39,10 @@ test('tooltip says why there are no figures, and marks a simulated inventory', (
   assert.match(statusTitle({ state: 'unavailable', message: 'GPU figures unavailable: env-only', assigned: ['GPU-1'], gpus: [] }), /env-only\nassigned: GPU-1/);
   assert.match(statusTitle({ state: 'ok', simulated: true, gpus: [gpu(0, GiB)] }), /SIMULATED/);
   assert.match(statusTitle(null, 'Forbidden'), /could not be read: Forbidden/);
+  // a notice from the hub (weekly GPU-hours) comes first, in the text and the tooltip
+  const noticed = { state: 'ok', gpus: [gpu(GiB, 80 * GiB)], notices: [{ level: 'warn', message: 'Weekly GPU-hours run out in about 10 minutes', since: null }] };
+  assert.match(statusText(noticed), /^⚠ GPU 1\.0 \/ 80 GB$/);
+  assert.match(statusTitle(noticed), /^Weekly GPU-hours run out in about 10 minutes\n.*of 81,920 MiB used/);
 });
 
 test('report as text: one line per check, expected and hint kept', () => {

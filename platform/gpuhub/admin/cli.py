@@ -1,0 +1,214 @@
+"""``gpuhub``: the admin REST API from a terminal.
+
+    gpuhub gpus
+    gpuhub free 0                       (a GPU index, 0:1 for a MIG slice, or a UUID)
+    gpuhub quota show [--user NAME | --group NAME]
+    gpuhub quota set --group ml-lab --max-gpus 2 --gpu-hours-per-week 40 --profiles cpu,gpu-1
+    gpuhub quota unset --group ml-lab
+    gpuhub usage --since 2026-11-01 [--until 2026-11-08] [--by group] [--csv] [--records]
+    gpuhub queue [--remove TICKET]
+
+It talks to ``$GPUHUB_URL`` (default ``http://127.0.0.1:8000``) with the token in ``$GPUHUB_TOKEN``
+or ``$JUPYTERHUB_API_TOKEN`` (a token of a user or service with the ``gpuhub-admin`` role, from
+``/hub/token``). On the hub's host, in the compose setup: ``docker-compose exec hub gpuhub gpus``.
+The API's errors are printed as they come (the field and what is accepted), exit status 1; a usage
+mistake exits 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import urllib.error
+import urllib.parse
+import urllib.request
+
+PREFIX = "/hub/api/gpuhub/v1/"
+QUOTA_FIELDS = ("max_gpus", "max_shared_slices", "gpu_hours_per_week", "max_memory", "max_cpus", "profiles")
+
+
+class ApiError(RuntimeError):
+    pass
+
+
+class Client:
+    def __init__(self, url: str, token: str):
+        self.url = url.rstrip("/")
+        self.token = token
+
+    def call(self, method: str, path: str, body: dict | None = None, raw: bool = False):
+        data = json.dumps(body).encode() if body is not None else None
+        request = urllib.request.Request(self.url + PREFIX + path, data=data, method=method)
+        request.add_header("Authorization", f"token {self.token}")
+        if data is not None:
+            request.add_header("Content-Type", "application/json")
+        try:
+            with urllib.request.urlopen(request, timeout=60) as response:
+                text = response.read().decode()
+        except urllib.error.HTTPError as e:
+            text = e.read().decode(errors="replace")
+            try:
+                message = json.loads(text).get("message") or text
+            except ValueError:
+                message = text
+            raise ApiError(f"{e.code}: {message}") from None
+        except urllib.error.URLError as e:
+            raise ApiError(f"cannot reach the hub at {self.url} ({e.reason}); set GPUHUB_URL") from None
+        if raw:
+            return text
+        return json.loads(text) if text else None
+
+
+def _table(rows: list[list[str]]) -> str:
+    widths = [max(len(str(r[i])) for r in rows) for i in range(len(rows[0]))]
+    return "\n".join("  ".join(str(c).ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows)
+
+
+def _size(v) -> str:
+    return "" if v is None else f"{v / 1024**3:g}G"
+
+
+def cmd_gpus(client: Client, args) -> str:
+    data = client.call("GET", "gpus")
+    rows = [["#", "DEVICE", "UUID", "STATE", "HOLDER", "SINCE", "MEMORY"]]
+    for d in data["devices"]:
+        holders = ", ".join(f"{h['user']}{':' + h['server'] if h['server'] else ''}" for h in d["holders"])
+        since = ", ".join(h["since"] for h in d["holders"])
+        used = "" if d["memory_used"] is None else _size(d["memory_used"]) + " / "
+        rows.append([d["index"], d["name"], d["uuid"], d["state"], holders, since, used + _size(d["memory_total"])])
+    head = f"inventory: {data['source']}" + (" — SIMULATED, not real GPUs" if data["simulated"] else "")
+    return head + "\n" + _table(rows)
+
+
+def cmd_free(client: Client, args) -> str:
+    data = client.call("POST", f"gpus/{urllib.parse.quote(args.device, safe='')}/free")
+    if not data["freed"]:
+        return f"{data['device']}: nothing held it"
+    return "\n".join(f"freed allocation {h['allocation']} of {h['user']} on {data['device']}" for h in data["freed"])
+
+
+def _target(args) -> str:
+    if args.user:
+        return f"user/{urllib.parse.quote(args.user, safe='')}"
+    if args.group:
+        return f"group/{urllib.parse.quote(args.group, safe='')}"
+    return "default"
+
+
+def _number(text: str):
+    try:
+        return int(text)
+    except ValueError:
+        try:
+            return float(text)
+        except ValueError:
+            return text  # the API names the field and what it accepts
+
+
+def cmd_quota(client: Client, args) -> str:
+    if args.action == "show":
+        if args.user:
+            data = client.call("GET", f"users/{urllib.parse.quote(args.user, safe='')}/quota")
+            rows = [["LIMIT", "VALUE", "FROM"]]
+            for f in QUOTA_FIELDS:
+                v = data["limits"][f]["value"]
+                rows.append([f, "no limit" if v is None else (",".join(v) if isinstance(v, list) else v), data["limits"][f]["source"]])
+            remaining = data["gpu_hours_remaining"]
+            return _table(rows) + f"\nGPU-hours used ({data['week']} week): {data['gpu_hours_used']:.2f}" + (
+                "" if remaining is None else f", {remaining:.2f} remain"
+            )
+        data = client.call("GET", "quotas")
+        rows = [["SCOPE", "NAME", *(f.upper() for f in QUOTA_FIELDS), "FROM"]]
+        for r in data["rules"]:
+            if args.group and (r["scope"], r["name"]) != ("group", args.group):
+                continue
+            values = [("" if r[f] is None else ",".join(r[f]) if f == "profiles" else _size(r[f]) if f == "max_memory" else r[f]) for f in QUOTA_FIELDS]
+            rows.append([r["scope"], r["name"] or "(everyone)", *values, r["origin"]])
+        return _table(rows)
+    if args.action == "set":
+        body = {}
+        for f in QUOTA_FIELDS:
+            value = getattr(args, f)
+            if value is not None:
+                body[f] = [p for p in value.split(",") if p] if f == "profiles" else value if f == "max_memory" else _number(value)
+        if not body:
+            raise ApiError("quota set: give at least one limit, e.g. --max-gpus 2")
+        data = client.call("PUT", "quotas/" + _target(args), body)
+        return "set " + " ".join(f"{k}={v}" for k, v in data.items() if k in QUOTA_FIELDS and v is not None)
+    client.call("DELETE", "quotas/" + _target(args))
+    return f"removed the {_target(args).replace('/', ' ')} quota (the settings file's applies again)"
+
+
+def cmd_usage(client: Client, args) -> str:
+    query = {"by": args.by}
+    if args.since:
+        query["since"] = args.since
+    if args.until:
+        query["until"] = args.until
+    if args.csv or args.records:
+        query["format"] = "csv"
+        if args.records:
+            query["records"] = "true"
+        return client.call("GET", "usage?" + urllib.parse.urlencode(query), raw=True).rstrip("\n")
+    data = client.call("GET", "usage?" + urllib.parse.urlencode(query))
+    rows = [[args.by.upper(), "GPU-HOURS"]] + [[t[args.by], f"{t['gpu_hours']:.2f}"] for t in data["totals"]]
+    return f"{data['since']} to {data['until']}\n" + _table(rows)
+
+
+def cmd_queue(client: Client, args) -> str:
+    if args.remove is not None:
+        client.call("DELETE", f"queue/{args.remove}")
+        return f"removed ticket {args.remove} from the line"
+    data = client.call("GET", "queue")
+    rows = [["TICKET", "WHO", "PROFILE", "LINE", "PLACE", "SINCE"]]
+    rows += [[q["ticket"], q["holder"], q["profile"], q["pool"], f"{q['position']} of {q['in_line']}", q["since"]] for q in data["waiting"]]
+    return _table(rows) if len(rows) > 1 else "nobody waits for a GPU"
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="gpuhub", description="gpuhub admin: GPUs, quotas, usage, queue (over the hub's REST API)")
+    sub = p.add_subparsers(dest="command", required=True)
+    sub.add_parser("gpus", help="every GPU and MIG slice, its state and holder").set_defaults(run=cmd_gpus)
+    free = sub.add_parser("free", help="force-free a device (its holders' servers stop; files kept)")
+    free.add_argument("device", help="a GPU index (0), a MIG slice (0:1) or a UUID")
+    free.set_defaults(run=cmd_free)
+    quota = sub.add_parser("quota", help="show, set or unset quotas")
+    quota.add_argument("action", choices=["show", "set", "unset"])
+    who = quota.add_mutually_exclusive_group()
+    who.add_argument("--user")
+    who.add_argument("--group")
+    for f in QUOTA_FIELDS:
+        quota.add_argument("--" + f.replace("_", "-"), dest=f, help="comma-separated profile names" if f == "profiles" else None)
+    quota.set_defaults(run=cmd_quota)
+    usage = sub.add_parser("usage", help="GPU-hours per user or group")
+    usage.add_argument("--since", help="2026-11-01 (UTC); default 7 days ago")
+    usage.add_argument("--until", help="exclusive; default now")
+    usage.add_argument("--by", choices=["user", "group"], default="user")
+    usage.add_argument("--csv", action="store_true", help="totals as CSV")
+    usage.add_argument("--records", action="store_true", help="every usage record as CSV")
+    usage.set_defaults(run=cmd_usage)
+    queue = sub.add_parser("queue", help="who waits for a GPU")
+    queue.add_argument("--remove", type=int, metavar="TICKET", help="take a spawn out of the line")
+    queue.set_defaults(run=cmd_queue)
+    return p
+
+
+def main(argv=None) -> int:
+    args = parser().parse_args(argv)
+    token = os.environ.get("GPUHUB_TOKEN") or os.environ.get("JUPYTERHUB_API_TOKEN")
+    if not token:
+        print("gpuhub: set GPUHUB_TOKEN to a token with the gpuhub-admin role (make one at /hub/token)", file=sys.stderr)
+        return 2
+    client = Client(os.environ.get("GPUHUB_URL", "http://127.0.0.1:8000"), token)
+    try:
+        print(args.run(client, args))
+    except ApiError as e:
+        print(f"gpuhub: {e}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

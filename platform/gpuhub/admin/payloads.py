@@ -1,0 +1,127 @@
+"""Request bodies and query arguments of the admin API, validated before anything is changed.
+
+Pure: text in, values out, or ``BadRequest`` naming the field, what was wrong and what is accepted
+(the handler answers it with 400 and changes nothing). Quota values go through the settings file's
+own ``[[quotas]]`` schema (``settings.Quota``), so the file and the API accept exactly the same.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import datetime, timedelta
+
+from ..quotas import FIELDS, QuotaRule
+from ..settings import Quota, SettingsError
+
+MAX_BODY = 64 * 1024
+MAX_RANGE = timedelta(days=3660)
+SCOPES = ("user", "group", "default")
+# JupyterHub user and group names: no control characters, no markup, at most 255 characters
+NAME = re.compile(r"^[^\x00-\x1f\x7f<>&\"'/\\]{1,255}$")
+
+
+class BadRequest(ValueError):
+    def __init__(self, field: str, message: str):
+        super().__init__(message if message.startswith(field) else f"{field}: {message}")
+        self.field = field
+        self.message = message
+
+
+def parse_json_object(body: bytes) -> dict:
+    if len(body) > MAX_BODY:
+        raise BadRequest("body", f"larger than {MAX_BODY // 1024} KiB")
+    try:
+        data = json.loads(body or b"{}", parse_constant=_no_constant)
+    except (ValueError, UnicodeDecodeError) as e:
+        raise BadRequest("body", f"not valid JSON ({e}). Accepted: a JSON object") from None
+    if not isinstance(data, dict):
+        raise BadRequest("body", f"a JSON {type(data).__name__} is not accepted. Accepted: a JSON object")
+    return data
+
+
+def _no_constant(name: str):
+    raise ValueError(f"{name} is not a number JSON allows")
+
+
+def parse_name(field: str, value: str) -> str:
+    if not isinstance(value, str) or not NAME.match(value):
+        raise BadRequest(
+            field, f"{value!r} is not a name. Accepted: 1 to 255 characters, no control characters, no < > & \" ' / \\"
+        )
+    return value
+
+
+def parse_target(scope: str, name: str | None) -> tuple[str, str]:
+    """``user/alice``, ``group/ml-lab`` or ``default`` (from the URL) to (scope, name)."""
+    if scope not in SCOPES:
+        raise BadRequest("scope", f"{scope!r} is not a quota scope. Accepted: user, group or default")
+    if scope == "default":
+        if name:
+            raise BadRequest("name", "the default quota has no name. Accepted: .../quotas/default")
+        return scope, ""
+    if not name:
+        raise BadRequest("name", f"missing. Accepted: .../quotas/{scope}/NAME")
+    return scope, parse_name("name", name)
+
+
+def parse_quota(scope: str, name: str, data: dict, profile_names: list[str]) -> QuotaRule:
+    """A quota body (``{"max_gpus": 2, "gpu_hours_per_week": 40, "profiles": [...]}``; a field left
+    out or null is not set at this level) to the rule it sets."""
+    accepted = ", ".join(FIELDS)
+    for key in data:
+        if key not in FIELDS:
+            raise BadRequest(key or "body", f"unknown field {key!r}. Accepted fields: {accepted}")
+    values = {k: v for k, v in data.items() if v is not None}
+    if not values:
+        raise BadRequest("body", f"no field set. Accepted fields: {accepted}; to remove the rule, DELETE it")
+    try:
+        quota = Quota.from_dict(values, "")
+    except SettingsError as e:
+        raise BadRequest(e.key or "body", str(e)) from None
+    if quota.profiles is not None:
+        for p in quota.profiles:
+            if p not in profile_names:
+                raise BadRequest("profiles", f"{p!r} is not a profile. Accepted: {', '.join(profile_names)}")
+    return QuotaRule(
+        scope,
+        name,
+        max_gpus=quota.max_gpus,
+        max_shared_slices=quota.max_shared_slices,
+        gpu_hours_per_week=quota.gpu_hours_per_week,
+        max_memory=quota.max_memory,
+        max_cpus=quota.max_cpus,
+        profiles=tuple(dict.fromkeys(quota.profiles)) if quota.profiles is not None else None,
+        origin="database",
+    )
+
+
+def parse_time(field: str, value: str) -> datetime:
+    """``2026-11-02`` or ``2026-11-02T09:00[:00][Z|+00:00]`` to naive UTC."""
+    accepted = "Accepted: 2026-11-02 or 2026-11-02T09:00:00Z (UTC), years 1970 to 2999"
+    try:
+        t = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        if not 1970 <= t.year <= 2999:
+            raise ValueError("out of range")
+        if t.tzinfo is not None:
+            t = (t - t.utcoffset()).replace(tzinfo=None)
+    except (ValueError, OverflowError):
+        raise BadRequest(field, f"{value!r} is not a date. {accepted}") from None
+    return t
+
+
+def parse_range(since: str | None, until: str | None, now: datetime) -> tuple[datetime, datetime]:
+    """The usage range; default the last 7 days. ``until`` is exclusive."""
+    end = parse_time("until", until) if until else now
+    start = parse_time("since", since) if since else max(end - timedelta(days=7), datetime(1970, 1, 1))
+    if start >= end:
+        raise BadRequest("since", f"{since or start.isoformat()} is not before until ({until or 'now'}). Accepted: since < until")
+    if end - start > MAX_RANGE:
+        raise BadRequest("since", "a range longer than 10 years. Accepted: at most 3660 days")
+    return start, end
+
+
+def parse_choice(field: str, value: str, choices: tuple[str, ...]) -> str:
+    if value not in choices:
+        raise BadRequest(field, f"{value!r} is not accepted. Accepted: {', '.join(choices)}")
+    return value

@@ -1,0 +1,321 @@
+// gpuhub admin page: GPUs, quotas, usage, queue over /hub/api/gpuhub/v1. Text only through
+// textContent (names are user-chosen); writes carry JupyterHub's XSRF token.
+(function () {
+  "use strict";
+  const root = document.querySelector(".gpuhub-admin");
+  if (!root) return;
+  const base = (window.jhdata && window.jhdata.base_url) || "/hub/";
+  const api = base + "api/gpuhub/v1/";
+  const canChange = root.dataset.canChange === "true";
+  const errorBox = document.getElementById("gpuhub-error");
+  const okBox = document.getElementById("gpuhub-ok");
+
+  function say(box, text) {
+    errorBox.classList.add("d-none");
+    okBox.classList.add("d-none");
+    if (box && text) {
+      box.textContent = text;
+      box.classList.remove("d-none");
+    }
+  }
+
+  async function call(method, path, body) {
+    const headers = { Accept: "application/json" };
+    if (window.jhdata && window.jhdata.xsrf_token) headers["X-XSRFToken"] = window.jhdata.xsrf_token;
+    if (body !== undefined) headers["Content-Type"] = "application/json";
+    const response = await fetch(api + path, {
+      method,
+      headers,
+      credentials: "same-origin",
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
+    if (response.status === 204) return null;
+    const data = await response.json().catch(() => ({ message: response.statusText }));
+    if (!response.ok) {
+      const err = new Error(data.message || response.statusText);
+      err.field = data.field;
+      throw err;
+    }
+    return data;
+  }
+
+  function cell(tr, text, cls) {
+    const td = document.createElement("td");
+    td.textContent = text === null || text === undefined ? "" : String(text);
+    if (cls) td.className = cls;
+    tr.appendChild(td);
+    return td;
+  }
+
+  function button(td, label, cls, onClick) {
+    const b = document.createElement("button");
+    b.type = "button";
+    b.className = "btn btn-sm " + cls;
+    b.textContent = label;
+    b.addEventListener("click", onClick);
+    td.appendChild(b);
+    return b;
+  }
+
+  function gb(bytes) {
+    return bytes === null || bytes === undefined ? "" : (bytes / 1024 ** 3).toFixed(1) + " GB";
+  }
+
+  function duration(seconds) {
+    if (seconds === null || seconds === undefined) return "";
+    if (seconds < 120) return seconds + " s";
+    if (seconds < 7200) return Math.round(seconds / 60) + " min";
+    return (seconds / 3600).toFixed(1) + " h";
+  }
+
+  function body(id) {
+    const tbody = document.querySelector("#" + id + " tbody");
+    tbody.replaceChildren();
+    return tbody;
+  }
+
+  // --- GPUs ---------------------------------------------------------------------------------------
+  async function loadGpus() {
+    const data = await call("GET", "gpus");
+    const source = document.getElementById("gpus-source");
+    source.textContent =
+      "Inventory: " + data.source + (data.simulated ? " (SIMULATED: these are not real GPUs)" : "") +
+      (data.live_memory ? "; memory read live through NVML" : "; live memory needs NVML");
+    const tbody = body("gpus-table");
+    for (const d of data.devices) {
+      const tr = document.createElement("tr");
+      tr.dataset.uuid = d.uuid;
+      cell(tr, d.index);
+      cell(tr, d.name + " " + d.uuid);
+      cell(tr, d.state + (d.simulated ? " (simulated)" : "") + (d.health ? ": " + d.health : ""), "gpuhub-state-" + d.state);
+      cell(tr, d.holders.map((h) => h.user + (h.server ? ":" + h.server : "") + " (" + h.profile + ")").join(", "));
+      cell(tr, d.holders.map((h) => h.since + " (" + duration(h.held_seconds) + ")").join(", "));
+      cell(tr, (d.memory_used === null ? "" : gb(d.memory_used) + " / ") + gb(d.memory_total));
+      const actions = cell(tr, "");
+      if (canChange && d.holders.length) {
+        button(actions, "Force free", "btn-outline-danger", async () => {
+          const who = d.holders.map((h) => h.user).join(", ");
+          if (!window.confirm("Free " + d.name + " " + d.uuid + " held by " + who + "?\nTheir server is stopped; their files are kept.")) return;
+          try {
+            const result = await call("POST", "gpus/" + encodeURIComponent(d.uuid) + "/free");
+            say(okBox, "Freed " + result.freed.length + " allocation(s) on " + result.device);
+            await loadGpus();
+          } catch (e) {
+            say(errorBox, e.message);
+          }
+        });
+      }
+      tbody.appendChild(tr);
+    }
+  }
+
+  // --- quotas -------------------------------------------------------------------------------------
+  const FIELDS = ["max_gpus", "max_shared_slices", "gpu_hours_per_week", "max_memory", "max_cpus", "profiles"];
+
+  function shown(field, value) {
+    if (value === null || value === undefined) return "";
+    if (field === "max_memory") return gb(value);
+    if (field === "profiles") return value.join(", ") || "(none)";
+    return String(value);
+  }
+
+  async function loadQuotas() {
+    const data = await call("GET", "quotas");
+    const tbody = body("quotas-table");
+    for (const r of data.rules) {
+      const tr = document.createElement("tr");
+      cell(tr, r.scope);
+      cell(tr, r.name || "(everyone)");
+      for (const f of FIELDS) cell(tr, shown(f, r[f]));
+      cell(tr, r.origin === "database" ? "set here" : "settings file");
+      const actions = cell(tr, "");
+      if (canChange && r.origin === "database") {
+        button(actions, "Remove", "btn-outline-secondary", async () => {
+          try {
+            await call("DELETE", "quotas/" + r.scope + (r.name ? "/" + encodeURIComponent(r.name) : ""));
+            say(okBox, "Removed the " + r.scope + " quota " + (r.name || ""));
+            await loadQuotas();
+          } catch (e) {
+            say(errorBox, e.message);
+          }
+        });
+      }
+      tbody.appendChild(tr);
+    }
+  }
+
+  // The form only shapes data: numbers where the text is a number, the rest as typed (the API says
+  // which field is wrong and what it accepts).
+  function shape(form) {
+    const out = {};
+    for (const f of FIELDS) {
+      const raw = form.elements[f].value.trim();
+      if (raw === "") continue;
+      if (f === "profiles") out[f] = raw.split(",").map((p) => p.trim()).filter((p) => p);
+      else if (/^-?\d+(\.\d+)?$/.test(raw)) out[f] = Number(raw);
+      else out[f] = raw;
+    }
+    return out;
+  }
+
+  const quotaForm = document.getElementById("quota-form");
+  if (quotaForm) {
+    quotaForm.addEventListener("submit", async (event) => {
+      event.preventDefault();
+      const scope = quotaForm.elements.scope.value;
+      const name = quotaForm.elements.name.value.trim();
+      const path = "quotas/" + scope + (scope === "default" ? "" : "/" + encodeURIComponent(name));
+      for (const el of quotaForm.querySelectorAll(".is-invalid")) el.classList.remove("is-invalid");
+      try {
+        await call("PUT", path, shape(quotaForm));
+        say(okBox, "Saved the " + scope + " quota " + name);
+        await loadQuotas();
+      } catch (e) {
+        say(errorBox, e.message);
+        const el = e.field && quotaForm.elements[e.field];
+        if (el) el.classList.add("is-invalid");
+      }
+    });
+  }
+
+  document.getElementById("effective-form").addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const user = document.getElementById("e-user").value.trim();
+    try {
+      const data = await call("GET", "users/" + encodeURIComponent(user) + "/quota");
+      const table = document.getElementById("effective-table");
+      const tbody = body("effective-table");
+      for (const f of FIELDS) {
+        const tr = document.createElement("tr");
+        cell(tr, f);
+        cell(tr, data.limits[f].value === null ? "no limit" : shown(f, data.limits[f].value));
+        cell(tr, data.limits[f].source);
+        tbody.appendChild(tr);
+      }
+      const tr = document.createElement("tr");
+      cell(tr, "GPU-hours used this week");
+      cell(tr, data.gpu_hours_used.toFixed(2) + (data.gpu_hours_remaining === null ? "" : " (" + data.gpu_hours_remaining.toFixed(2) + " remain)"));
+      cell(tr, "groups: " + (data.groups.join(", ") || "none"));
+      tbody.appendChild(tr);
+      table.classList.remove("d-none");
+      say(null);
+    } catch (e) {
+      say(errorBox, e.message);
+    }
+  });
+
+  // --- usage --------------------------------------------------------------------------------------
+  function usageQuery(extra) {
+    const params = new URLSearchParams(extra);
+    const since = document.getElementById("u-since").value;
+    const until = document.getElementById("u-until").value;
+    if (since) params.set("since", since);
+    if (until) params.set("until", until);
+    params.set("by", document.getElementById("u-by").value);
+    return params.toString();
+  }
+
+  function chart(daily) {
+    const box = document.getElementById("usage-chart");
+    box.replaceChildren();
+    const days = Object.keys(daily || {});
+    if (!days.length) return;
+    const totals = days.map((d) => Object.values(daily[d]).reduce((a, b) => a + b, 0));
+    const max = Math.max(...totals, 0.001);
+    const ns = "http://www.w3.org/2000/svg";
+    const w = Math.max(300, days.length * 24), h = 160;
+    const svg = document.createElementNS(ns, "svg");
+    svg.setAttribute("viewBox", "0 0 " + w + " " + (h + 20));
+    svg.setAttribute("width", "100%");
+    svg.setAttribute("height", String(h + 20));
+    svg.setAttribute("role", "img");
+    days.forEach((d, i) => {
+      const bar = document.createElementNS(ns, "rect");
+      const bh = (totals[i] / max) * h;
+      bar.setAttribute("x", String(i * (w / days.length) + 2));
+      bar.setAttribute("y", String(h - bh));
+      bar.setAttribute("width", String(Math.max(2, w / days.length - 4)));
+      bar.setAttribute("height", String(bh));
+      bar.setAttribute("fill", "#4a7fb5");
+      const title = document.createElementNS(ns, "title");
+      title.textContent = d + ": " + totals[i].toFixed(2) + " GPU-hours";
+      bar.appendChild(title);
+      svg.appendChild(bar);
+    });
+    const label = document.createElementNS(ns, "text");
+    label.setAttribute("x", "0");
+    label.setAttribute("y", String(h + 16));
+    label.setAttribute("font-size", "11");
+    label.textContent = days[0] + " … " + days[days.length - 1] + " · peak " + max.toFixed(2) + " GPU-hours/day";
+    svg.appendChild(label);
+    box.appendChild(svg);
+  }
+
+  async function loadUsage() {
+    const data = await call("GET", "usage?" + usageQuery({}));
+    document.getElementById("usage-by").textContent = data.by === "group" ? "Group" : "User";
+    const tbody = body("usage-table");
+    for (const t of data.totals) {
+      const tr = document.createElement("tr");
+      cell(tr, t[data.by]);
+      cell(tr, t.gpu_hours.toFixed(2));
+      tbody.appendChild(tr);
+    }
+    chart(data.daily_gpu_hours);
+    document.getElementById("usage-csv").href = api + "usage?" + usageQuery({ format: "csv" });
+    document.getElementById("usage-records-csv").href = api + "usage?" + usageQuery({ format: "csv", records: "true" });
+  }
+
+  document.getElementById("usage-form").addEventListener("submit", async (event) => {
+    event.preventDefault();
+    try {
+      await loadUsage();
+      say(null);
+    } catch (e) {
+      say(errorBox, e.message);
+    }
+  });
+
+  // --- queue --------------------------------------------------------------------------------------
+  async function loadQueue() {
+    const data = await call("GET", "queue");
+    const tbody = body("queue-table");
+    for (const q of data.waiting) {
+      const tr = document.createElement("tr");
+      cell(tr, q.ticket);
+      cell(tr, q.holder);
+      cell(tr, q.profile);
+      cell(tr, q.pool);
+      cell(tr, q.position + " of " + q.in_line);
+      cell(tr, q.since + " (" + duration(q.waiting_seconds) + ")");
+      const actions = cell(tr, "");
+      if (canChange) {
+        button(actions, "Remove", "btn-outline-danger", async () => {
+          if (!window.confirm("Take " + q.holder + " out of the line? Their start ends with a message.")) return;
+          try {
+            await call("DELETE", "queue/" + q.ticket);
+            say(okBox, "Removed " + q.holder + " from the line");
+            await loadQueue();
+          } catch (e) {
+            say(errorBox, e.message);
+          }
+        });
+      }
+      tbody.appendChild(tr);
+    }
+  }
+
+  // --- tabs ---------------------------------------------------------------------------------------
+  const loaders = { gpus: loadGpus, quotas: loadQuotas, usage: loadUsage, queue: loadQueue };
+  async function show(tab) {
+    for (const b of root.querySelectorAll("[data-tab]")) b.classList.toggle("active", b.dataset.tab === tab);
+    for (const s of root.querySelectorAll(".gpuhub-tab")) s.classList.toggle("d-none", s.id !== "tab-" + tab);
+    try {
+      await loaders[tab]();
+    } catch (e) {
+      say(errorBox, e.message);
+    }
+  }
+  for (const b of root.querySelectorAll("[data-tab]")) b.addEventListener("click", () => show(b.dataset.tab));
+  show(location.hash.slice(1) in loaders ? location.hash.slice(1) : "gpus");
+})();
