@@ -1,5 +1,6 @@
 // gpuhub admin page: GPUs, quotas, usage, queue over /hub/api/gpuhub/v1. Text only through
-// textContent (names are user-chosen); writes carry JupyterHub's XSRF token.
+// textContent (names are user-chosen); writes carry JupyterHub's XSRF token. After a change the
+// table is reloaded first, then the confirmation shown: what it confirms is on screen.
 (function () {
   "use strict";
   const root = document.querySelector(".gpuhub-admin");
@@ -98,8 +99,8 @@
           if (!window.confirm("Free " + d.name + " " + d.uuid + " held by " + who + "?\nTheir server is stopped; their files are kept.")) return;
           try {
             const result = await call("POST", "gpus/" + encodeURIComponent(d.uuid) + "/free");
-            say(okBox, "Freed " + result.freed.length + " allocation(s) on " + result.device);
             await loadGpus();
+            say(okBox, "Freed " + result.freed.length + " allocation(s) on " + result.device);
           } catch (e) {
             say(errorBox, e.message);
           }
@@ -133,8 +134,8 @@
         button(actions, "Remove", "btn-outline-secondary", async () => {
           try {
             await call("DELETE", "quotas/" + r.scope + (r.name ? "/" + encodeURIComponent(r.name) : ""));
-            say(okBox, "Removed the " + r.scope + " quota " + (r.name || ""));
             await loadQuotas();
+            say(okBox, "Removed the " + r.scope + " quota " + (r.name || ""));
           } catch (e) {
             say(errorBox, e.message);
           }
@@ -168,8 +169,8 @@
       for (const el of quotaForm.querySelectorAll(".is-invalid")) el.classList.remove("is-invalid");
       try {
         await call("PUT", path, shape(quotaForm));
-        say(okBox, "Saved the " + scope + " quota " + name);
         await loadQuotas();
+        say(okBox, "Saved the " + scope + " quota " + name);
       } catch (e) {
         say(errorBox, e.message);
         const el = e.field && quotaForm.elements[e.field];
@@ -294,8 +295,8 @@
           if (!window.confirm("Take " + q.holder + " out of the line? Their start ends with a message.")) return;
           try {
             await call("DELETE", "queue/" + q.ticket);
-            say(okBox, "Removed " + q.holder + " from the line");
             await loadQueue();
+            say(okBox, "Removed " + q.holder + " from the line");
           } catch (e) {
             say(errorBox, e.message);
           }
