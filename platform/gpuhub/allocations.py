@@ -99,7 +99,8 @@ class GpuPool:
         self.last_reconcile: ReconcileReport | None = None
         self.watch = Watch(self)
 
-    async def _run(self, fn, *args, **kwargs):
+    async def run(self, fn, *args, **kwargs):
+        """``fn(*args, **kwargs)`` on the pool's one worker thread (database and NVML calls), awaited."""
         return await asyncio.get_running_loop().run_in_executor(self._executor, partial(fn, *args, **kwargs))
 
     # --- start-up ---------------------------------------------------------------------------------
@@ -108,7 +109,7 @@ class GpuPool:
         if self._store is None:
             async with self._open_lock:
                 if self._store is None:
-                    self._store = await self._run(Store.from_url, self.settings.hub.db_url)
+                    self._store = await self.run(Store.from_url, self.settings.hub.db_url)
 
     async def ready(self, list_containers: ListContainers) -> None:
         """Open the store, read the inventory and reconcile, once per hub process."""
@@ -141,7 +142,7 @@ class GpuPool:
     async def inventory(self) -> Inventory:
         stale = time.monotonic() - self._inventory_read_at > NVML_REFRESH_SECONDS
         if self._inventory is None or (self._inventory.source == "nvml" and stale):
-            self._inventory = await self._run(self._read_inventory)
+            self._inventory = await self.run(self._read_inventory)
             self._inventory_read_at = time.monotonic()
         return self._inventory
 
@@ -153,7 +154,7 @@ class GpuPool:
             if label.isdigit():
                 running[int(label)] = (c.get("State") == "running", (c.get("Names") or ["?"])[0].lstrip("/"))
         kept, freed = [], []
-        live = await self._run(self.store.live)
+        live = await self.run(self.store.live)
         for a in live:
             is_running, name = running.get(a.id, (False, ""))
             if is_running:
@@ -161,7 +162,7 @@ class GpuPool:
                 log.info("gpuhub reconcile: kept allocation %d of %s:%s (%s) on %s", a.id, a.username, a.server_name, name, ",".join(a.uuids))
             else:
                 # its usage is closed at the last time the hub saw it running, not now
-                await self._run(self.store.release, a.id, "reconcile: its container is gone", True)
+                await self.run(self.store.release, a.id, "reconcile: its container is gone", True)
                 freed.append(a.id)
                 log.warning("gpuhub reconcile: freed allocation %d of %s:%s (%s): no running container", a.id, a.username, a.server_name, ",".join(a.uuids))
         live_ids = {a.id for a in live}
@@ -173,9 +174,17 @@ class GpuPool:
         return ReconcileReport(kept, freed, strays)
 
     # --- quotas -----------------------------------------------------------------------------------
+    async def quota_rules(self) -> list[QuotaRule]:
+        """Every quota rule: the settings file's, then the database's."""
+        return settings_rules(self.settings) + await self.run(self.store.quota_rules)
+
     async def quota_for(self, username: str, groups: list[str]) -> EffectiveQuota:
-        rules = settings_rules(self.settings) + await self._run(self.store.quota_rules)
-        return resolve(username, groups, rules)
+        return resolve(username, groups, await self.quota_rules())
+
+    async def used_this_week(self, username: str) -> float:
+        """GPU-seconds ``username`` used in the current ``[accounting] week``."""
+        since = week_start(self.store.clock(), self.settings.accounting.week)
+        return await self.run(self.store.used_seconds, username, since)
 
     async def check_quota(
         self, username: str, server_name: str, groups: list[str], profile: Profile, request: GpuRequest | None
@@ -183,8 +192,8 @@ class GpuPool:
         """Refuse (403) at once what the user's quota does not allow, before anything is created."""
         week = self.settings.accounting.week
         admit = admission(await self.quota_for(username, groups), profile, request, week)
-        used = await self._run(self.store.used_seconds, username, week_start(self.store.clock(), week))
-        message = admit(await self._run(self.store.held_elsewhere, username, server_name), used)
+        used = await self.used_this_week(username)
+        message = admit(await self.run(self.store.held_elsewhere, username, server_name), used)
         if message:
             raise SpawnRefused(403, message, why="quota")
 
@@ -252,7 +261,7 @@ class GpuPool:
         inventory = await self.inventory()
         week = self.settings.accounting.week
         admit = admission(await self.quota_for(username, groups), profile, request, week)
-        return await self._run(
+        return await self.run(
             self.store.allocate,
             inventory,
             request,
@@ -266,17 +275,15 @@ class GpuPool:
         )
 
     async def release(self, allocation_id: int, reason: str) -> bool:
-        released = await self._run(self.store.release, allocation_id, reason)
+        released = await self.run(self.store.release, allocation_id, reason)
         if released:
             self.queue.changed()
         return released
 
-    async def live_allocation(self, allocation_id: int) -> Allocation | None:
-        return await self._run(self.store.get, allocation_id)
-
-    async def seen_running(self, allocation_id: int) -> None:
-        """The hub's poll found the server running: its GPU time counts at least to now."""
-        await self._run(self.store.seen, [allocation_id])
+    async def still_held(self, allocation_id: int) -> bool:
+        """The hub's poll found the server running: whether its allocation is still live (an admin or
+        the weekly GPU-hours may have freed it); if so, its GPU time counts at least to now."""
+        return await self.run(self.store.seen, allocation_id)
 
     async def force_free(self, allocation_id: int, by: str) -> bool:
         """An admin frees a stuck GPU. If its server still runs, the hub's next poll of it sees the
@@ -289,7 +296,7 @@ class GpuPool:
     async def capacities(self, requests: dict[str, GpuRequest]) -> dict[str, tuple[Capacity, int]]:
         """Per name: (what is free now for that kind of request, how many wait in its line), from one
         read of the holdings."""
-        holdings = await self._run(self.store.holdings)
+        holdings = await self.run(self.store.holdings)
         inventory = await self.inventory()
         lines = self.queue.lines()
         max_shares = self.settings.gpus.max_shares_per_gpu

@@ -210,11 +210,8 @@ class GPUSpawner(DockerSpawner):
         status = await super().poll()
         if self.allocation_id:
             pool = await self._pool_ready()
-            if status is None:
-                if await pool.live_allocation(self.allocation_id) is None:
-                    status = f"its GPU allocation {self.allocation_id} was freed (by an admin, or its weekly GPU-hours ran out)"
-                else:
-                    await pool.seen_running(self.allocation_id)
+            if status is None and not await pool.still_held(self.allocation_id):
+                status = f"its GPU allocation {self.allocation_id} was freed (by an admin, or its weekly GPU-hours ran out)"
             if status is not None:
                 await self._release(f"server found stopped: {status}")
         return status

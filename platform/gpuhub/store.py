@@ -295,9 +295,8 @@ class Store:
         last time the hub saw its server running."""
         row.released, row.release_reason = now, reason[:255]
         for usage in session.scalars(select(UsageRow).where(UsageRow.allocation_id == row.id, UsageRow.end.is_(None))):
-            usage.end = min(usage.last_seen, now) if at_last_seen else now
-            usage.end = max(usage.end, usage.start)
-            usage.gpu_seconds = (usage.end - usage.start).total_seconds() * usage.share
+            usage.end = max(usage.start, min(usage.last_seen, now) if at_last_seen else now)
+            usage.gpu_seconds = gpu_seconds(_as_record(usage), usage.start, usage.end)
             usage.end_reason = reason[:255]
 
     def release(self, allocation_id: int, reason: str, at_last_seen: bool = False) -> bool:
@@ -309,27 +308,24 @@ class Store:
             self._close(session, row, reason, self.clock(), at_last_seen)
             return True
 
-    def seen(self, allocation_ids: list[int]) -> None:
-        """The hub saw these allocations' servers running now (their usage counts at least to here)."""
-        if not allocation_ids:
-            return
+    def seen(self, allocation_id: int) -> bool:
+        """The hub saw this allocation's server running now: True, and its usage counts at least to
+        here, if the allocation is live; False if it was released (one transaction per poll)."""
         with self.session.begin() as session:
+            row = session.get(AllocationRow, allocation_id)
+            if row is None or row.released is not None:
+                return False
             session.execute(
                 update(UsageRow)
-                .where(UsageRow.allocation_id.in_(allocation_ids), UsageRow.end.is_(None))
+                .where(UsageRow.allocation_id == allocation_id, UsageRow.end.is_(None))
                 .values(last_seen=self.clock())
             )
+            return True
 
     def live(self) -> list[Allocation]:
         with self.session() as session:
             rows = session.scalars(select(AllocationRow).where(AllocationRow.released.is_(None)).order_by(AllocationRow.id))
             return [_as_allocation(r) for r in rows]
-
-    def get(self, allocation_id: int) -> Allocation | None:
-        """A live allocation by id; None if unknown or released."""
-        with self.session() as session:
-            row = session.get(AllocationRow, allocation_id)
-            return _as_allocation(row) if row is not None and row.released is None else None
 
     # --- usage records (accounting) -------------------------------------------------------------
     @staticmethod

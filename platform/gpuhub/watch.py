@@ -15,9 +15,10 @@ from collections import defaultdict
 from dataclasses import dataclass
 from datetime import datetime
 
-from .accounting import running_verdict, week_start
+from .accounting import running_verdict
 from .admin import metrics
 from .hublog import log
+from .quotas import resolve
 
 
 METRICS_SECONDS = 15  # the Prometheus snapshot is at most this old
@@ -65,8 +66,9 @@ class Watch:
         pool, acc = self.pool, self.pool.settings.accounting
         store = pool.store
         now = store.clock()
+        rules = await pool.quota_rules()  # once per round, for every user
         per_user: dict[str, dict] = defaultdict(lambda: {"rate": 0.0, "groups": set(), "allocations": set()})
-        for record in await pool._run(store.open_usage):
+        for record in await pool.run(store.open_usage):
             entry = per_user[record.username]
             entry["rate"] += record.share
             entry["groups"].update(record.groups)
@@ -75,11 +77,10 @@ class Watch:
             if username not in per_user:
                 del self.notices[username]  # nothing running any more
         for username, entry in per_user.items():
-            quota = await pool.quota_for(username, sorted(entry["groups"]))
-            limit = quota.gpu_hours_per_week.value
+            limit = resolve(username, sorted(entry["groups"]), rules).gpu_hours_per_week.value
             used = 0.0
             if limit is not None:
-                used = await pool._run(store.used_seconds, username, week_start(now, acc.week)) / 3600
+                used = await pool.used_this_week(username) / 3600
             verdict = running_verdict(used, limit, entry["rate"], acc.warn_before, acc.running_servers, acc.week)
             if verdict is None:
                 self.notices.pop(username, None)
@@ -97,9 +98,9 @@ class Watch:
         pool = self.pool
         store = pool.store
         inventory = await pool.inventory()
-        live = await pool._run(store.live)
-        closed = await pool._run(store.closed_seconds)
-        open_records = await pool._run(store.open_usage)
+        live = await pool.run(store.live)
+        closed = await pool.run(store.closed_seconds)
+        open_records = await pool.run(store.open_usage)
         acc = pool.settings.accounting
         self.snapshot = metrics.snapshot(
             inventory, live, pool.queue.lines(), closed, open_records, store.clock(), acc.metrics_max_users, acc.metrics_max_groups

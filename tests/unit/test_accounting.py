@@ -162,11 +162,12 @@ def test_a_record_per_device_opened_and_closed_with_the_allocation(store, clock)
 def test_reconcile_closes_at_the_last_time_the_server_was_seen(store, clock):
     a = store.allocate(INV, GpuRequest("exclusive"), "alice", "", "gpu-1")
     clock.now = T0 + H
-    store.seen([a.id])  # the last poll before the hub went down
+    assert store.seen(a.id)  # the last poll before the hub went down
     clock.now = T0 + 5 * H  # the hub comes back four hours later; the container is gone
     assert store.release(a.id, "reconcile: its container is gone", at_last_seen=True)
     (r,) = store.usage(T0, clock.now)
     assert r.end == T0 + H and gpu_seconds(r, T0, clock.now) == pytest.approx(3600)
+    assert not store.seen(a.id)  # released: a later poll learns it (and stops the server)
 
 
 def test_the_weekly_quota_is_checked_in_the_placing_transaction(store, clock):

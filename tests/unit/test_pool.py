@@ -132,6 +132,7 @@ async def test_force_free_releases_once(tmp_path):
     pool = make_pool(tmp_path)
     await pool.ready(no_containers)
     a = await take(pool, "a")
+    assert await pool.still_held(a.id) is True
     assert await pool.force_free(a.id, "admin") is True
     assert await pool.force_free(a.id, "admin") is False
-    assert await pool.live_allocation(a.id) is None
+    assert await pool.still_held(a.id) is False  # the server's next poll stops it

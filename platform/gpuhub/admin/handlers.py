@@ -103,8 +103,8 @@ class GpusHandler(GpuhubAPIHandler):
         if inventory.source == "nvml":
             from ..nvml import read_memory_used
 
-            memory = await pool._run(read_memory_used)
-        live = await pool._run(pool.store.live)
+            memory = await pool.run(read_memory_used)
+        live = await pool.run(pool.store.live)
         self.write_json(
             {
                 "source": inventory.label(),
@@ -124,7 +124,7 @@ class FreeHandler(GpuhubAPIHandler):
             raise BadRequest("device", f"{device!r} is not a GPU or MIG slice of this hub. Accepted: a UUID or an index such as 0 or 0:1")
         by = self.current_user.name
         freed = []
-        for a in await pool._run(pool.store.live):
+        for a in await pool.run(pool.store.live):
             if uuid in a.uuids and await pool.force_free(a.id, by):
                 freed.append(views.holder(a, self._now()))
         self.write_json({"device": uuid, "freed": freed})
@@ -133,9 +133,7 @@ class FreeHandler(GpuhubAPIHandler):
 class QuotasHandler(GpuhubAPIHandler):
     async def get(self):
         _require(self, READ)
-        from ..allocations import settings_rules
-
-        rules = settings_rules(self.site) + await self.pool._run(self.pool.store.quota_rules)
+        rules = await self.pool.quota_rules()
         self.write_json(
             {"rules": [views.rule_row(r) for r in rules], "profiles": self._profile_names(), "week": self.site.accounting.week}
         )
@@ -154,7 +152,7 @@ class QuotaHandler(GpuhubAPIHandler):
         _require(self, ADMIN)
         scope, name = self._target(scope, name)
         rule = payloads.parse_quota(scope, name, payloads.parse_json_object(self.request.body), self._profile_names())
-        await self.pool._run(self.pool.store.set_quota, rule)
+        await self.pool.run(self.pool.store.set_quota, rule)
         self.log.info("gpuhub admin %s: set the %s quota %r: %s", self.current_user.name, scope, name, views.rule_row(rule))
         self.pool.queue.changed()  # a waiter's quota may have changed
         self.write_json(views.rule_row(rule))
@@ -162,7 +160,7 @@ class QuotaHandler(GpuhubAPIHandler):
     async def delete(self, scope: str, name: str | None = None):
         _require(self, ADMIN)
         scope, name = payloads.parse_target(scope, name)
-        if not await self.pool._run(self.pool.store.unset_quota, scope, name):
+        if not await self.pool.run(self.pool.store.unset_quota, scope, name):
             raise web.HTTPError(404, f"no quota set through the API for {scope} {name!r} (the settings file's stay)")
         self.log.info("gpuhub admin %s: removed the %s quota %r", self.current_user.name, scope, name)
         self.set_status(204)
@@ -176,11 +174,9 @@ class EffectiveQuotaHandler(GpuhubAPIHandler):
         if user is None:
             raise BadRequest("user", f"no user {name!r} on this hub. Accepted: an existing username")
         groups = [g.name for g in user.groups]
-        week = self.site.accounting.week
         quota = await self.pool.quota_for(user.name, groups)
-        since = accounting.week_start(self._now(), week)
-        used = await self.pool._run(self.pool.store.used_seconds, user.name, since) / 3600
-        self.write_json(views.effective_row(user.name, groups, quota, used, week))
+        used = await self.pool.used_this_week(user.name) / 3600
+        self.write_json(views.effective_row(user.name, groups, quota, used, self.site.accounting.week))
 
 
 class UsageHandler(GpuhubAPIHandler):
@@ -192,14 +188,17 @@ class UsageHandler(GpuhubAPIHandler):
         by = payloads.parse_choice("by", self.get_argument("by", "user"), ("user", "group"))
         fmt = payloads.parse_choice("format", self.get_argument("format", "json"), ("json", "csv"))
         records_only = payloads.parse_choice("records", self.get_argument("records", "false"), ("true", "false")) == "true"
-        records = await self.pool._run(self.pool.store.usage, since, until)
-        totals = accounting.totals(records, by, since, until)
+        records = await self.pool.run(self.pool.store.usage, since, until)
         if fmt == "csv":
             name = f"gpuhub-usage-{'records' if records_only else by}-{since.date()}-{until.date()}.csv"
             self.set_header("Content-Type", "text/csv; charset=utf-8")
             self.set_header("Content-Disposition", f'attachment; filename="{name}"')
-            self.finish(accounting.records_csv(records, since, until) if records_only else accounting.totals_csv(totals, by))
+            if records_only:
+                self.finish(accounting.records_csv(records, since, until))
+            else:
+                self.finish(accounting.totals_csv(accounting.totals(records, by, since, until), by))
             return
+        totals = accounting.totals(records, by, since, until)
         self.write_json(
             {
                 "since": views.iso(since),

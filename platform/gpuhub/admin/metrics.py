@@ -47,10 +47,9 @@ def snapshot(
     for row in device_rows(inventory, live, now):
         if row["state"] == "partitioned":
             continue  # counted through its MIG slices
-        model = row["name"].split(" MIG ")[0]
-        kind = "gpu" if row["kind"] == "gpu" else "mig:" + row["name"].rsplit(" ", 1)[-1]
-        totals[(kind, model, simulated)] += 1
-        devices[(kind, model, row["state"], simulated)] += 1
+        kind = "gpu" if row["kind"] == "gpu" else f"mig:{row['mig_profile']}"
+        totals[(kind, row["model"], simulated)] += 1
+        devices[(kind, row["model"], row["state"], simulated)] += 1
     for kind, model, sim in list(totals):
         for state in ("free", "held", "shared", "unhealthy"):
             devices.setdefault((kind, model, state, sim), 0)

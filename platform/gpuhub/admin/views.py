@@ -39,12 +39,12 @@ def device_rows(
             by_device.setdefault(uuid, []).append(holder(a, now))
     rows = []
     for gpu in inventory.gpus:
-        entries = [(str(gpu.index), gpu.uuid, gpu.name, "gpu", gpu.memory_bytes, "")]
+        entries = [(str(gpu.index), gpu.uuid, gpu.name, "gpu", gpu.memory_bytes, "", None)]
         entries += [
-            (f"{gpu.index}:{j}", s.uuid, f"{gpu.name} MIG {s.profile}", "mig", s.memory_bytes, gpu.uuid)
+            (f"{gpu.index}:{j}", s.uuid, f"{gpu.name} MIG {s.profile}", "mig", s.memory_bytes, gpu.uuid, s.profile)
             for j, s in enumerate(gpu.mig)
         ]
-        for index, uuid, name, kind, total, parent in entries:
+        for index, uuid, name, kind, total, parent, mig_profile in entries:
             holders = by_device.get(uuid, [])
             if not gpu.healthy:
                 state = "unhealthy"
@@ -60,7 +60,9 @@ def device_rows(
                     "index": index,
                     "uuid": uuid,
                     "name": name,
+                    "model": gpu.name,
                     "kind": kind,
+                    "mig_profile": mig_profile,
                     "parent": parent or None,
                     "state": state,
                     "health": gpu.health_reason or None,
