@@ -152,6 +152,9 @@ pull_policy = "never"
 home_volume = "{self.prefix}-home-{{slug}}"
 container_name = "{self.prefix}-{{slug}}"
 start_timeout = 120
+
+[sessions]
+course_volume = "{self.prefix}-course-{{session}}"
 {self.profiles}'''
         )
         config_d = self.workdir / "config.d"
@@ -171,8 +174,8 @@ c.DockerSpawner.cpu_limit = 0.5
         (config_d / "50-test-harness.py").write_text(
             f'''
 c.ConfigurableHTTPProxy.api_url = "http://127.0.0.1:{free_port()}"
-c.JupyterHub.services = [{{"name": "gpuhub-harness", "api_token": {self.token!r}}}]
-# gpuhub defines its own roles (gpuhub-admin, gpuhub-viewer); a drop-in extends them
+# gpuhub defines its own services (gpuhub-agent, idle-culler) and roles; a drop-in extends them
+c.JupyterHub.services.extend([{{"name": "gpuhub-harness", "api_token": {self.token!r}}}])
 c.JupyterHub.load_roles.extend([{{
     "name": "gpuhub-harness",
     "scopes": ["admin:users", "admin:servers", "admin:groups", "servers", "access:servers", "read:users"],

@@ -28,6 +28,8 @@ from .errors import SpawnRefused
 from .hublog import log
 from .inventory import Inventory, load_inventory
 from .quotas import Ask, EffectiveQuota, Held, QuotaRule, WeekUsed, refusal, resolve, rule_from
+from .sessions import Session, closed_message, reserved_devices
+from .sessionstore import SessionStore, device_limits
 from .settings import Profile, Settings
 from .store import Allocation, Refused, Store
 from .waitqueue import Ticket, WaitQueue, ordinal
@@ -96,6 +98,7 @@ class GpuPool:
         self._ready_lock = asyncio.Lock()
         self._open_lock = asyncio.Lock()
         self._ready = False
+        self._sessions: SessionStore | None = None
         self.last_reconcile: ReconcileReport | None = None
         self.watch = Watch(self)
 
@@ -110,6 +113,8 @@ class GpuPool:
             async with self._open_lock:
                 if self._store is None:
                     self._store = await self.run(Store.from_url, self.settings.hub.db_url)
+        if self._sessions is None:
+            self._sessions = SessionStore(self._store)
 
     async def ready(self, list_containers: ListContainers) -> None:
         """Open the store, read the inventory and reconcile, once per hub process."""
@@ -138,6 +143,12 @@ class GpuPool:
         if self._store is None:
             raise RuntimeError("GpuPool.ready() has not run")
         return self._store
+
+    @property
+    def sessions(self) -> SessionStore:
+        if self._sessions is None:
+            raise RuntimeError("GpuPool.open() has not run")
+        return self._sessions
 
     async def inventory(self) -> Inventory:
         stale = time.monotonic() - self._inventory_read_at > NVML_REFRESH_SECONDS
@@ -172,6 +183,31 @@ class GpuPool:
         if freed:
             self.queue.changed()
         return ReconcileReport(kept, freed, strays)
+
+    # --- classroom sessions -----------------------------------------------------------------------
+    async def session_for_start(self, username: str, name: str) -> Session:
+        """The session ``username`` asks to start, if they may now: on its roster (or an instructor of
+        it) and inside one of its windows. Otherwise a refusal saying why (and when it opens next)."""
+        session = await self.run(self.sessions.get, name)
+        if session is None:
+            raise SpawnRefused(400, f"No such session: {name!r}. Your instructor's start link names it", why="session")
+        label = session.title or session.name
+        if username not in session.instructors and not await self.run(self.sessions.on_roster, name, username):
+            teachers = ", ".join(session.instructors) or "its instructor"
+            raise SpawnRefused(
+                403,
+                f"You are not on the roster of session {label!r}, so you cannot start its server."
+                f" Ask {teachers} to add {username!r} to the roster",
+                why="roster",
+            )
+        message = closed_message(session, self.store.clock())
+        if message:
+            raise SpawnRefused(403, message, why="window")
+        return session
+
+    async def reserved_now(self) -> dict[str, str]:
+        """Device UUID → the session whose open window holds it."""
+        return reserved_devices(await self.run(self.sessions.sessions), self.store.clock())
 
     # --- quotas -----------------------------------------------------------------------------------
     async def quota_rules(self) -> list[QuotaRule]:
@@ -208,12 +244,15 @@ class GpuPool:
         profile: Profile,
         request: GpuRequest,
         on_ticket: Callable[[Ticket | None], None] = lambda t: None,
+        session: Session | None = None,
     ) -> Allocation:
         """Place ``request`` for this server, waiting in line while nothing fits. Raises SpawnRefused:
-        403 over quota, 409 can never fit, 503 nothing became free within ``gpus.queue_timeout``."""
+        403 over quota, 409 can never fit, 503 nothing became free within ``gpus.queue_timeout``.
+        A start for a ``session`` with reserved devices waits in that session's own line."""
         timeout = self.settings.gpus.queue_timeout
         deadline = time.monotonic() + timeout
-        ticket = self.queue.join(pool_of(request), holder, profile.name)
+        line = f"session {session.name}" if session is not None and session.devices else pool_of(request)
+        ticket = self.queue.join(line, holder, profile.name)
         on_ticket(ticket)
         try:
             while True:
@@ -225,7 +264,7 @@ class GpuPool:
                         why="removed",
                     )
                 if self.queue.is_first(ticket):
-                    decision = await self._decide(username, server_name, groups, profile, request)
+                    decision = await self._decide(username, server_name, groups, profile, request, session)
                     if isinstance(decision, Allocation):
                         log.info("gpuhub %s: allocation %d: %s %s", holder, decision.id, request.mode, ",".join(decision.uuids))
                         return decision
@@ -257,7 +296,7 @@ class GpuPool:
             self.queue.leave(ticket)
             on_ticket(None)
 
-    async def _decide(self, username, server_name, groups, profile, request):
+    async def _decide(self, username, server_name, groups, profile, request, session):
         inventory = await self.inventory()
         week = self.settings.accounting.week
         admit = admission(await self.quota_for(username, groups), profile, request, week)
@@ -272,6 +311,8 @@ class GpuPool:
             admit,
             tuple(groups),
             week_start(self.store.clock(), week),
+            session.name if session is not None else "",
+            device_limits(session.name if session is not None else ""),
         )
 
     async def release(self, allocation_id: int, reason: str) -> bool:
@@ -293,15 +334,22 @@ class GpuPool:
             log.warning("gpuhub: allocation %d force-freed by %s", allocation_id, by)
         return released
 
-    async def capacities(self, requests: dict[str, GpuRequest]) -> dict[str, tuple[Capacity, int]]:
+    async def capacities(
+        self, requests: dict[str, GpuRequest], session: Session | None = None
+    ) -> dict[str, tuple[Capacity, int]]:
         """Per name: (what is free now for that kind of request, how many wait in its line), from one
-        read of the holdings."""
+        read of the holdings; off the devices reserved by open sessions, or (``session``) on that
+        session's reserved devices."""
         holdings = await self.run(self.store.holdings)
-        inventory = await self.inventory()
+        reserved = await self.reserved_now()
+        name_of = session.name if session is not None else ""
+        only = frozenset(session.devices) if session is not None and session.devices else None
+        inventory = (await self.inventory()).restricted(only, frozenset(u for u, s in reserved.items() if s != name_of))
         lines = self.queue.lines()
         max_shares = self.settings.gpus.max_shares_per_gpu
+        line = f"session {name_of}" if only is not None else None
         return {
-            name: (capacity(inventory, holdings, request, max_shares), len(lines.get(pool_of(request), [])))
+            name: (capacity(inventory, holdings, request, max_shares), len(lines.get(line or pool_of(request), [])))
             for name, request in requests.items()
         }
 

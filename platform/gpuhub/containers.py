@@ -17,10 +17,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from .sessions import Session
 from .settings import Profile, Settings
 from .slugs import render_name
 
 LABEL_PREFIX = "org.gpuhub"
+COURSE_PATH = "/srv/course"  # a session's shared course folder (the image makes it, owned by the user)
 
 
 @dataclass(frozen=True)
@@ -83,15 +85,27 @@ def home_volume_name(settings: Settings, username: str) -> str:
     return render_name(settings.spawner.home_volume, username)
 
 
+def course_volume_name(settings: Settings, session_name: str) -> str:
+    return settings.sessions.course_volume.replace("{session}", session_name)
+
+
 def build(
-    settings: Settings, profile: Profile, username: str, image: str | None = None, gpu: GpuAssignment | None = None
+    settings: Settings,
+    profile: Profile,
+    username: str,
+    image: str | None = None,
+    gpu: GpuAssignment | None = None,
+    session: Session | None = None,
 ) -> ContainerSpec:
     """The container for ``username`` running ``profile`` (``image`` overrides the profile's, already
-    checked against the allowed list by the caller) with the devices of ``gpu`` (None: CPU only)."""
+    checked against the allowed list by the caller) with the devices of ``gpu`` (None: CPU only).
+    For a classroom ``session``: its datasets too (read-only), and its shared course folder at
+    ``COURSE_PATH``, writable by the session's instructors, read-only for students."""
     sp = settings.spawner
     home = home_volume_name(settings, username)
     volumes = {home: {"bind": sp.home_path, "mode": "rw"}}
-    for name in profile.datasets:
+    datasets = profile.datasets + list(session.datasets if session else ())
+    for name in dict.fromkeys(datasets):
         dataset = settings.dataset(name)
         volumes[dataset.source] = {"bind": dataset.target, "mode": "ro"}
     labels = {
@@ -100,6 +114,13 @@ def build(
         f"{LABEL_PREFIX}.profile": profile.name,
         f"{LABEL_PREFIX}.home-volume": home,
     }
+    session_env = {}
+    if session is not None:
+        labels[f"{LABEL_PREFIX}.session"] = session.name
+        session_env["GPUHUB_SESSION"] = session.name
+        if session.shared_folder:
+            writable = username in session.instructors
+            volumes[course_volume_name(settings, session.name)] = {"bind": COURSE_PATH, "mode": "rw" if writable else "ro"}
     gpu_host, gpu_env, gpu_labels = gpu_wiring(gpu)
     return ContainerSpec(
         image=image or profile.image,
@@ -121,6 +142,7 @@ def build(
             "GPUHUB_PROFILE": profile.name,
             "GPUHUB_MEM_LIMIT": str(profile.mem_limit),
             "GPUHUB_CPU_LIMIT": f"{profile.cpu_limit:g}",
+            **session_env,
             **gpu_env,
         },
     )

@@ -52,20 +52,51 @@ def availability_text(a: Availability) -> str:
     return a.text
 
 
+SESSION_PREFIX = "session:"  # a session's radio value on the form: "session:ml101"
+
+
+@dataclass(frozen=True)
+class SessionChoice:
+    """A classroom session the user is on the roster of, as the form offers it."""
+
+    name: str
+    title: str
+    profile: Profile
+    status: str  # "open until Mon 2026-11-23 11:00 UTC" or why it is closed and when it opens
+    open: bool
+
+
 def render_form(
     settings: Settings,
     groups,
     allowed_profiles: tuple[str, ...] | None = None,
     availability: dict[str, Availability] | None = None,
     gpu_source: str = "",
+    sessions: list[SessionChoice] = (),
 ) -> str:
     """The form for a member of ``groups`` whose quota allows ``allowed_profiles`` (None: all),
-    with each GPU profile's ``availability`` and where the GPU figures come from (``gpu_source``)."""
+    with each GPU profile's ``availability`` and where the GPU figures come from (``gpu_source``).
+    The user's classroom ``sessions`` come first; an open one is preselected."""
     availability = availability or {}
     profiles = [p for p in profiles_for(settings, groups) if allowed_profiles is None or p.name in allowed_profiles]
     usable = [p for p in profiles if availability.get(p.name, Availability("")).possible]
     selected = default_profile(usable)
+    selected_name = selected.name if selected else ""
     rows = []
+    for s in sessions:
+        rows.append(
+            {
+                "name": SESSION_PREFIX + s.name,
+                "title": f"Class session: {s.title}",
+                "description": f"Profile {s.profile.title}. Your instructor's session; its GPUs are held for the class.",
+                "facts": profile_facts(s.profile),
+                "capacity": s.status,
+                "unavailable": not s.open,
+            }
+        )
+    open_sessions = [s for s in sessions if s.open]
+    if open_sessions:
+        selected_name = SESSION_PREFIX + open_sessions[0].name
     for p in profiles:
         a = availability.get(p.name)
         rows.append(
@@ -80,15 +111,20 @@ def render_form(
         )
     return _template().render(
         profiles=rows,
-        selected=selected.name if selected else "",
+        selected=selected_name,
         home_path=settings.spawner.home_path,
         gpu_source=gpu_source if any(p.wants_gpu for p in profiles) else "",
     )
 
 
 def options_from_form(formdata: dict) -> dict:
-    """``{"profile": ["cpu-small"]}`` → ``{"profile": "cpu-small"}``; nothing is checked here."""
-    return {key: values[0] for key, values in formdata.items() if key in ("profile",) and values}
+    """``{"profile": ["cpu-small"]}`` → ``{"profile": "cpu-small"}``; a session's radio
+    (``"session:ml101"``) or a start link's query (``?session=ml101``) → ``{"session": "ml101"}``.
+    Nothing is checked here."""
+    options = {key: values[0] for key, values in formdata.items() if key in ("profile", "session") and values}
+    if options.get("profile", "").startswith(SESSION_PREFIX):
+        options["session"] = options.pop("profile")[len(SESSION_PREFIX):]
+    return options
 
 
 def gpu_source_text(inventory_label: str, simulated: bool, exposure: str) -> str:

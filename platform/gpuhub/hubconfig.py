@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import glob
 import os
+import sys
 
 from .settings import Settings, SettingsError, load_settings
 
@@ -58,14 +59,40 @@ def apply_site_settings(c, path: str) -> Settings:
     c.Spawner.default_url = sp.default_url
     c.Spawner.start_timeout = sp.start_timeout
     c.Spawner.http_timeout = sp.start_timeout
+    # gpuhub's own line ([admission]) bounds the starts; the hub-wide 429 would turn a class away
+    c.JupyterHub.concurrent_spawn_limit = 0
     apply_admin(c, settings)
+    c.JupyterHub.services = services(settings, os.path.abspath(path))
     start_hub_tasks(settings)
     return settings
 
 
+AGENT = "gpuhub-agent"
+CULLER = "idle-culler"
+
+
+def services(settings: Settings, settings_file: str) -> list[dict]:
+    """The hub-managed services: ``gpuhub-agent`` (sessions' prewarm and stop, GPU-idle reclaim) and,
+    with ``[culling] timeout``, jupyterhub-idle-culler."""
+    environment = {"GPUHUB_SETTINGS": settings_file}
+    if os.environ.get("DOCKER_HOST"):
+        environment["DOCKER_HOST"] = os.environ["DOCKER_HOST"]
+    found = [{"name": AGENT, "command": [sys.executable, "-m", "gpuhub.agent"], "environment": environment}]
+    cull = settings.culling
+    if cull.timeout:
+        command = [
+            sys.executable, "-m", "jupyterhub_idle_culler",
+            f"--timeout={cull.timeout}", f"--cull-every={cull.every}", f"--concurrency={cull.concurrency}",
+        ]
+        if cull.max_age:
+            command.append(f"--max-age={cull.max_age}")
+        found.append({"name": CULLER, "command": command})
+    return found
+
+
 def admin_roles(settings: Settings) -> list[dict]:
-    """The RBAC roles of gpuhub's admin page and API (see ``admin.handlers`` for the scopes)."""
-    from .admin.handlers import ADMIN, READ
+    """The RBAC roles of gpuhub's pages, API and services (see ``admin.handlers`` for the scopes)."""
+    from .admin.handlers import ADMIN, READ, SESSIONS
 
     hub = settings.hub
     admins = hub.admin_users if hub.gpu_admins is None else hub.gpu_admins
@@ -81,6 +108,24 @@ def admin_roles(settings: Settings) -> list[dict]:
             "description": "gpuhub's GPU admin page and API, read-only",
             "scopes": [READ],
             "users": list(hub.gpu_viewers),
+        },
+        {
+            "name": "gpuhub-instructor",
+            "description": "gpuhub's classroom sessions: create them, manage your own",
+            "scopes": [SESSIONS],
+            "users": list(hub.instructors),
+        },
+        {
+            "name": AGENT,
+            "description": "gpuhub's agent: prewarms and stops sessions' servers, reclaims idle GPUs",
+            "scopes": [ADMIN, "list:users", "read:users", "read:servers", "servers"],
+            "services": [AGENT],
+        },
+        {
+            "name": CULLER,
+            "description": "jupyterhub-idle-culler: stops servers without activity",
+            "scopes": ["list:users", "read:users:activity", "read:servers", "delete:servers"],
+            "services": [CULLER] if settings.culling.timeout else [],
         },
     ]
 

@@ -26,7 +26,7 @@ from __future__ import annotations
 import re
 import tomllib
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from jupyterhub.traitlets import ByteSpecification
 from traitlets import Bool, Instance, List, TraitError, Unicode, validate
@@ -73,6 +73,24 @@ class Inventory:
 
     def slices(self) -> list[tuple[Gpu, MigSlice]]:
         return [(g, s) for g in self.gpus for s in g.mig]
+
+    def restricted(self, only: frozenset[str] | None = None, exclude: frozenset[str] = frozenset()) -> Inventory:
+        """The devices a placement may use: those in ``only`` (a GPU's UUID also brings its MIG slices;
+        None: all), less those in ``exclude`` (classroom reservations)."""
+        if only is None and not exclude:
+            return self
+        gpus = []
+        for g in self.gpus:
+            whole = (only is None or g.uuid in only) and g.uuid not in exclude
+            mig = tuple(
+                s for s in g.mig if (only is None or g.uuid in only or s.uuid in only) and s.uuid not in exclude and g.uuid not in exclude
+            )
+            if g.mig:  # a partitioned GPU is only ever handed out as its slices
+                if mig:
+                    gpus.append(replace(g, mig=mig))
+            elif whole:
+                gpus.append(g)
+        return replace(self, gpus=tuple(gpus))
 
     def label(self) -> str:
         """How pages name where the devices come from: "simulated (file:...)", "NVML", "no GPU"."""

@@ -11,7 +11,7 @@ from .errors import SpawnRefused
 from .settings import Profile, Settings
 
 # Keys a spawn request (form or REST ``user_options``) may carry.
-ACCEPTED_OPTIONS = ("profile", "image")
+ACCEPTED_OPTIONS = ("profile", "image", "session")
 
 
 def gpu_request(profile: Profile) -> GpuRequest | None:
@@ -36,8 +36,18 @@ def default_profile(profiles: list[Profile]) -> Profile | None:
     return next((p for p in profiles if p.default), profiles[0] if profiles else None)
 
 
-def choose_profile(settings: Settings, user_options: dict, groups) -> Profile:
-    """Validate ``user_options`` for this user; return the profile it selects (the default if none)."""
+def session_name(user_options) -> str | None:
+    """The classroom session a request names (``{"session": "ml101"}``), or None."""
+    name = user_options.get("session") if isinstance(user_options, dict) else None
+    if name is not None and (not isinstance(name, str) or not name):
+        raise SpawnRefused(400, f"session must be a session name (text), got {name!r}", why="options")
+    return name
+
+
+def choose_profile(settings: Settings, user_options: dict, groups, session_profile: str | None = None) -> Profile:
+    """Validate ``user_options`` for this user; return the profile it selects (the default if none).
+    For a start of a classroom session the session decides the profile (``session_profile``): the
+    roster, not the profile's groups, says who may use it."""
     if not isinstance(user_options, dict):
         raise SpawnRefused(400, "user_options must be an object, e.g. {\"profile\": \"cpu-small\"}", why="options")
     unknown = sorted(set(user_options) - set(ACCEPTED_OPTIONS))
@@ -50,7 +60,17 @@ def choose_profile(settings: Settings, user_options: dict, groups) -> Profile:
     allowed = profiles_for(settings, groups)
     allowed_names = ", ".join(p.name for p in allowed) or "none"
     name = user_options.get("profile")
-    if name is None or name == "":
+    if session_profile is not None:
+        if name not in (None, "", session_profile):
+            raise SpawnRefused(
+                400, f"This session starts profile {session_profile!r}; leave profile out (got {name!r})", why="options"
+            )
+        profile = settings.profile(session_profile)
+        if profile is None:
+            raise SpawnRefused(
+                409, f"This session's profile {session_profile!r} is no longer on this hub; ask the instructor", why="profile"
+            )
+    elif name is None or name == "":
         profile = default_profile(allowed)
         if profile is None:
             raise SpawnRefused(403, "No profile is open to you; ask an admin to add you to a group", why="forbidden")

@@ -201,6 +201,15 @@ class Hub(Section):
         usage and its CSV, the line). Example: ``["finance"]``.""",
     ).tag(accepted="a list of usernames")
 
+    instructors = List(
+        Unicode(),
+        default_value=[],
+        help="""Users given the ``gpuhub-instructor`` role: they create classroom sessions (roster, time
+        windows, profile, reserved GPUs) on the sessions page (``/hub/gpuhub/sessions``), the API and
+        ``gpuhub session``, and manage the sessions they are instructors of (prewarm, stop all). GPU
+        admins manage every session. Example: ``["prof-smith"]``.""",
+    ).tag(accepted="a list of usernames")
+
     @validate("bind_url", "hub_bind_url")
     def _validate_url(self, proposal):
         value = proposal["value"]
@@ -667,6 +676,181 @@ class Accounting(Section):
         return _in_range(proposal)
 
 
+class Admission(Section):
+    section_help = """Admission control: how many servers may be starting at once. A class of 30 pressing
+    Start together otherwise makes the engine create 30 containers and boot 30 Python servers at
+    once, and every one of them gets slower; further starts wait in line, with their place shown on
+    the spawn page, and get their server in turn instead of an error."""
+
+    max_concurrent_starts = Integer(
+        4,
+        help="""Servers that may be starting at once: from container creation until the server answers
+        HTTP. Size it to the host: about the number of CPU cores the hub's host can spare for starting
+        servers. Example: ``4``.""",
+    ).tag(accepted="an integer from 1 to 256", range=(1, 256))
+
+    queue_timeout = Integer(
+        900,
+        help="""Seconds a start may wait for its turn before it is given up with a message (on top of
+        ``spawner.start_timeout``, which counts from its turn). Example: ``900``.""",
+    ).tag(accepted="an integer from 10 to 7200", range=(10, 7200))
+
+    @validate("max_concurrent_starts", "queue_timeout")
+    def _validate_range(self, proposal):
+        return _in_range(proposal)
+
+
+class Sessions(Section):
+    section_help = """Classroom and lab sessions (made by instructors at run time, stored in the database):
+    how their rosters are read and how their servers are prewarmed and stopped by the
+    ``gpuhub-agent`` service."""
+
+    prewarm_concurrency = Integer(
+        8,
+        help="""Servers the agent asks the hub to start at once when it prewarms a session (each also
+        waits its turn under ``[admission]``). Example: ``8``.""",
+    ).tag(accepted="an integer from 1 to 128", range=(1, 128))
+
+    max_roster_rows = Integer(
+        20000,
+        help="""The most rows a roster CSV may have; a longer file is refused whole. Example: ``20000``.""",
+    ).tag(accepted="an integer from 1 to 100000", range=(1, 100000))
+
+    check_interval = Integer(
+        15,
+        help="""Seconds between two rounds of the ``gpuhub-agent`` service: due prewarms, requested
+        prewarms and stops, and the ends of windows. Example: ``15``.""",
+    ).tag(accepted="an integer from 1 to 600", range=(1, 600))
+
+    course_volume = Unicode(
+        "gpuhub-course-{session}",
+        help="""The Docker volume of a session's shared course folder (sessions with ``shared_folder``),
+        mounted at ``/srv/course``: read-write for the session's instructors, read-only for its
+        students. ``{session}`` is the session's name. Example: ``"gpuhub-course-{session}"``.""",
+    ).tag(accepted="a Docker volume name containing {session}")
+
+    @validate("prewarm_concurrency", "max_roster_rows", "check_interval")
+    def _validate_range(self, proposal):
+        return _in_range(proposal)
+
+    @validate("course_volume")
+    def _validate_course_volume(self, proposal):
+        value = proposal["value"]
+        if "{session}" not in value or not VOLUME_NAME.match(value.replace("{session}", "x")):
+            raise TraitError("not a volume name with {session} in it")
+        return value
+
+
+class Reclaim(Section):
+    section_help = """GPU-idle reclaim by the ``gpuhub-agent`` service: a GPU server whose GPUs stayed idle
+    (NVML utilisation) is warned in JupyterLab, then stopped and its GPU freed; its files stay.
+    Unlike an HTTP-inactivity culler, this sees a notebook left holding a GPU with a browser tab
+    open. CPU-only servers are never touched here (``[culling]`` stops any server after HTTP
+    inactivity)."""
+
+    idle_timeout = Integer(
+        7200,
+        help="""Seconds a GPU server's GPUs may stay idle before it is stopped; ``0`` turns reclaim off.
+        Idle: each of its devices at or below ``busy_utilisation`` at every check. Example: ``7200``.""",
+    ).tag(accepted="0 (off) or an integer from 60 to 2592000", range=(0, 2592000))
+
+    session_idle_timeout = Integer(
+        1800,
+        help="""The same for servers started for a classroom session (the GPUs are wanted by the rest of
+        the class); ``0``: as ``idle_timeout``. Example: ``1800``.""",
+    ).tag(accepted="0 or an integer from 60 to 2592000", range=(0, 2592000))
+
+    warn_before = Integer(
+        600,
+        help="""Seconds before the stop when the user is warned (JupyterLab's status bar, the hub log);
+        using the GPU again cancels it. Example: ``600``.""",
+    ).tag(accepted="an integer from 0 to 86400", range=(0, 86400))
+
+    busy_utilisation = Integer(
+        5,
+        help="""A device above this utilisation (percent, NVML's over its last sample period) counts as
+        busy. Example: ``5``.""",
+    ).tag(accepted="an integer from 0 to 100", range=(0, 100))
+
+    require_inactive = Integer(
+        0,
+        help="""Also require this many seconds without JupyterHub activity (the user's browser, kernels)
+        before a stop: protects someone editing code between GPU runs. ``0``: the GPU alone decides.
+        Example: ``900``.""",
+    ).tag(accepted="an integer from 0 to 2592000", range=(0, 2592000))
+
+    check_interval = Integer(
+        60,
+        help="""Seconds between two readings of the devices. Example: ``60``.""",
+    ).tag(accepted="an integer from 1 to 3600", range=(1, 3600))
+
+    activity = Unicode(
+        "nvml",
+        help="""Where device utilisation and per-process memory come from: ``"nvml"`` (the host's
+        GPUs, processes mapped to containers through the engine), or ``"file:/path/activity.json"``,
+        a SIMULATED reading for CI and demos, labelled as such in every message (see docs/admin.md,
+        "GPU-idle reclaim").""",
+    ).tag(accepted='"nvml" or "file:" followed by an absolute path')
+
+    @validate("idle_timeout", "session_idle_timeout")
+    def _validate_timeout(self, proposal):
+        value = _in_range(proposal)
+        if 0 < value < 60:
+            raise TraitError("below 60 seconds (0 turns it off)")
+        return value
+
+    @validate("warn_before", "busy_utilisation", "require_inactive", "check_interval")
+    def _validate_range(self, proposal):
+        return _in_range(proposal)
+
+    @validate("activity")
+    def _validate_activity(self, proposal):
+        value = proposal["value"]
+        if value == "nvml":
+            return value
+        if value.startswith("file:"):
+            _absolute_path(value[len("file:"):])
+            return value
+        raise TraitError("not an activity source")
+
+
+class Culling(Section):
+    section_help = """Plain inactivity culling by jupyterhub-idle-culler (run by the hub as the ``idle-culler``
+    service, with only the scopes it needs): any server, CPU-only included, with no JupyterHub
+    activity for ``timeout`` seconds is stopped; its files stay."""
+
+    timeout = Integer(
+        3600,
+        help="""Seconds without activity before a server is stopped; ``0`` runs no culler. Example: ``3600``.""",
+    ).tag(accepted="0 (off) or an integer from 60 to 2592000", range=(0, 2592000))
+
+    every = Integer(
+        300,
+        help="""Seconds between two checks. Example: ``300``.""",
+    ).tag(accepted="an integer from 10 to 86400", range=(10, 86400))
+
+    max_age = Integer(
+        0,
+        help="""Stop servers older than this many seconds even when active; ``0``: no limit. Example: ``86400``.""",
+    ).tag(accepted="an integer from 0 to 31536000", range=(0, 31536000))
+
+    concurrency = Integer(
+        5,
+        help="""Requests to the hub the culler makes at once. Example: ``5``.""",
+    ).tag(accepted="an integer from 1 to 100", range=(1, 100))
+
+    @validate("timeout")
+    def _validate_timeout(self, proposal):
+        value = _in_range(proposal)
+        if 0 < value < 60:
+            raise TraitError("below 60 seconds (0 turns it off)")
+        return value
+
+    @validate("every", "max_age", "concurrency")
+    def _validate_range(self, proposal):
+        return _in_range(proposal)
+
+
 class Settings(Section):
     section_help = "The whole file."
 
@@ -685,6 +869,14 @@ class Settings(Section):
     accounting = Instance(Accounting, args=(), help="The ``[accounting]`` table.").tag(
         section=Accounting, accepted="an [accounting] table"
     )
+    admission = Instance(Admission, args=(), help="The ``[admission]`` table.").tag(
+        section=Admission, accepted="an [admission] table"
+    )
+    sessions = Instance(Sessions, args=(), help="The ``[sessions]`` table.").tag(
+        section=Sessions, accepted="a [sessions] table"
+    )
+    reclaim = Instance(Reclaim, args=(), help="The ``[reclaim]`` table.").tag(section=Reclaim, accepted="a [reclaim] table")
+    culling = Instance(Culling, args=(), help="The ``[culling]`` table.").tag(section=Culling, accepted="a [culling] table")
 
     def check_references(self) -> None:
         """Rules that span tables: run after every table loaded."""

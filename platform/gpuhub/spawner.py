@@ -9,9 +9,13 @@ from __future__ import annotations
 from dockerspawner import DockerSpawner
 from traitlets import Instance, Integer, default
 
+from jupyterhub.utils import wait_for_http_server
+
 from . import containers, form
+from .admission import StartGate
 from .allocations import ALLOCATION_LABEL, GpuPool
-from .profiles import choose_profile, gpu_request
+from .profiles import choose_profile, gpu_request, session_name
+from .sessions import status_text
 from .settings import Settings
 from .slugs import user_slug
 
@@ -38,7 +42,10 @@ class GPUSpawner(DockerSpawner):
 
     _profile = None
     _gpu_request = None
+    _session = None
     _ticket = None
+    _start_wait: str | None = None  # the place in the line for a turn to start
+    _turn_taken = False
 
     @property
     def settings(self) -> Settings:
@@ -104,7 +111,16 @@ class GPUSpawner(DockerSpawner):
             quota.profiles.value,
             availability,
             form.gpu_source_text(inventory.label(), inventory.simulated, self.settings.gpus.exposure),
+            await self._session_choices(pool),
         )
+
+    async def _session_choices(self, pool: GpuPool) -> list[form.SessionChoice]:
+        now, choices = pool.store.clock(), []
+        for s in await pool.run(pool.sessions.sessions_of, self.user.name):
+            profile, status = self.settings.profile(s.profile), status_text(s, now)
+            if profile is not None and status is not None:
+                choices.append(form.SessionChoice(s.name, s.title or s.name, profile, status[1], status[0]))
+        return choices
 
     def options_from_form(self, formdata):
         return form.options_from_form(formdata)
@@ -115,19 +131,26 @@ class GPUSpawner(DockerSpawner):
         return GPUSpawner.apply_profile
 
     async def apply_profile(self, user_options: dict) -> None:
-        """Validate the request against the profiles and the user's quota; refuse with a 4xx naming why."""
+        """Validate the request against the profiles, the classroom session it names (roster, window)
+        and the user's quota; refuse with a 4xx naming why."""
         groups = self._user_groups()
-        profile = choose_profile(self.settings, user_options or {}, groups)
+        pool = await self._pool_ready()
+        session = None
+        if (name := session_name(user_options)) is not None:
+            session = await pool.session_for_start(self.user.name, name)
+        profile = choose_profile(self.settings, user_options or {}, groups, session.profile if session else None)
         image = profile.image
         if user_options and user_options.get("image"):
             image = await self.check_allowed(user_options["image"])
         request = gpu_request(profile)
-        pool = await self._pool_ready()
         await pool.check_quota(self.user.name, self.name, groups, profile, request)
-        self._profile, self._gpu_request, self.image = profile, request, image
-        # waiting in line for a GPU must not count against the container's own start time
-        self.start_timeout = self.settings.spawner.start_timeout + (
-            self.settings.gpus.queue_timeout if request else 0
+        self._profile, self._gpu_request, self._session, self.image = profile, request, session, image
+        self._start_wait, self._turn_taken = None, False
+        # waiting in line (for a GPU, for a turn to start) must not count against the start itself
+        self.start_timeout = (
+            self.settings.spawner.start_timeout
+            + self.settings.admission.queue_timeout
+            + (self.settings.gpus.queue_timeout if request else 0)
         )
 
     # --- start: wait in line and allocate, then create the container with exactly those devices ------
@@ -145,6 +168,7 @@ class GPUSpawner(DockerSpawner):
                 profile=self._profile,
                 request=self._gpu_request,
                 on_ticket=self._set_ticket,
+                session=self._session,
             )
             self.allocation_id = allocation.id
             inventory = await self.pool.inventory()
@@ -157,7 +181,7 @@ class GPUSpawner(DockerSpawner):
                 inventory.simulated,
             )
         try:
-            spec = containers.build(self.settings, self._profile, self.user.name, self.image, assignment)
+            spec = containers.build(self.settings, self._profile, self.user.name, self.image, assignment, self._session)
             self.log.info(
                 "gpuhub %s: profile %s, image %s, home volume %s, GPUs %s",
                 self._log_name,
@@ -172,17 +196,28 @@ class GPUSpawner(DockerSpawner):
             self.extra_host_config = spec.host_config
             self.extra_create_kwargs = spec.create_kwargs
             self.environment = {**self.environment, **spec.environment}
-            return await super().start()
+            gate = StartGate.for_process(self.settings.admission.max_concurrent_starts)
+            async with gate.turn(self._log_name, self.settings.admission.queue_timeout, self._set_start_wait):
+                ip, port = await super().start()
+                # the turn ends when the server answers: booting it is most of a start's load
+                await wait_for_http_server(f"http://{ip}:{port}/", timeout=self.http_timeout)
+            return ip, port
         except BaseException:
             await self._release("the server failed to start")
             raise
 
+    def _set_start_wait(self, message: str | None) -> None:
+        self._start_wait = message
+        self._turn_taken = message is None
+
     async def progress(self):
-        """Spawn-page progress: the place in the GPU line while waiting, then the assignment."""
+        """Spawn-page progress: the place in the GPU line, then in the line for a turn to start."""
         last = None
         while True:
             if self._ticket is not None:
                 event = {"progress": 10, "message": self.pool.queue.describe(self._ticket)}
+            elif self._start_wait is not None:
+                event = {"progress": 30, "message": self._start_wait}
             elif self.allocation_id:
                 event = {"progress": 50, "message": "GPU assigned; starting your server"}
             else:
@@ -190,7 +225,7 @@ class GPUSpawner(DockerSpawner):
             if event != last:
                 yield event
                 last = event
-            if self._ticket is None and (self.allocation_id or self._gpu_request is None):
+            if self._turn_taken:
                 return
             await self.pool.queue.wait_for_change(1.0)
 

@@ -61,6 +61,7 @@ class AllocationRow(Base):
     created: Mapped[datetime] = mapped_column(DateTime)
     released: Mapped[datetime | None] = mapped_column(DateTime, nullable=True, index=True)
     release_reason: Mapped[str] = mapped_column(Unicode(255), default="")
+    session: Mapped[str] = mapped_column(Unicode(63), default="")  # the classroom session it was made for
     devices: Mapped[list[DeviceRow]] = relationship(back_populates="allocation", cascade="all, delete-orphan")
 
 
@@ -124,6 +125,9 @@ def _as_record(row: UsageRow) -> UsageRecord:
     )
 
 
+DeviceLimits = tuple[frozenset[str] | None, frozenset[str]]  # (only these, if not None; never these)
+
+
 @dataclass(frozen=True)
 class Refused:
     """The request is within what the pool has, but over the user's quota (``message`` says which)."""
@@ -141,6 +145,7 @@ class Allocation:
     uuids: tuple[str, ...]
     memory_bytes: int
     created: datetime
+    session: str = ""
 
     def as_held(self) -> Held:
         """What it counts against its user's quota."""
@@ -157,6 +162,7 @@ def _as_allocation(row: AllocationRow) -> Allocation:
         uuids=tuple(d.uuid for d in row.devices),
         memory_bytes=max((d.memory_bytes for d in row.devices), default=0),
         created=row.created,
+        session=row.session or "",
     )
 
 
@@ -244,13 +250,17 @@ class Store:
         admit: Callable[[list[Held], float], str | None] | None = None,
         groups: tuple[str, ...] = (),
         usage_since: datetime | None = None,
+        session_name: str = "",
+        devices_for: Callable[[Session, datetime], DeviceLimits] | None = None,
     ) -> Allocation | NoFitNow | NeverFits | Refused:
         """Decide and record in one serialised transaction, with a usage record per device.
 
         ``admit`` gets what the user holds on their other servers (``quotas.Held``) and the
         GPU-seconds they used since ``usage_since``, and returns a refusal message or None: the
-        quota is checked against the same snapshot the placement uses. A live allocation of the same
-        server (a leftover) is released first: a server holds one."""
+        quota is checked against the same snapshot the placement uses. ``devices_for`` reads, in the
+        same transaction, which devices this start may use (classroom reservations; see
+        ``sessionstore.device_limits``). A live allocation of the same server (a leftover) is released
+        first: a server holds one."""
         with self.session.begin() as session:
             self._serialise(session)
             now = self.clock()
@@ -264,11 +274,18 @@ class Store:
                 message = admit(_held_on_other_servers(mine, server_name), used)
                 if message:
                     return Refused(message)
+            if devices_for is not None:
+                inventory = inventory.restricted(*devices_for(session, now))
             decision = place(inventory, self._holdings(session), request, max_shares)
             if not isinstance(decision, Placement):
                 return decision
             row = AllocationRow(
-                username=username, server_name=server_name, profile=profile, mode=request.mode, created=now
+                username=username,
+                server_name=server_name,
+                profile=profile,
+                mode=request.mode,
+                created=now,
+                session=session_name,
             )
             row.devices = [DeviceRow(uuid=u, mode=request.mode, memory_bytes=decision.memory_bytes) for u in decision.uuids]
             session.add(row)

@@ -34,7 +34,8 @@ class Notice:
 class Watch:
     def __init__(self, pool):
         self.pool = pool
-        self.notices: dict[str, Notice] = {}  # per username
+        self.notices: dict[str, Notice] = {}  # per username: the weekly GPU-hours
+        self.posted: dict[tuple[str, str], Notice] = {}  # per (username, source): from services (reclaim)
         self.snapshot: dict | None = None
         self._task: asyncio.Task | None = None
 
@@ -57,6 +58,19 @@ class Watch:
                 log.exception("gpuhub watch: a check of running servers failed; trying again")
             rounds += 1
             await asyncio.sleep(min(interval, METRICS_SECONDS))
+
+    def post(self, username: str, source: str, level: str, message: str) -> None:
+        now = self.pool.store.clock()
+        old = self.posted.get((username, source))
+        self.posted[(username, source)] = Notice(level, message, old.since if old and old.message == message else now)
+
+    def clear(self, username: str, source: str) -> None:
+        self.posted.pop((username, source), None)
+
+    def notices_of(self, username: str) -> list[tuple[str, Notice]]:
+        """(source, notice) for ``username``: the weekly GPU-hours first, then the services'."""
+        found = [("gpu-hours", self.notices[username])] if username in self.notices else []
+        return found + sorted(((source, n) for (user, source), n in self.posted.items() if user == username), key=lambda e: e[0])
 
     async def check_once(self) -> None:
         await self.check_running()

@@ -70,11 +70,48 @@ def test_the_admin_pages_roles_scopes_and_routes(tmp_path, hub_table, admins, vi
     path.write_text(f"[hub]\n{hub_table}\n" + BASE_SETTINGS)
     c = Config()
     apply_site_settings(c, str(path))
-    assert set(c.JupyterHub.custom_scopes) == {"custom:gpuhub:read", "custom:gpuhub:admin"}
-    assert c.JupyterHub.custom_scopes["custom:gpuhub:admin"]["subscopes"] == ["custom:gpuhub:read"]
+    assert set(c.JupyterHub.custom_scopes) == {"custom:gpuhub:read", "custom:gpuhub:sessions", "custom:gpuhub:admin"}
+    assert c.JupyterHub.custom_scopes["custom:gpuhub:admin"]["subscopes"] == ["custom:gpuhub:read", "custom:gpuhub:sessions"]
     roles = {r["name"]: r for r in c.JupyterHub.load_roles}
     assert roles["gpuhub-admin"]["users"] == admins and "custom:gpuhub:admin" in roles["gpuhub-admin"]["scopes"]
     assert roles["gpuhub-viewer"]["users"] == viewers and roles["gpuhub-viewer"]["scopes"] == ["custom:gpuhub:read"]
     routes = [h[0] for h in c.JupyterHub.extra_handlers]
     assert "/api/gpuhub/v1/quotas" in routes and "/gpuhub/admin" in routes
+    assert "/api/gpuhub/v1/sessions" in routes and "/gpuhub/sessions" in routes
     assert c.JupyterHub.template_paths[0].endswith("gpuhub/templates")
+
+
+@pytest.mark.parametrize(
+    "tables, culler_command",
+    [
+        ("", ["--timeout=3600", "--cull-every=300", "--concurrency=5"]),  # the defaults: culling on, 1 h
+        ("[culling]\ntimeout = 600\nevery = 60\nmax_age = 86400\n", ["--timeout=600", "--cull-every=60", "--concurrency=5", "--max-age=86400"]),
+        ("[culling]\ntimeout = 0\n", None),  # off: no culler service, its role has no member
+    ],
+)
+def test_services_instructors_and_their_scopes(tmp_path, tables, culler_command):
+    path = tmp_path / "s.toml"
+    path.write_text('[hub]\ninstructors = ["prof"]\n' + BASE_SETTINGS + "\n" + tables)
+    c = Config()
+    apply_site_settings(c, str(path))
+    services = {s["name"]: s for s in c.JupyterHub.services}
+    assert services["gpuhub-agent"]["command"][1:] == ["-m", "gpuhub.agent"]
+    assert services["gpuhub-agent"]["environment"]["GPUHUB_SETTINGS"] == str(path)
+    roles = {r["name"]: r for r in c.JupyterHub.load_roles}
+    assert roles["gpuhub-instructor"] == {
+        "name": "gpuhub-instructor",
+        "description": roles["gpuhub-instructor"]["description"],
+        "scopes": ["custom:gpuhub:sessions"],
+        "users": ["prof"],
+    }
+    # the agent starts and stops servers and reads activity; it is no JupyterHub admin
+    assert set(roles["gpuhub-agent"]["scopes"]) == {"custom:gpuhub:admin", "list:users", "read:users", "read:servers", "servers"}
+    assert roles["gpuhub-agent"]["services"] == ["gpuhub-agent"]
+    if culler_command is None:
+        assert "idle-culler" not in services and roles["idle-culler"]["services"] == []
+    else:
+        assert services["idle-culler"]["command"][1:3] == ["-m", "jupyterhub_idle_culler"]
+        assert services["idle-culler"]["command"][3:] == culler_command
+        assert roles["idle-culler"]["services"] == ["idle-culler"]
+        assert set(roles["idle-culler"]["scopes"]) == {"list:users", "read:users:activity", "read:servers", "delete:servers"}
+    assert c.JupyterHub.concurrent_spawn_limit == 0  # gpuhub's [admission] line bounds starts instead

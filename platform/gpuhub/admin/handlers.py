@@ -25,16 +25,19 @@ from . import payloads, views
 from .payloads import BadRequest
 
 READ = "custom:gpuhub:read"
+SESSIONS = "custom:gpuhub:sessions"
 ADMIN = "custom:gpuhub:admin"
 CUSTOM_SCOPES = {
-    READ: {"description": "See gpuhub's GPUs and who holds them, quotas, GPU-hours usage and the wait line."},
+    READ: {"description": "See gpuhub's GPUs and who holds them, quotas, GPU-hours usage, the wait line and every session."},
+    SESSIONS: {"description": "Create classroom sessions; change, prewarm and stop the sessions you are an instructor of."},
     ADMIN: {
-        "description": "Change gpuhub quotas, force-free a GPU, take a spawn out of the wait line.",
-        "subscopes": [READ],
+        "description": "Change gpuhub quotas, force-free a GPU, take a spawn out of the wait line, manage every session.",
+        "subscopes": [READ, SESSIONS],
     },
 }
 API = "/api/gpuhub/v1"
 STATIC = os.path.join(os.path.dirname(__file__), "static")
+POSTED_SOURCES = ("reclaim", "session")  # notices services may post (the weekly GPU-hours are the hub's own)
 ERRORS = {400: "bad-request", 403: "forbidden", 404: "not-found", 405: "method-not-allowed", 409: "conflict"}
 
 
@@ -230,8 +233,10 @@ class QueueEntryHandler(GpuhubAPIHandler):
 
 
 class NoticesHandler(GpuhubAPIHandler):
-    """A user's notices (weekly GPU-hours running out): for their servers' JupyterLab. Anyone who may
-    post activity for the user (the user, their servers' tokens) may read them."""
+    """A user's notices (weekly GPU-hours running out, an idle GPU about to be reclaimed): for their
+    servers' JupyterLab. Anyone who may post activity for the user (the user, their servers' tokens)
+    may read them; the ``gpuhub-agent`` service (``custom:gpuhub:admin``) posts and clears its own:
+    ``POST {"source": "reclaim", "level": "warn", "message": "..."}``, ``DELETE ?source=reclaim``."""
 
     async def get(self, name: str):
         if self.current_user is None:
@@ -240,10 +245,35 @@ class NoticesHandler(GpuhubAPIHandler):
         filters = self.parsed_scopes.get("users:activity")
         if user is None or filters is None or not check_scope_filter(filters, user.orm_user, "user"):
             raise web.HTTPError(403, f"Action is not authorized with current scopes; requires users:activity for {name}")
-        notice = self.pool.watch.notices.get(user.name)
         self.write_json(
-            {"notices": [{"level": notice.level, "message": notice.message, "since": views.iso(notice.since)}] if notice else []}
+            {
+                "notices": [
+                    {"level": n.level, "message": n.message, "since": views.iso(n.since), "source": source}
+                    for source, n in self.pool.watch.notices_of(user.name)
+                ]
+            }
         )
+
+    async def post(self, name: str):
+        _require(self, ADMIN)
+        name = payloads.parse_name("user", name)
+        data = payloads.parse_json_object(self.request.body)
+        source = payloads.parse_choice("source", data.get("source"), POSTED_SOURCES)
+        level = payloads.parse_choice("level", data.get("level"), ("info", "warn", "stop"))
+        message = data.get("message")
+        if not isinstance(message, str) or not 0 < len(message) <= 1000:
+            raise BadRequest("message", "Accepted: text of 1 to 1000 characters")
+        self.pool.watch.post(name, source, level, message)
+        self.set_status(204)
+        self.finish()
+
+    async def delete(self, name: str):
+        _require(self, ADMIN)
+        name = payloads.parse_name("user", name)
+        source = payloads.parse_choice("source", self.get_argument("source", ""), POSTED_SOURCES)
+        self.pool.watch.clear(name, source)
+        self.set_status(204)
+        self.finish()
 
 
 class AdminPageHandler(BaseHandler):
@@ -268,8 +298,10 @@ class AdminPageHandler(BaseHandler):
 
 def handlers(settings: Settings) -> list[tuple]:
     """The routes, for ``JupyterHub.extra_handlers`` (under the hub's prefix, ``/hub/``)."""
+    from .sessionapi import routes as session_routes
+
     kw = {"settings": settings}
-    return [
+    return session_routes(settings) + [
         (rf"{API}/gpus", GpusHandler, kw),
         (rf"{API}/gpus/([^/]+)/free", FreeHandler, kw),
         (rf"{API}/quotas", QuotasHandler, kw),

@@ -11,8 +11,10 @@ import json
 import re
 from datetime import datetime, timedelta
 
+from ..inventory import Inventory
 from ..quotas import FIELDS, QuotaRule
-from ..settings import Quota, SettingsError
+from ..sessions import MAX_NAME_TEXT, Session, Window, check_windows
+from ..settings import SLUG, SLUG_ACCEPTED, Quota, Settings, SettingsError
 
 MAX_BODY = 64 * 1024
 MAX_RANGE = timedelta(days=3660)
@@ -125,3 +127,91 @@ def parse_choice(field: str, value: str, choices: tuple[str, ...]) -> str:
     if value not in choices:
         raise BadRequest(field, f"{value!r} is not accepted. Accepted: {', '.join(choices)}")
     return value
+
+
+SESSION_FIELDS = (
+    "title", "group", "profile", "windows", "devices", "datasets", "shared_folder", "prewarm_minutes",
+    "stop_at_end", "instructors",
+)
+
+
+def _list_of(field: str, value, what: str, limit: int = 1000) -> list:
+    if not isinstance(value, list) or len(value) > limit:
+        raise BadRequest(field, f"{value!r:.80} is not accepted. Accepted: a list of at most {limit} {what}")
+    return value
+
+
+def _bool(field: str, value) -> bool:
+    if not isinstance(value, bool):
+        raise BadRequest(field, f"{value!r:.80} is not accepted. Accepted: true or false")
+    return value
+
+
+def parse_session_name(value: str) -> str:
+    if not isinstance(value, str) or not SLUG.match(value):
+        raise BadRequest("name", f"{value!r:.80} is not a session name. Accepted: {SLUG_ACCEPTED}")
+    return value
+
+
+def _device_of(inventory: Inventory, key, mode: str) -> str:
+    from .views import find_device
+
+    uuid = find_device(inventory, key) if isinstance(key, str) else None
+    if uuid is None:
+        raise BadRequest("devices", f"{key!r:.80} is not a GPU or MIG slice of this hub. Accepted: a UUID or an index such as 0 or 0:1")
+    is_slice = uuid.startswith("MIG-")
+    if mode == "mig" and not is_slice:
+        raise BadRequest("devices", f"{key!r} is a whole GPU; this session's profile uses MIG slices. Accepted: slices such as 0:1")
+    if mode != "mig" and (is_slice or inventory.by_uuid[uuid].mig):
+        raise BadRequest("devices", f"{key!r} is a MIG slice or a partitioned GPU; this session's profile uses whole GPUs ({mode})")
+    return uuid
+
+
+def parse_session(name: str, data: dict, settings: Settings, inventory: Inventory, by: str) -> Session:
+    """A session body (``{"profile": "gpu-shared", "windows": [{"start": ..., "end": ...}], ...}``) to
+    the session it describes; ``by`` (the instructor saving it) is always one of its instructors."""
+    name = parse_session_name(name)
+    for key in data:
+        if key not in SESSION_FIELDS:
+            raise BadRequest(key or "body", f"unknown field {key!r}. Accepted fields: {', '.join(SESSION_FIELDS)}")
+    title = data.get("title", "")
+    if not isinstance(title, str) or len(title) > MAX_NAME_TEXT or re.search(r"[\x00-\x1f\x7f]", title):
+        raise BadRequest("title", f"{title!r:.80} is not accepted. Accepted: text of at most {MAX_NAME_TEXT} characters")
+    group = parse_name("group", data.get("group") or name)
+    profile_names = [p.name for p in settings.profiles]
+    profile = settings.profile(data["profile"]) if isinstance(data.get("profile"), str) else None
+    if profile is None:
+        raise BadRequest("profile", f"{data.get('profile')!r:.80} is not a profile. Accepted: {', '.join(profile_names)}")
+    windows = []
+    for i, w in enumerate(_list_of("windows", data.get("windows"), "{start, end} objects", 500)):
+        if not isinstance(w, dict) or set(w) != {"start", "end"} or not all(isinstance(v, str) for v in w.values()):
+            raise BadRequest("windows", f"window {i + 1}: {w!r:.80} is not accepted. Accepted: {{\"start\": \"2026-11-23T09:00Z\", \"end\": \"2026-11-23T11:00Z\"}}")
+        windows.append(Window(parse_time("windows", w["start"]), parse_time("windows", w["end"])))
+    problem = check_windows(windows)
+    if problem:
+        raise BadRequest("windows", problem)
+    devices = [_device_of(inventory, d, profile.gpu_mode) for d in _list_of("devices", data.get("devices", []), "device names", 64)]
+    if devices and not profile.wants_gpu:
+        raise BadRequest("devices", f"profile {profile.name!r} uses no GPU; reserve devices only for a GPU profile")
+    dataset_names = [d.name for d in settings.datasets]
+    datasets = _list_of("datasets", data.get("datasets", []), "dataset names", 32)
+    for d in datasets:
+        if d not in dataset_names:
+            raise BadRequest("datasets", f"{d!r:.80} is not a dataset of this hub. Accepted: {', '.join(dataset_names) or 'none defined'}")
+    prewarm = data.get("prewarm_minutes", 0)
+    if isinstance(prewarm, bool) or not isinstance(prewarm, int) or not 0 <= prewarm <= 240:
+        raise BadRequest("prewarm_minutes", f"{prewarm!r:.80} is not accepted. Accepted: an integer from 0 to 240")
+    instructors = [parse_name("instructors", u) for u in _list_of("instructors", data.get("instructors", []), "usernames", 50)]
+    return Session(
+        name=name,
+        profile=profile.name,
+        windows=tuple(sorted(windows, key=lambda w: w.start)),
+        title=title.strip(),
+        group=group,
+        devices=tuple(dict.fromkeys(devices)),
+        datasets=tuple(dict.fromkeys(datasets)),
+        shared_folder=_bool("shared_folder", data.get("shared_folder", False)),
+        prewarm_minutes=prewarm,
+        stop_at_end=_bool("stop_at_end", data.get("stop_at_end", False)),
+        instructors=tuple(dict.fromkeys([by, *instructors])),
+    )
