@@ -4,6 +4,9 @@
 from __future__ import annotations
 
 import os
+import threading
+import time
+from collections.abc import Callable
 from pathlib import Path
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "benchmarks.md"
@@ -38,3 +41,23 @@ def write_section(name: str, section: str, heading: str = "") -> None:
     tail = rest.split(end, 1)[1]
     DOC.parent.mkdir(parents=True, exist_ok=True)
     DOC.write_text(f"{head}{start}\n{section.rstrip(chr(10))}\n{end}{tail}", encoding="utf-8")
+
+
+def at_once(names: list[str], fn: Callable[[str], float | None], timeout: float) -> tuple[list[float | None], float]:
+    """``fn(name)`` for every name from its own thread, all released at the same moment (a barrier):
+    the results in ``names`` order (None: failed or not back within ``timeout``), and the wall time."""
+    results: dict[str, float | None] = {}
+    barrier = threading.Barrier(len(names) + 1)
+
+    def one(name: str) -> None:
+        barrier.wait(timeout=60)
+        results[name] = fn(name)
+
+    threads = [threading.Thread(target=one, args=(n,), daemon=True) for n in names]
+    for t in threads:
+        t.start()
+    barrier.wait(timeout=60)
+    began = time.monotonic()
+    for t in threads:
+        t.join(timeout=max(0.0, timeout - (time.monotonic() - began)))
+    return [results.get(n) for n in names], time.monotonic() - began

@@ -18,7 +18,6 @@ import shutil
 import statistics
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -27,7 +26,7 @@ import requests
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 from tests.hubprocess import USER_IMAGE, HubError, HubProcess, remove_prefixed  # noqa: E402
-from benchmarks.report import DOC, machine, percentile, write_section  # noqa: E402
+from benchmarks.report import DOC, at_once, machine, percentile, write_section  # noqa: E402
 
 log = logging.getLogger("spawn_latency")
 SPAWNERS = {"gpuhub": ("GPUSpawner", "gpuhubbench-g"), "docker": ("DockerSpawner", "gpuhubbench-d")}
@@ -120,21 +119,8 @@ def measure(spawner: str, repeats: int, burst: int, gpu: bool = False) -> dict:
         names = [f"burst{i}" for i in range(burst)]
         for name in names:
             hub.create_user(name)
-        results: dict[str, float | None] = {}
-        barrier = threading.Barrier(burst + 1)
-
-        def one(name: str) -> None:
-            barrier.wait(timeout=30)
-            results[name] = time_to_ready(hub, name)
-
-        threads = [threading.Thread(target=one, args=(n,), daemon=True) for n in names]
-        for t in threads:
-            t.start()
-        barrier.wait(timeout=30)
-        burst_started = time.monotonic()
-        for t in threads:
-            t.join(timeout=READY_TIMEOUT + 120 - (time.monotonic() - burst_started))
-        burst_wall = time.monotonic() - burst_started
+        times, burst_wall = at_once(names, lambda name: time_to_ready(hub, name), READY_TIMEOUT + 120)
+        results = dict(zip(names, times))
         log.info("%s: burst of %d done in %.1f s: %s", label, burst, burst_wall, {n: cell(v) for n, v in results.items()})
         stop_and_wait_gone(hub, names)
     except Exception:

@@ -126,6 +126,7 @@ class HubProcess:
         self.docker = docker.from_env()
         self.extra_config = extra_config
         self.profiles = profiles
+        self.session_settings = ""  # more keys of the [sessions] table
         self.db_url = db_url or f"sqlite:///{self.workdir}/jupyterhub.sqlite"
         self.process: subprocess.Popen | None = None
         self.log_path = self.workdir / "jupyterhub.log"
@@ -155,6 +156,7 @@ start_timeout = 120
 
 [sessions]
 course_volume = "{self.prefix}-course-{{session}}"
+{self.session_settings}
 {self.profiles}'''
         )
         config_d = self.workdir / "config.d"

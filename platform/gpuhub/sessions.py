@@ -225,8 +225,9 @@ def parse_roster(
         raise RosterError(f"not CSV ({e}). Accepted: username[,name[,email]] per line") from None
     rows = [(i, r) for i, r in enumerate(rows, 1) if any(c.strip() for c in r) and not r[0].lstrip().startswith("#")]
     columns = ["username", "name", "email"]
-    if rows and rows[0][1][0].strip().lower() in ("username", "user", "login"):
-        header = [c.strip().lower() for c in rows[0][1]]
+    first = [c.strip().lower() for c in rows[0][1]] if rows else []
+    if {"username", "user", "login"} & set(first):  # a header row names the columns
+        header = [c for c in first if c]
         unknown = [c for c in header if c not in HEADER_NAMES]
         if unknown:
             raise RosterError(f"unknown column(s) {', '.join(map(repr, unknown))}. Accepted columns: username, name, email")

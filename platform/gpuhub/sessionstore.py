@@ -156,7 +156,9 @@ class SessionStore:
         """Ask the agent to ``"prewarm"`` or ``"stop"`` the session's servers now."""
         column = {"prewarm": SessionRow.prewarm_requested, "stop": SessionRow.stop_requested}[action]
         with self.db.begin() as db:
-            result = db.execute(update(SessionRow).where(SessionRow.name == name).values({column: self.clock()}))
+            # whole seconds: the agent hands the time back as ISO text to say which request it carried out
+            asked = self.clock().replace(microsecond=0)
+            result = db.execute(update(SessionRow).where(SessionRow.name == name).values({column: asked}))
             return result.rowcount > 0
 
     def done(self, name: str, action: str, requested: datetime) -> None:

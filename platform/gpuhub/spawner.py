@@ -198,6 +198,7 @@ class GPUSpawner(DockerSpawner):
             self.environment = {**self.environment, **spec.environment}
             gate = StartGate.for_process(self.settings.admission.max_concurrent_starts)
             async with gate.turn(self._log_name, self.settings.admission.queue_timeout, self._set_start_wait):
+                self.log.info("gpuhub %s: start turn taken (%d of at most %d starting)", self._log_name, gate.running, gate.slots)
                 ip, port = await super().start()
                 # the turn ends when the server answers: booting it is most of a start's load
                 await wait_for_http_server(f"http://{ip}:{port}/", timeout=self.http_timeout)

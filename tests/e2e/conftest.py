@@ -35,6 +35,9 @@ pull_policy = "never"
 home_volume = "{PREFIX}-home-{{slug}}"
 container_name = "{PREFIX}-{{slug}}"
 
+[sessions]
+course_volume = "{PREFIX}-course-{{session}}"
+
 [gpus]
 inventory = "file:/srv/gpuhub/inventory.toml"
 exposure = "env-only"

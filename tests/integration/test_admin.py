@@ -70,6 +70,8 @@ def token_of(hub, user: str) -> str:
 def call(hub, token, method, path, body=None, **kw):
     headers = {"Authorization": f"token {token}"} if token else {}
     data = body if isinstance(body, (bytes, str)) or body is None else json.dumps(body)
+    if data is not None and not isinstance(body, (bytes, str)):
+        headers["Content-Type"] = "application/json"
     return requests.request(method, f"{hub.url}/hub/api/gpuhub/v1/{path}", data=data, headers=headers, timeout=30, **kw)
 
 

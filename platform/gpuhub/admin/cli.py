@@ -1,4 +1,4 @@
-"""``gpuhub``: the admin REST API from a terminal.
+"""``gpuhub``: the admin and sessions REST API from a terminal.
 
     gpuhub gpus
     gpuhub free 0                       (a GPU index, 0:1 for a MIG slice, or a UUID)
@@ -7,10 +7,15 @@
     gpuhub quota unset --group ml-lab
     gpuhub usage --since 2026-11-01 [--until 2026-11-08] [--by group] [--csv] [--records]
     gpuhub queue [--remove TICKET]
+    gpuhub session list | show NAME | delete NAME | prewarm NAME | stop NAME
+    gpuhub session create NAME --profile gpu-1 --window 2026-11-23T09:00Z/2026-11-23T11:00Z
+                          [--title T] [--devices 0,1] [--datasets D] [--prewarm-minutes 10]
+                          [--shared-folder] [--stop-at-end] [--instructors a,b]
+    gpuhub session roster NAME roster.csv
 
 It talks to ``$GPUHUB_URL`` (default ``http://127.0.0.1:8000``) with the token in ``$GPUHUB_TOKEN``
 or ``$JUPYTERHUB_API_TOKEN`` (a token of a user or service with the ``gpuhub-admin`` role, from
-``/hub/token``). On the hub's host, in the compose setup: ``docker-compose exec hub gpuhub gpus``.
+``/hub/token``; ``session`` needs the ``gpuhub-instructor`` role). On the hub's host, in the compose setup: ``docker-compose exec hub gpuhub gpus``.
 The API's errors are printed as they come (the field and what is accepted), exit status 1; a usage
 mistake exits 2.
 """
@@ -38,12 +43,12 @@ class Client:
         self.url = url.rstrip("/")
         self.token = token
 
-    def call(self, method: str, path: str, body: dict | None = None, raw: bool = False):
-        data = json.dumps(body).encode() if body is not None else None
+    def call(self, method: str, path: str, body: dict | None = None, raw: bool = False, csv: bytes | None = None):
+        data = json.dumps(body).encode() if body is not None else csv
         request = urllib.request.Request(self.url + PREFIX + path, data=data, method=method)
         request.add_header("Authorization", f"token {self.token}")
         if data is not None:
-            request.add_header("Content-Type", "application/json")
+            request.add_header("Content-Type", "application/json" if body is not None else "text/csv")
         try:
             with urllib.request.urlopen(request, timeout=60) as response:
                 text = response.read().decode()
@@ -167,6 +172,55 @@ def cmd_queue(client: Client, args) -> str:
     return _table(rows) if len(rows) > 1 else "nobody waits for a GPU"
 
 
+def _names(text: str | None) -> list[str]:
+    return [p.strip() for p in (text or "").split(",") if p.strip()]
+
+
+def cmd_session(client: Client, args) -> str:
+    path = f"sessions/{urllib.parse.quote(args.name or '', safe='')}"
+    if args.action == "list":
+        data = client.call("GET", "sessions")
+        rows = [["NAME", "TITLE", "PROFILE", "NOW", "NEXT START", "ROSTER", "START LINK"]]
+        for s in data["sessions"]:
+            now = f"open until {s['open_until']}" if s["open_now"] else "closed"
+            rows.append([s["name"], s["title"], s["profile"], now, s["next_start"] or "", s["roster_size"], s["start_link"]])
+        return _table(rows) if len(rows) > 1 else "no session"
+    if not args.name:
+        raise ApiError(f"session {args.action}: give the session's name")
+    if args.action == "show":
+        data = client.call("GET", path)
+        windows = ", ".join(f"{w['start']} to {w['end']}" for w in data["windows"])
+        rows = [["USERNAME", "NAME", "EMAIL", "SERVER"]]
+        for r in data["roster"]:
+            server = ("running for the session" if r["server"]["session"] == data["name"] else "running") if r["server"]["running"] else "stopped"
+            rows.append([r["username"], r["name"], r["email"], server])
+        head = f"{data['name']} ({data['title']}): profile {data['profile']}; windows {windows}; devices {','.join(data['devices']) or 'none'}"
+        return head + "\n" + (_table(rows) if len(rows) > 1 else "(empty roster)")
+    if args.action == "create":
+        windows = []
+        for w in args.window or []:
+            start, _, end = w.partition("/")
+            windows.append({"start": start, "end": end})
+        body = {"profile": args.profile, "windows": windows, "title": args.title or "", "devices": _names(args.devices),
+                "datasets": _names(args.datasets), "instructors": _names(args.instructors), "prewarm_minutes": args.prewarm_minutes,
+                "shared_folder": args.shared_folder, "stop_at_end": args.stop_at_end}
+        data = client.call("PUT", path, body)
+        return f"saved session {data['name']}; students start it at {data['start_link']}"
+    if args.action == "roster":
+        if not args.file:
+            raise ApiError("session roster: give the CSV file, e.g. gpuhub session roster ml101 roster.csv")
+        with open(args.file, "rb") as f:
+            report = client.call("POST", path + "/roster", csv=f.read())
+        lines = [f"{report['added']} added, {report['already_present']} already present, {report['duplicates']} duplicate row(s), {report['invalid']} invalid row(s)"]
+        lines += [f"row {r['row']}: {r['reason']}" for r in report["duplicate_rows"] + report["invalid_rows"]]
+        return "\n".join(lines)
+    if args.action in ("prewarm", "stop"):
+        client.call("POST", f"{path}/{args.action}")
+        return f"asked the agent to {args.action} the servers of {args.name}: done within seconds (the hub log has its report)"
+    client.call("DELETE", path)
+    return f"deleted session {args.name} (its group, users and their files stay)"
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="gpuhub", description="gpuhub admin: GPUs, quotas, usage, queue (over the hub's REST API)")
     sub = p.add_subparsers(dest="command", required=True)
@@ -192,6 +246,20 @@ def parser() -> argparse.ArgumentParser:
     queue = sub.add_parser("queue", help="who waits for a GPU")
     queue.add_argument("--remove", type=int, metavar="TICKET", help="take a spawn out of the line")
     queue.set_defaults(run=cmd_queue)
+    session = sub.add_parser("session", help="classroom sessions: list, show, create, roster, prewarm, stop, delete")
+    session.add_argument("action", choices=["list", "show", "create", "roster", "prewarm", "stop", "delete"])
+    session.add_argument("name", nargs="?")
+    session.add_argument("file", nargs="?", help="roster: the CSV file (username[,name[,email]])")
+    session.add_argument("--profile")
+    session.add_argument("--window", action="append", metavar="START/END", help="repeatable: 2026-11-23T09:00Z/2026-11-23T11:00Z")
+    session.add_argument("--title")
+    session.add_argument("--devices", help="GPUs to reserve: 0,1 (indexes, 0:1 for a MIG slice, or UUIDs)")
+    session.add_argument("--datasets")
+    session.add_argument("--instructors")
+    session.add_argument("--prewarm-minutes", type=int, default=0)
+    session.add_argument("--shared-folder", action="store_true")
+    session.add_argument("--stop-at-end", action="store_true")
+    session.set_defaults(run=cmd_session)
     return p
 
 

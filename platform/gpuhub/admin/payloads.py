@@ -30,9 +30,9 @@ class BadRequest(ValueError):
         self.message = message
 
 
-def parse_json_object(body: bytes) -> dict:
-    if len(body) > MAX_BODY:
-        raise BadRequest("body", f"larger than {MAX_BODY // 1024} KiB")
+def parse_json_object(body: bytes, limit: int = MAX_BODY) -> dict:
+    if len(body) > limit:
+        raise BadRequest("body", f"larger than {limit // 1024} KiB")
     try:
         data = json.loads(body or b"{}", parse_constant=_no_constant)
     except (ValueError, UnicodeDecodeError) as e:

@@ -160,13 +160,20 @@ class SessionHandler(SessionsAPIHandler):
 
 
 class RosterHandler(SessionsAPIHandler):
-    """``POST`` a CSV (``username[,name[,email]]``, optional header): the import report. Students new
+    """``POST`` a CSV (``username[,name[,email]]``, optional header) as ``text/csv``, or as
+    ``{"csv": "..."}`` (what the page sends): the import report. Students new
     to the hub are created as users; every student on the roster is put in the session's group."""
 
     async def post(self, name: str):
         session = await self._session(name)
         self._require_manager(session)
         body = self.request.body
+        if self.request.headers.get("Content-Type", "").startswith("application/json"):
+            # the page's upload: JupyterHub refuses a cookie-authenticated POST of text/csv (CSRF)
+            text = payloads.parse_json_object(body, MAX_ROSTER_BYTES * 2).get("csv")
+            if not isinstance(text, str):
+                raise BadRequest("csv", "missing. Accepted: {\"csv\": \"username,name,email\\n...\"}, or the CSV itself as text/csv")
+            body = text.encode("utf-8")
         if len(body) > MAX_ROSTER_BYTES:
             raise BadRequest("roster", f"larger than {MAX_ROSTER_BYTES // 1024**2} MiB. Accepted: a smaller CSV file")
         try:
@@ -271,12 +278,11 @@ class SessionsPageHandler(BaseHandler):
     @web.authenticated
     async def get(self):
         scopes = set(self.expanded_scopes)
-        if not ({READ, ADMIN, SESSIONS} & scopes):
+        if not ({READ, SESSIONS} & scopes):
             raise web.HTTPError(403, f"The sessions page is for instructors and GPU admins; requires {SESSIONS}")
-        if self.current_user.kind != "user":
+        if self.current_user.kind != "user":  # JupyterHub's pages are for people; services use the API
             raise web.HTTPError(403, "The sessions page is for people; services use /hub/api/gpuhub/v1/sessions")
-        html = await self.render_template("gpuhub-sessions.html", can_create=bool({SESSIONS, ADMIN} & scopes))
-        self.finish(html)
+        self.finish(await self.render_template("gpuhub-sessions.html", can_create=SESSIONS in scopes))
 
 
 def routes(settings: Settings) -> list[tuple]:

@@ -5,58 +5,10 @@
   "use strict";
   const root = document.querySelector(".gpuhub-admin");
   if (!root) return;
-  const base = (window.jhdata && window.jhdata.base_url) || "/hub/";
-  const api = base + "api/gpuhub/v1/";
+  const { api, call, say, cell, button, body } = window.gpuhubPage;
   const canChange = root.dataset.canChange === "true";
   const errorBox = document.getElementById("gpuhub-error");
   const okBox = document.getElementById("gpuhub-ok");
-
-  function say(box, text) {
-    errorBox.classList.add("d-none");
-    okBox.classList.add("d-none");
-    if (box && text) {
-      box.textContent = text;
-      box.classList.remove("d-none");
-    }
-  }
-
-  async function call(method, path, body) {
-    const headers = { Accept: "application/json" };
-    if (window.jhdata && window.jhdata.xsrf_token) headers["X-XSRFToken"] = window.jhdata.xsrf_token;
-    if (body !== undefined) headers["Content-Type"] = "application/json";
-    const response = await fetch(api + path, {
-      method,
-      headers,
-      credentials: "same-origin",
-      body: body === undefined ? undefined : JSON.stringify(body),
-    });
-    if (response.status === 204) return null;
-    const data = await response.json().catch(() => ({ message: response.statusText }));
-    if (!response.ok) {
-      const err = new Error(data.message || response.statusText);
-      err.field = data.field;
-      throw err;
-    }
-    return data;
-  }
-
-  function cell(tr, text, cls) {
-    const td = document.createElement("td");
-    td.textContent = text === null || text === undefined ? "" : String(text);
-    if (cls) td.className = cls;
-    tr.appendChild(td);
-    return td;
-  }
-
-  function button(td, label, cls, onClick) {
-    const b = document.createElement("button");
-    b.type = "button";
-    b.className = "btn btn-sm " + cls;
-    b.textContent = label;
-    b.addEventListener("click", onClick);
-    td.appendChild(b);
-    return b;
-  }
 
   function gb(bytes) {
     return bytes === null || bytes === undefined ? "" : (bytes / 1024 ** 3).toFixed(1) + " GB";
@@ -67,12 +19,6 @@
     if (seconds < 120) return seconds + " s";
     if (seconds < 7200) return Math.round(seconds / 60) + " min";
     return (seconds / 3600).toFixed(1) + " h";
-  }
-
-  function body(id) {
-    const tbody = document.querySelector("#" + id + " tbody");
-    tbody.replaceChildren();
-    return tbody;
   }
 
   // --- GPUs ---------------------------------------------------------------------------------------

@@ -1,0 +1,65 @@
+// Shared by gpuhub's pages (admin.js, sessions.js): the REST client over /hub/api/gpuhub/v1 (JupyterHub's
+// XSRF token on writes; errors carry the API's message and field), the message boxes, table cells.
+// Text only through textContent: names are user-chosen.
+window.gpuhubPage = (function () {
+  "use strict";
+  const base = (window.jhdata && window.jhdata.base_url) || "/hub/";
+  const api = base + "api/gpuhub/v1/";
+
+  function say(box, text) {
+    const errorBox = document.getElementById("gpuhub-error");
+    const okBox = document.getElementById("gpuhub-ok");
+    errorBox.classList.add("d-none");
+    okBox.classList.add("d-none");
+    if (box && text) {
+      box.textContent = text;
+      box.classList.remove("d-none");
+    }
+  }
+
+  async function call(method, path, body) {
+    const headers = { Accept: "application/json" };
+    if (window.jhdata && window.jhdata.xsrf_token) headers["X-XSRFToken"] = window.jhdata.xsrf_token;
+    if (body !== undefined) headers["Content-Type"] = "application/json";
+    const response = await fetch(api + path, {
+      method,
+      headers,
+      credentials: "same-origin",
+      body: body === undefined ? undefined : JSON.stringify(body),
+    });
+    if (response.status === 204) return null;
+    const data = await response.json().catch(() => ({ message: response.statusText }));
+    if (!response.ok) {
+      const err = new Error(data.message || response.statusText);
+      err.field = data.field;
+      throw err;
+    }
+    return data;
+  }
+
+  function cell(tr, text, cls) {
+    const td = document.createElement("td");
+    td.textContent = text === null || text === undefined ? "" : String(text);
+    if (cls) td.className = cls;
+    tr.appendChild(td);
+    return td;
+  }
+
+  function button(td, label, cls, onClick) {
+    const b = document.createElement("button");
+    b.type = "button";
+    b.className = "btn btn-sm " + cls;
+    b.textContent = label;
+    b.addEventListener("click", onClick);
+    td.appendChild(b);
+    return b;
+  }
+
+  function body(id) {
+    const tbody = document.querySelector("#" + id + " tbody");
+    tbody.replaceChildren();
+    return tbody;
+  }
+
+  return { api, call, say, cell, button, body };
+})();

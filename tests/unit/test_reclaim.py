@@ -1,0 +1,88 @@
+"""GPU-idle reclaim, the pure part: busy or idle, when a server is stopped, what joins what."""
+
+from datetime import datetime, timedelta
+
+import pytest
+
+from gpuhub.agent.activity import ActivityError, DeviceActivity, Reading, read_file
+from gpuhub.agent.reclaim import HeldServer, held_servers, is_busy, stop_time, warning
+from gpuhub.settings import Reclaim
+
+T0 = datetime(2026, 11, 23, 9, 0)
+A, B = "GPU-a", "GPU-b"
+
+
+def server(uuids=(A,), session="", last_activity=None):
+    return HeldServer(7, "alice", "", session, tuple(uuids), T0, last_activity)
+
+
+@pytest.mark.parametrize(
+    "devices, busy",
+    [
+        ({A: DeviceActivity(0)}, False),
+        ({A: DeviceActivity(5)}, False),  # at the threshold: idle
+        ({A: DeviceActivity(6)}, True),
+        ({A: DeviceActivity(None)}, True),  # not measured (a MIG slice): never reclaimed on a guess
+        ({}, True),  # not in the reading at all
+    ],
+)
+def test_busy_or_idle(devices, busy):
+    assert is_busy(server(), Reading(devices, True, "file:x"), 5) is busy
+
+
+def test_two_gpus_are_idle_only_when_both_are():
+    reading = Reading({A: DeviceActivity(0), B: DeviceActivity(40)}, False, "nvml")
+    assert is_busy(server((A, B)), reading, 5)
+
+
+def settings(**kw):
+    s = Reclaim()
+    for k, v in kw.items():
+        setattr(s, k, v)
+    return s
+
+
+@pytest.mark.parametrize(
+    "held, kw, expected",
+    [
+        (server(), {"idle_timeout": 3600}, T0 + timedelta(hours=1)),
+        (server(session="ml101"), {"idle_timeout": 3600, "session_idle_timeout": 600}, T0 + timedelta(minutes=10)),
+        (server(session="ml101"), {"idle_timeout": 3600, "session_idle_timeout": 0}, T0 + timedelta(hours=1)),
+        (server(), {"idle_timeout": 0}, None),  # reclaim off
+        (server(last_activity=T0 + timedelta(minutes=55)), {"idle_timeout": 3600, "require_inactive": 900}, T0 + timedelta(minutes=70)),
+        (server(last_activity=T0), {"idle_timeout": 3600, "require_inactive": 900}, T0 + timedelta(hours=1)),
+    ],
+)
+def test_stop_time(held, kw, expected):
+    assert stop_time(held, T0, settings(**kw)) == expected
+
+
+def test_the_warning_says_when_what_and_if_simulated():
+    reading = Reading({A: DeviceActivity(0, {7: 3 * 1024**3, 8: 1024**3})}, True, "file:x")
+    text = warning(server(), reading, T0, T0 + timedelta(hours=2), T0 + timedelta(minutes=110), 5)
+    assert text == (
+        "Your GPU has been idle for 1 h 50 min (utilisation at most 5 %, 3.0 GiB of GPU memory held)."
+        " This server will be stopped at 11:00 UTC to free the GPU for others; your files are kept."
+        " Use the GPU to keep it. [SIMULATED GPU reading]"
+    )
+
+
+def test_held_servers_join_devices_and_ready_servers():
+    holder = {"allocation": 7, "user": "alice", "server": "", "since": "2026-11-23T08:59:00Z", "session": None}
+    devices = [{"uuid": A, "holders": [holder]}, {"uuid": B, "holders": [holder]}, {"uuid": "GPU-c", "holders": []},
+               {"uuid": "GPU-d", "holders": [{**holder, "allocation": 9, "user": "bob"}]}]
+    users = [
+        {"name": "alice", "servers": {"": {"ready": True, "started": "2026-11-23T09:00:00.123Z", "last_activity": "2026-11-23T09:30:00Z"}}},
+        {"name": "bob", "servers": {"": {"ready": False, "started": None}}},  # still starting: left alone
+    ]
+    assert held_servers(devices, users) == [HeldServer(7, "alice", "", "", (A, B), T0.replace(microsecond=123000), T0 + timedelta(minutes=30))]
+
+
+def test_the_simulated_reading_file(tmp_path):
+    path = tmp_path / "activity.json"
+    path.write_text('{"devices": {"GPU-a": {"utilisation": 3, "memory": {"7": 1024}}, "GPU-b": {"utilisation": null}}}')
+    reading = read_file(str(path))
+    assert reading.simulated and reading.devices == {A: DeviceActivity(3, {7: 1024}), B: DeviceActivity(None, {})}
+    path.write_text('{"devices": []}')
+    with pytest.raises(ActivityError):
+        read_file(str(path))
