@@ -274,11 +274,17 @@ class Store:
                 message = admit(_held_on_other_servers(mine, server_name), used)
                 if message:
                     return Refused(message)
-            if devices_for is not None:
-                inventory = inventory.restricted(*devices_for(session, now))
-            decision = place(inventory, self._holdings(session), request, max_shares)
+            holdings = self._holdings(session)
+            usable = inventory.restricted(*devices_for(session, now)) if devices_for is not None else inventory
+            decision = place(usable, holdings, request, max_shares)
+            if isinstance(decision, NeverFits) and usable is not inventory:
+                if session_name:  # the session's own devices can never hold its profile: the session is wrong
+                    return NeverFits(f"{decision.reason} (among the devices reserved for session {session_name!r})")
+                if not isinstance(place(inventory, holdings, request, max_shares), NeverFits):
+                    return NoFitNow("the devices it needs are reserved for a classroom session now")
             if not isinstance(decision, Placement):
                 return decision
+            inventory = usable
             row = AllocationRow(
                 username=username,
                 server_name=server_name,

@@ -254,6 +254,24 @@ def test_prewarm_30_students_with_bounded_starts_then_stop_all(class_hub):
     assert len([v for v in hub.volumes() if "-home-pw" in v.name]) == 30  # the homes stay
 
 
+def test_scheduled_prewarm_before_the_window_and_stop_at_its_end(class_hub):
+    hub = class_hub
+    prof = token_of(hub, "prof")
+    start = utcnow().replace(microsecond=0) + timedelta(seconds=40)
+    window = {"start": iso(start), "end": iso(start + timedelta(seconds=30))}
+    r = put_session(hub, prof, "timed", {"profile": "cpu-test", "windows": [window], "prewarm_minutes": 1, "stop_at_end": True})
+    assert r.status_code == 201 and r.json()["open_now"], r.text  # open from a minute before the window
+    assert import_roster(hub, prof, "timed", b"early-bird\n").json()["added"] == 1
+    # the agent prewarms in the lead, before the window starts, with nobody asking
+    wait_until(lambda: hub.api("GET", "/users/early-bird", expect=200).json()["servers"].get("", {}).get("ready"), timeout=35, what="the scheduled prewarm")
+    assert utcnow() < start
+    assert container_of(hub, "early-bird").labels["org.gpuhub.session"] == "timed"
+    # at the window's end the agent stops it (files kept)
+    wait_until(lambda: not hub.api("GET", "/users/early-bird", expect=200).json()["servers"], timeout=90, what="the stop at the end")
+    assert utcnow() >= start + timedelta(seconds=30)
+    assert "session timed: stop all (its window ended at" in hub.log_path.read_text()
+
+
 def test_idle_gpu_is_warned_then_reclaimed_with_files_kept(class_hub):
     hub = class_hub
     write_activity(hub, {u: 0 for u in WHOLE})

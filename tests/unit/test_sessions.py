@@ -28,7 +28,7 @@ from gpuhub.sessions import (
 )
 from gpuhub.sessionstore import SessionStore, device_limits
 from gpuhub.settings import parse_settings
-from gpuhub.store import Allocation, NoFitNow
+from gpuhub.store import Allocation, NeverFits, NoFitNow
 from tests.conftest import BASE_SETTINGS
 from tests.unit.test_inventory import POOL, gpu_uuid, mig_uuid
 
@@ -246,6 +246,13 @@ def test_reserved_gpus_are_held_for_the_session_during_its_window(store, clock):
     students = [start(f"student{i}", "ml101") for i in range(3)]
     assert sorted(a.uuids[0] for a in students[:2]) == [gpu_uuid(0), gpu_uuid(1)]
     assert all(a.session == "ml101" for a in students[:2]) and isinstance(students[2], NoFitNow)
+    # four GPUs: more than is unreserved now, not more than the pool: wait, not "never"; but the
+    # session's two reserved GPUs can never hold four
+    four = GpuRequest("exclusive", 4)
+    later = store.allocate(INV, four, "big", "", "gpu-4", devices_for=device_limits(""))
+    assert isinstance(later, NoFitNow) and "reserved for a classroom session" in later.reason
+    never = store.allocate(INV, four, "student9", "", "gpu-4", session_name="ml101", devices_for=device_limits("ml101"))
+    assert isinstance(never, NeverFits) and "among the devices reserved for session 'ml101'" in never.reason
     clock.now = at(MON, 11)  # the window is over: the reservation is released
     for a in students[:2]:
         store.release(a.id, "class over")

@@ -1,4 +1,5 @@
-"""Classroom sessions' servers: prewarm before a window (and when an instructor asks), stop when
+"""Classroom sessions' servers: prewarm in the ``prewarm_minutes`` before a window (and when an
+instructor asks during a window), stop when
 asked or at the end of a window (``stop_at_end``). Through the hub's API, at most
 ``[sessions] prewarm_concurrency`` requests at a time; each start also waits its turn under
 ``[admission]`` in the hub. A student's default server is the session's server; a student already
@@ -32,7 +33,8 @@ class SessionRunner:
             session = Session.from_json(row)
             window = open_window(session, now)
             requested = row.get("prewarm_requested")
-            due = window is not None and session.prewarm_minutes and (session.name, window.start) not in self.prewarmed
+            # scheduled: in the lead before the window (an agent restarted mid-class restarts nobody)
+            due = window is not None and session.prewarm_minutes and now < window.start and (session.name, window.start) not in self.prewarmed
             if window is not None and (due or requested):
                 self.prewarmed.add((session.name, window.start))
                 reports.append(await self.prewarm(session, "requested by an instructor" if requested else "scheduled"))
