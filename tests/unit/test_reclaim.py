@@ -86,3 +86,41 @@ def test_the_simulated_reading_file(tmp_path):
     path.write_text('{"devices": []}')
     with pytest.raises(ActivityError):
         read_file(str(path))
+
+
+class EngineWith:
+    """The docker-py calls the reader makes (containers.list, Container.top), answered from a table."""
+
+    def __init__(self, pids_by_allocation: dict[int, list[int]]):
+        self.containers = self
+        self.table = pids_by_allocation
+
+    def list(self, filters):
+        assert filters == {"label": "org.gpuhub.allocation"}
+        return [
+            type("C", (), {"labels": {"org.gpuhub.allocation": str(a)}, "top": lambda self, ps_args, p=pids: {"Titles": ["PID"], "Processes": [[str(x)] for x in p]}})()
+            for a, pids in self.table.items()
+        ]
+
+
+def test_nvml_activity_maps_processes_to_allocations():
+    from gpuhub.agent.activity import NvmlActivity
+    from tests.unit.nvml_recorded import RecordedNvml, h100
+
+    idle = h100(0, utilization=0, processes=[(4101, 2 * 1024**3), (4102, 1024**3), (999, 5)])
+    busy = h100(1, utilization=93, processes=[(5200, 40 * 1024**3)])
+    reading = NvmlActivity(RecordedNvml([idle, busy]), EngineWith({7: [4101, 4102], 9: [5200]})).read()
+    assert not reading.simulated and reading.source == "nvml"
+    assert reading.devices[idle["uuid"]] == DeviceActivity(0, {7: 3 * 1024**3})  # pid 999 is no gpuhub container's
+    assert reading.devices[busy["uuid"]] == DeviceActivity(93, {9: 40 * 1024**3})
+
+
+def test_nvml_activity_unavailable_is_an_activity_error():
+    import pynvml
+
+    from gpuhub.agent.activity import NvmlActivity
+    from tests.unit.nvml_recorded import RecordedNvml
+
+    with pytest.raises(ActivityError) as e:
+        NvmlActivity(RecordedNvml([], init_error=pynvml.NVMLError_LibraryNotFound(pynvml.NVML_ERROR_LIBRARY_NOT_FOUND)), EngineWith({})).read()
+    assert str(e.value).startswith("NVML:")
