@@ -35,6 +35,8 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 from benchmarks.report import DOC, at_once, machine, percentile, write_section  # noqa: E402
 from benchmarks.spawn_latency import POLL_INTERVAL, READY_TIMEOUT, cell, stop_and_wait_gone  # noqa: E402
+from gpuhub.admin.views import iso  # noqa: E402
+from gpuhub.clock import utcnow  # noqa: E402
 from tests.hubprocess import USER_IMAGE, HubError, HubProcess, remove_prefixed  # noqa: E402
 
 log = logging.getLogger("burst")
@@ -64,8 +66,7 @@ def press_start(hub: HubProcess, name: str, options: dict) -> float | None:
 
 
 def open_window() -> dict:
-    now = datetime.datetime.now(datetime.timezone.utc).replace(tzinfo=None)
-    iso = lambda t: t.isoformat(timespec="seconds") + "Z"  # noqa: E731
+    now = utcnow()
     return {"start": iso(now - datetime.timedelta(minutes=5)), "end": iso(now + datetime.timedelta(hours=2))}
 
 

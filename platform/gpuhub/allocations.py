@@ -28,7 +28,7 @@ from .errors import SpawnRefused
 from .hublog import log
 from .inventory import Inventory, load_inventory
 from .quotas import Ask, EffectiveQuota, Held, QuotaRule, WeekUsed, refusal, resolve, rule_from
-from .sessions import Session, closed_message, reserved_devices
+from .sessions import Session, closed_message, usable_devices
 from .sessionstore import SessionStore, device_limits
 from .settings import Profile, Settings
 from .store import Allocation, Refused, Store
@@ -205,10 +205,6 @@ class GpuPool:
             raise SpawnRefused(403, message, why="window")
         return session
 
-    async def reserved_now(self) -> dict[str, str]:
-        """Device UUID → the session whose open window holds it."""
-        return reserved_devices(await self.run(self.sessions.sessions), self.store.clock())
-
     # --- quotas -----------------------------------------------------------------------------------
     async def quota_rules(self) -> list[QuotaRule]:
         """Every quota rule: the settings file's, then the database's."""
@@ -297,6 +293,7 @@ class GpuPool:
             on_ticket(None)
 
     async def _decide(self, username, server_name, groups, profile, request, session):
+        session_name = session.name if session is not None else ""
         inventory = await self.inventory()
         week = self.settings.accounting.week
         admit = admission(await self.quota_for(username, groups), profile, request, week)
@@ -311,8 +308,8 @@ class GpuPool:
             admit,
             tuple(groups),
             week_start(self.store.clock(), week),
-            session.name if session is not None else "",
-            device_limits(session.name if session is not None else ""),
+            session_name,
+            device_limits(session_name),
         )
 
     async def release(self, allocation_id: int, reason: str) -> bool:
@@ -334,22 +331,15 @@ class GpuPool:
             log.warning("gpuhub: allocation %d force-freed by %s", allocation_id, by)
         return released
 
-    async def capacities(
-        self, requests: dict[str, GpuRequest], session: Session | None = None
-    ) -> dict[str, tuple[Capacity, int]]:
+    async def capacities(self, requests: dict[str, GpuRequest]) -> dict[str, tuple[Capacity, int]]:
         """Per name: (what is free now for that kind of request, how many wait in its line), from one
-        read of the holdings; off the devices reserved by open sessions, or (``session``) on that
-        session's reserved devices."""
+        read of the holdings, off the devices held by classroom sessions open now."""
         holdings = await self.run(self.store.holdings)
-        reserved = await self.reserved_now()
-        name_of = session.name if session is not None else ""
-        only = frozenset(session.devices) if session is not None and session.devices else None
-        inventory = (await self.inventory()).restricted(only, frozenset(u for u, s in reserved.items() if s != name_of))
+        sessions = await self.run(self.sessions.sessions)
+        inventory = (await self.inventory()).restricted(*usable_devices(sessions, "", self.store.clock()))
         lines = self.queue.lines()
         max_shares = self.settings.gpus.max_shares_per_gpu
-        line = f"session {name_of}" if only is not None else None
         return {
-            name: (capacity(inventory, holdings, request, max_shares), len(lines.get(line or pool_of(request), [])))
+            name: (capacity(inventory, holdings, request, max_shares), len(lines.get(pool_of(request), [])))
             for name, request in requests.items()
         }
-

@@ -160,6 +160,16 @@ def reserved_devices(sessions: Iterable[Session], now: datetime) -> dict[str, st
     return held
 
 
+def usable_devices(sessions: list[Session], session_name: str, now: datetime) -> tuple[frozenset[str] | None, frozenset[str]]:
+    """(only these, if not None; never these) for a start at ``now``: a start for session
+    ``session_name`` uses only that session's reserved devices (if it has any); every start stays off
+    the devices other sessions hold now."""
+    reserved = reserved_devices(sessions, now)
+    mine = next((s for s in sessions if s.name == session_name), None) if session_name else None
+    only = frozenset(mine.devices) if mine is not None and mine.devices else None
+    return only, frozenset(u for u, holder in reserved.items() if holder != session_name or not session_name)
+
+
 def device_conflict(session: Session, others: Iterable[Session]) -> str | None:
     """Why ``session`` cannot reserve its devices (another session holds one of them in an
     overlapping window, prewarm leads included), or None."""

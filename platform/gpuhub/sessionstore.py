@@ -10,7 +10,7 @@ from datetime import datetime
 from sqlalchemy import JSON, DateTime, ForeignKey, Integer, Unicode, UniqueConstraint, delete, func, select, update
 from sqlalchemy.orm import Mapped, Session as DbSession, mapped_column
 
-from .sessions import RosterEntry, Session, reserved_devices
+from .sessions import RosterEntry, Session, usable_devices
 from .store import Base, Store
 
 
@@ -169,14 +169,9 @@ class SessionStore:
 
 
 def device_limits(session_name: str):
-    """For ``Store.allocate``: the devices a start may use, read inside its transaction. A session's
-    start uses only its session's reserved devices (if it has any); every other start stays off the
-    devices reserved by sessions open now."""
+    """For ``Store.allocate``: ``sessions.usable_devices`` for this start, read inside its transaction."""
+
     def limits(db: DbSession, now: datetime):
-        sessions = all_sessions(db)
-        reserved = reserved_devices(sessions, now)
-        mine = next((s for s in sessions if s.name == session_name), None) if session_name else None
-        only = frozenset(mine.devices) if mine is not None and mine.devices else None
-        return only, frozenset(u for u, holder in reserved.items() if holder != session_name or not session_name)
+        return usable_devices(all_sessions(db), session_name, now)
 
     return limits

@@ -17,7 +17,7 @@ import asyncio
 import json
 import logging
 import re
-from datetime import datetime, timedelta, timezone
+from datetime import timedelta
 
 import pytest
 import requests
@@ -26,6 +26,8 @@ from gpuhub.agent.activity import read_file
 from gpuhub.agent.core import active_users
 from gpuhub.agent.hubapi import HubApi
 from gpuhub.agent.reclaim import Reclaimer
+from gpuhub.admin.views import iso
+from gpuhub.clock import utcnow
 from gpuhub.settings import load_settings
 from tests.hubprocess import remove_prefixed
 from tests.integration.test_admin import call, gpuhub_cli, home_file, home_volume, token_of
@@ -60,14 +62,6 @@ activity = "file:{workdir}/activity.json"
 [culling]
 timeout = 0
 """
-
-
-def utcnow() -> datetime:
-    return datetime.now(timezone.utc).replace(tzinfo=None)
-
-
-def iso(t: datetime) -> str:
-    return t.isoformat(timespec="seconds") + "Z"
 
 
 @pytest.fixture(scope="module")

@@ -276,17 +276,24 @@ class NoticesHandler(GpuhubAPIHandler):
         self.finish()
 
 
-class AdminPageHandler(BaseHandler):
+class GpuhubPageHandler(BaseHandler):
+    """A gpuhub page: for people (services use the API), fetched with a cookie or a token."""
+
     _accept_token_auth = True  # scripts and tests may fetch the page with a token, as /hub/metrics
 
     def initialize(self, settings: Settings):
         self.site = settings
 
+    def _require_person(self, page: str, api: str) -> None:
+        if self.current_user.kind != "user":  # JupyterHub's pages are for people; services use the API
+            raise web.HTTPError(403, f"The {page} is for people; services use {api}")
+
+
+class AdminPageHandler(GpuhubPageHandler):
     @web.authenticated
     async def get(self):
         _require(self, READ)
-        if self.current_user.kind != "user":  # JupyterHub's pages are for people; services use the API
-            raise web.HTTPError(403, "The GPU admin page is for people; services use /hub/api/gpuhub/v1")
+        self._require_person("GPU admin page", "/hub/api/gpuhub/v1")
         html = await self.render_template(
             "gpuhub-admin.html",
             can_change=ADMIN in self.expanded_scopes,

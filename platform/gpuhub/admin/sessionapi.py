@@ -10,13 +10,12 @@ records the request and answers 202.
 from __future__ import annotations
 
 from jupyterhub import orm
-from jupyterhub.handlers.base import BaseHandler
 from tornado import web
 
 from ..sessions import RosterError, Session, device_conflict, import_report, next_window, open_window, parse_roster
 from ..settings import Settings
 from . import payloads
-from .handlers import ADMIN, API, READ, SESSIONS, GpuhubAPIHandler
+from .handlers import ADMIN, API, READ, SESSIONS, GpuhubAPIHandler, GpuhubPageHandler
 from .payloads import BadRequest
 from .views import iso
 
@@ -269,19 +268,13 @@ class SessionDoneHandler(SessionsAPIHandler):
         self.finish()
 
 
-class SessionsPageHandler(BaseHandler):
-    _accept_token_auth = True
-
-    def initialize(self, settings: Settings):
-        self.site = settings
-
+class SessionsPageHandler(GpuhubPageHandler):
     @web.authenticated
     async def get(self):
         scopes = set(self.expanded_scopes)
         if not ({READ, SESSIONS} & scopes):
             raise web.HTTPError(403, f"The sessions page is for instructors and GPU admins; requires {SESSIONS}")
-        if self.current_user.kind != "user":  # JupyterHub's pages are for people; services use the API
-            raise web.HTTPError(403, "The sessions page is for people; services use /hub/api/gpuhub/v1/sessions")
+        self._require_person("sessions page", "/hub/api/gpuhub/v1/sessions")
         self.finish(await self.render_template("gpuhub-sessions.html", can_create=SESSIONS in scopes))
 
 

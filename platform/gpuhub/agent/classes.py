@@ -50,6 +50,21 @@ class SessionRunner:
                         reports.append(await self.stop_all(session, f"its window ended at {w.end:%H:%M} UTC"))
         return reports
 
+    async def _each(self, usernames: list[str], act, done: list[str], failed: dict[str, str]) -> None:
+        """``act(username)`` for each, ``[sessions] prewarm_concurrency`` at a time: who it worked for,
+        and why it failed for the others."""
+        limit = asyncio.Semaphore(self.settings.sessions.prewarm_concurrency)
+
+        async def one(username: str) -> None:
+            async with limit:
+                try:
+                    await act(username)
+                    done.append(username)
+                except (HubApiError, TimeoutError) as e:
+                    failed[username] = str(e)
+
+        await asyncio.gather(*(one(u) for u in usernames))
+
     async def _roster(self, session: Session) -> list[dict]:
         return (await self.api.get(f"/gpuhub/v1/sessions/{q(session.name)}"))["roster"]
 
@@ -59,20 +74,14 @@ class SessionRunner:
         roster = await self._roster(session)
         todo = [r["username"] for r in roster if not r["server"]["running"]]
         report = {"session": session.name, "action": "prewarm", "why": why, "ready": [], "failed": {}, "already_running": len(roster) - len(todo)}
-        limit = asyncio.Semaphore(self.settings.sessions.prewarm_concurrency)
         timeout = self.settings.spawner.start_timeout + self.settings.admission.queue_timeout + self.settings.gpus.queue_timeout
 
         async def one(username: str) -> None:
-            async with limit:
-                try:
-                    await self.api.call("POST", f"/users/{q(username)}/server", {"session": session.name})
-                    await self._wait_ready(username, timeout)
-                    report["ready"].append(username)
-                except (HubApiError, TimeoutError) as e:
-                    report["failed"][username] = str(e)
+            await self.api.call("POST", f"/users/{q(username)}/server", {"session": session.name})
+            await self._wait_ready(username, timeout)
 
         self.log.info("gpuhub-agent session %s: prewarm (%s): starting %d server(s), %d already running", session.name, why, len(todo), report["already_running"])
-        await asyncio.gather(*(one(u) for u in todo))
+        await self._each(todo, one, report["ready"], report["failed"])
         report["seconds"] = round(time.monotonic() - started, 1)
         self.log.info(
             "gpuhub-agent session %s: prewarm done in %.1fs: %d ready, %d failed%s",
@@ -98,17 +107,11 @@ class SessionRunner:
         roster = await self._roster(session)
         mine = [r["username"] for r in roster if r["server"]["running"] and r["server"].get("session") == session.name]
         report = {"session": session.name, "action": "stop", "why": why, "stopped": [], "failed": {}}
-        limit = asyncio.Semaphore(self.settings.sessions.prewarm_concurrency)
 
         async def one(username: str) -> None:
-            async with limit:
-                try:
-                    await self.api.call("DELETE", f"/users/{q(username)}/server")
-                    report["stopped"].append(username)
-                except HubApiError as e:
-                    report["failed"][username] = str(e)
+            await self.api.call("DELETE", f"/users/{q(username)}/server")
 
-        await asyncio.gather(*(one(u) for u in mine))
+        await self._each(mine, one, report["stopped"], report["failed"])
         self.log.info("gpuhub-agent session %s: stop all (%s): %d stopped, %d failed", session.name, why, len(report["stopped"]), len(report["failed"]))
         return report
 

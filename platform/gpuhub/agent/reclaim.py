@@ -15,6 +15,7 @@ import asyncio
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from ..admin import payloads
 from ..settings import Reclaim
 from .activity import ActivityError, Reading
 from .hubapi import HubApiError, q
@@ -31,11 +32,9 @@ class HeldServer:
     last_activity: datetime | None
 
 
-def parse_time(text: str | None) -> datetime | None:
-    if not text:
-        return None
-    t = datetime.fromisoformat(text.replace("Z", "+00:00"))
-    return (t - t.utcoffset()).replace(tzinfo=None) if t.tzinfo else t
+def hub_time(text: str | None) -> datetime | None:
+    """A time in the hub's API (ISO 8601 with Z) as naive UTC; None where the hub gave none."""
+    return payloads.parse_time("time", text) if text else None
 
 
 def is_busy(held: HeldServer, reading: Reading, threshold: int) -> bool:
@@ -99,8 +98,8 @@ def held_servers(devices: list[dict], users: list[dict]) -> list[HeldServer]:
                 h["server"],
                 h.get("session") or "",
                 tuple(h["uuids"]),
-                parse_time(server.get("started")) or parse_time(h.get("since")),
-                parse_time(server.get("last_activity")),
+                hub_time(server.get("started")) or hub_time(h.get("since")),
+                hub_time(server.get("last_activity")),
             )
         )
     return found
