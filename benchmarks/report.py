@@ -31,16 +31,17 @@ def percentile(values: list[float], p: float) -> float | None:
     return ordered[lo] + (ordered[hi] - ordered[lo]) * (k - lo)
 
 
-def write_section(name: str, section: str, heading: str = "") -> None:
-    """Put ``section`` between NAME's markers in docs/benchmarks.md; append them (under ``heading``) if absent."""
+def write_section(name: str, section: str, heading: str = "", doc: Path = DOC) -> None:
+    """Put ``section`` between NAME's markers in ``doc`` (docs/benchmarks.md unless told); append them
+    (under ``heading``) if absent."""
     start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
-    text = DOC.read_text(encoding="utf-8") if DOC.exists() else "# Benchmarks\n"
+    text = doc.read_text(encoding="utf-8") if doc.exists() else f"# {doc.stem.capitalize()}\n"
     if start not in text or end not in text:
         text = text.rstrip("\n") + "\n\n" + (f"{heading}\n\n" if heading else "") + f"{start}\n{end}\n"
     head, rest = text.split(start, 1)
     tail = rest.split(end, 1)[1]
-    DOC.parent.mkdir(parents=True, exist_ok=True)
-    DOC.write_text(f"{head}{start}\n{section.rstrip(chr(10))}\n{end}{tail}", encoding="utf-8")
+    doc.parent.mkdir(parents=True, exist_ok=True)
+    doc.write_text(f"{head}{start}\n{section.rstrip(chr(10))}\n{end}{tail}", encoding="utf-8")
 
 
 def at_once(names: list[str], fn: Callable[[str], float | None], timeout: float) -> tuple[list[float | None], float]:

@@ -64,7 +64,7 @@ def base_settings_text() -> str:
     return BASE_SETTINGS
 
 
-TIERS = ("unit", "integration", "e2e")
+TIERS = ("unit", "integration", "reliability", "e2e")
 
 
 def pytest_sessionfinish(session, exitstatus):

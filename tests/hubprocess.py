@@ -14,6 +14,7 @@ from __future__ import annotations
 import ipaddress
 import json
 import os
+import re
 import secrets
 import shutil
 import socket
@@ -80,6 +81,28 @@ def answers_within(url: str, seconds: float, session=requests, interval: float =
     return False
 
 
+def login(hub, username: str, password: str) -> tuple[requests.Session, requests.Response]:
+    """Log in through the real login form, as a browser does: a session holding the cookies, and the
+    form POST's response (302 when the password was right)."""
+    s = requests.Session()
+    page = s.get(f"{hub.url}/hub/login", timeout=10)
+    xsrf = re.search(r'name="_xsrf" value="([^"]+)"', page.text).group(1)
+    r = s.post(
+        f"{hub.url}/hub/login",
+        data={"_xsrf": xsrf, "username": username, "password": password},
+        allow_redirects=False,
+        timeout=10,
+    )
+    return s, r
+
+
+def token_of(hub, user: str) -> str:
+    """An API token of ``user`` (created if missing), with the user's own permissions, for an hour."""
+    hub.create_user(user)
+    r = hub.api("POST", f"/users/{user}/tokens", {"note": "test", "expires_in": 3600}, expect=201)
+    return r.json()["token"]
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -127,6 +150,8 @@ class HubProcess:
         self.extra_config = extra_config
         self.profiles = profiles
         self.session_settings = ""  # more keys of the [sessions] table
+        self.start_timeout = 120  # [spawner] start_timeout: also how long a started server has to answer
+        self.extra_images: list[str] = []  # allowed besides the user image
         self.db_url = db_url or f"sqlite:///{self.workdir}/jupyterhub.sqlite"
         self.process: subprocess.Popen | None = None
         self.log_path = self.workdir / "jupyterhub.log"
@@ -148,11 +173,11 @@ admin_users = ["admin"]
 
 [spawner]
 network = "bridge"
-allowed_images = ["{USER_IMAGE}"]
+allowed_images = {json.dumps([USER_IMAGE, *self.extra_images])}
 pull_policy = "never"
 home_volume = "{self.prefix}-home-{{slug}}"
 container_name = "{self.prefix}-{{slug}}"
-start_timeout = 120
+start_timeout = {self.start_timeout}
 
 [sessions]
 course_volume = "{self.prefix}-course-{{session}}"
@@ -180,7 +205,7 @@ c.ConfigurableHTTPProxy.api_url = "http://127.0.0.1:{free_port()}"
 c.JupyterHub.services.extend([{{"name": "gpuhub-harness", "api_token": {self.token!r}}}])
 c.JupyterHub.load_roles.extend([{{
     "name": "gpuhub-harness",
-    "scopes": ["admin:users", "admin:servers", "admin:groups", "servers", "access:servers", "read:users"],
+    "scopes": ["admin:users", "admin:servers", "admin:groups", "servers", "access:servers", "read:users", "tokens"],
     "services": ["gpuhub-harness"],
 }}])
 c.JupyterHub.log_level = "DEBUG"
@@ -324,6 +349,17 @@ def remove_prefixed(prefix: str) -> None:
     for v in client.volumes.list():
         if v.name.startswith(f"{prefix}-"):
             v.remove(force=True)
+
+
+def fresh_engine_or_fail(tier: str, prefix: str) -> None:
+    """For a tier's hub fixture: fail the tier, saying what to do, when the engine or the user image
+    is missing; then remove the leftovers of an earlier run named ``prefix-``."""
+    import pytest
+
+    problem = require_engine_and_image()
+    if problem:
+        pytest.fail(f"the {tier} tier cannot run: {problem}", pytrace=False)
+    remove_prefixed(prefix)
 
 
 def require_engine_and_image() -> str | None:

@@ -44,6 +44,13 @@ class PostgresServer:
         if os.getuid() == 0:
             shutil.chown(self.topdir, self.user)
         self._run(str(self.bin / "initdb"), "-D", str(self.datadir), "-U", "gpuhub", "--auth=trust", "-E", "UTF8")
+        return self.resume()
+
+    def halt(self) -> None:
+        """Stop the server, keeping its data (a database outage); ``resume()`` brings it back."""
+        self._run(str(self.bin / "pg_ctl"), "-D", str(self.datadir), "-m", "fast", "-w", "stop")
+
+    def resume(self) -> "PostgresServer":
         self._run(
             str(self.bin / "pg_ctl"), "-D", str(self.datadir), "-l", str(self.topdir / "server.log"), "-w",
             "-o", f"-c listen_addresses=127.0.0.1 -c port={self.port} -c unix_socket_directories={self.datadir}",

@@ -96,6 +96,7 @@ def build(
     image: str | None = None,
     gpu: GpuAssignment | None = None,
     session: Session | None = None,
+    server_name: str = "",
 ) -> ContainerSpec:
     """The container for ``username`` running ``profile`` (``image`` overrides the profile's, already
     checked against the allowed list by the caller) with the devices of ``gpu`` (None: CPU only).
@@ -111,6 +112,7 @@ def build(
     labels = {
         f"{LABEL_PREFIX}.managed": "true",
         f"{LABEL_PREFIX}.user": username,
+        f"{LABEL_PREFIX}.server": server_name,  # "" for the default server
         f"{LABEL_PREFIX}.profile": profile.name,
         f"{LABEL_PREFIX}.home-volume": home,
     }

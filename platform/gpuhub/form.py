@@ -11,6 +11,7 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 
 from dataclasses import dataclass
 
+from .errors import SpawnRefused
 from .profiles import default_profile, profiles_for
 from .settings import Profile, Settings
 
@@ -125,6 +126,23 @@ def options_from_form(formdata: dict) -> dict:
     if options.get("profile", "").startswith(SESSION_PREFIX):
         options["session"] = options.pop("profile")[len(SESSION_PREFIX):]
     return options
+
+
+def check_start_link(headers) -> None:
+    """A start link (``GET /hub/spawn?session=ml101``) starts a server on a GET, so only a person opening
+    it as a page may use it. Browsers say how a request was made (fetch metadata): an image, script,
+    ``fetch()`` or frame has ``Sec-Fetch-Mode`` other than ``navigate`` or ``Sec-Fetch-Dest`` other than
+    ``document``. Those are refused: otherwise any page on the hub's origin (another user's server
+    among them) could start servers for whoever views it (CVE-2026-40864). Clients that send no fetch
+    metadata (scripts, old browsers, plain-HTTP sites) are not browsers making hidden requests."""
+    mode, dest = headers.get("Sec-Fetch-Mode"), headers.get("Sec-Fetch-Dest")
+    if (mode is not None and mode != "navigate") or (dest is not None and dest != "document"):
+        raise SpawnRefused(
+            403,
+            f"A start link must be opened as a page (this request was Sec-Fetch-Mode {mode or '-'},"
+            f" Sec-Fetch-Dest {dest or '-'}): open it in the address bar or from a link, or use the form",
+            why="forbidden",
+        )
 
 
 def gpu_source_text(inventory_label: str, simulated: bool, exposure: str) -> str:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from .allocator import GpuRequest
 from .errors import SpawnRefused
-from .settings import Profile, Settings
+from .settings import SLUG, SLUG_ACCEPTED, Profile, Settings
 
 # Keys a spawn request (form or REST ``user_options``) may carry.
 ACCEPTED_OPTIONS = ("profile", "image", "session")
@@ -39,8 +39,8 @@ def default_profile(profiles: list[Profile]) -> Profile | None:
 def session_name(user_options) -> str | None:
     """The classroom session a request names (``{"session": "ml101"}``), or None."""
     name = user_options.get("session") if isinstance(user_options, dict) else None
-    if name is not None and (not isinstance(name, str) or not name):
-        raise SpawnRefused(400, f"session must be a session name (text), got {name!r}", why="options")
+    if name is not None and (not isinstance(name, str) or not SLUG.match(name)):
+        raise SpawnRefused(400, f"session: {name!r:.80} is not a session name. Accepted: {SLUG_ACCEPTED}", why="options")
     return name
 
 

@@ -7,7 +7,7 @@ state (the allocation id beside the container id)."""
 from __future__ import annotations
 
 from dockerspawner import DockerSpawner
-from traitlets import Instance, Integer, default
+from traitlets import Any, Instance, Integer, default
 
 from jupyterhub.utils import wait_for_http_server
 
@@ -39,6 +39,14 @@ class GPUSpawner(DockerSpawner):
     ).tag(config=True)
 
     allocation_id = Integer(0, help="The live GPU allocation of this server (0: none). Kept in the spawner state.")
+
+    user_options = Any(
+        {},
+        help="""What the start asked for, e.g. ``{"profile": "gpu-1"}``. Any JSON value is taken here so that
+        ``apply_profile`` refuses a wrong one (``[1, 2]``, ``"abc"``) with a 400 that says what is accepted:
+        JupyterHub's ``Dict`` would fail the assignment with a 500 before any check, after storing the
+        value, and again whenever the hub makes this spawner from the stored value.""",
+    )
 
     _profile = None
     _gpu_request = None
@@ -125,6 +133,10 @@ class GPUSpawner(DockerSpawner):
     def options_from_form(self, formdata):
         return form.options_from_form(formdata)
 
+    def options_from_query(self, query_data):
+        form.check_start_link(self.handler.request.headers)
+        return form.options_from_form(query_data)
+
     # --- validate the request (form and REST API alike), before anything is created ----------------
     @default("apply_user_options")
     def _default_apply_user_options(self):
@@ -138,7 +150,8 @@ class GPUSpawner(DockerSpawner):
         session = None
         if (name := session_name(user_options)) is not None:
             session = await pool.session_for_start(self.user.name, name)
-        profile = choose_profile(self.settings, user_options or {}, groups, session.profile if session else None)
+        options = {} if user_options is None else user_options
+        profile = choose_profile(self.settings, options, groups, session.profile if session else None)
         image = profile.image
         if user_options and user_options.get("image"):
             image = await self.check_allowed(user_options["image"])
@@ -181,7 +194,9 @@ class GPUSpawner(DockerSpawner):
                 inventory.simulated,
             )
         try:
-            spec = containers.build(self.settings, self._profile, self.user.name, self.image, assignment, self._session)
+            spec = containers.build(
+                self.settings, self._profile, self.user.name, self.image, assignment, self._session, self.name
+            )
             self.log.info(
                 "gpuhub %s: profile %s, image %s, home volume %s, GPUs %s",
                 self._log_name,

@@ -11,7 +11,9 @@ import os
 import secrets
 import shutil
 import subprocess
+from contextlib import contextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
@@ -106,6 +108,48 @@ class Platform:
         return out.stdout + out.stderr
 
 
+@contextmanager
+def composed_platform(workdir: Path, prefix: str = PREFIX, settings: str = E2E_SETTINGS, inventory: str = E2E_INVENTORY):
+    """``docker-compose -p PREFIX up -d hub`` with ``settings`` (and a simulated ``inventory``) written to
+    ``workdir``, its own network, port, password and name prefix; yields the healthy ``Platform``.
+    Everything of the project (users' containers and volumes too) is removed at the end. Used by this
+    tier and by ``benchmarks/load.py``."""
+    (workdir / "settings.toml").write_text(settings)
+    (workdir / "config.d").mkdir(exist_ok=True)
+    (workdir / "inventory.toml").write_text(inventory)
+    port = free_port()
+    password = secrets.token_urlsafe(12)
+    env = {
+        **os.environ,
+        "COMPOSE_PROJECT_NAME": prefix,
+        "GPUHUB_SETTINGS_FILE": str(workdir / "settings.toml"),
+        "GPUHUB_CONFIG_D": str(workdir / "config.d"),
+        "GPUHUB_INVENTORY_FILE": str(workdir / "inventory.toml"),
+        "GPUHUB_NETWORK": f"{prefix}-net",
+        "GPUHUB_PORT": str(port),
+        "GPUHUB_BIND": "127.0.0.1",
+        "GPUHUB_ADMIN_PASSWORD": password,
+    }
+    compose = compose_command()
+    down = [*compose, "down", "-v", "--remove-orphans"]
+    remove_prefixed(prefix)
+    subprocess.run(down, cwd=REPO, env=env, capture_output=True)
+    subprocess.run([*compose, "up", "-d", "--no-build", "hub"], cwd=REPO, env=env, check=True)
+    p = Platform(url=f"http://127.0.0.1:{port}", admin_password=password, compose=compose, env=env)
+    try:
+        if not answers_within(f"{p.url}/hub/health", 120, interval=1):
+            raise PlatformError(f"the composed hub did not become healthy:\n{p.logs()}")
+        yield p
+    finally:
+        # the spawned containers first: they hold the project's network
+        remove_prefixed(prefix)
+        subprocess.run(down, cwd=REPO, env=env, capture_output=True)
+
+
+class PlatformError(RuntimeError):
+    pass
+
+
 @pytest.fixture(scope="session")
 def platform(tmp_path_factory):
     problem = require_engine_and_image()
@@ -113,39 +157,11 @@ def platform(tmp_path_factory):
         pytest.fail(f"the browser tier cannot run: {problem}", pytrace=False)
     if not shutil.which(os.environ.get("CHROMIUM_PATH") or "chromium"):
         pytest.fail("Chromium is missing: apt-get install chromium (or run `bash scripts/test`)", pytrace=False)
-    workdir = tmp_path_factory.mktemp("platform")
-    (workdir / "settings.toml").write_text(E2E_SETTINGS)
-    (workdir / "config.d").mkdir()
-    (workdir / "inventory.toml").write_text(E2E_INVENTORY)
-    port = free_port()
-    password = secrets.token_urlsafe(12)
-    env = {
-        **os.environ,
-        "COMPOSE_PROJECT_NAME": PREFIX,
-        "GPUHUB_SETTINGS_FILE": str(workdir / "settings.toml"),
-        "GPUHUB_CONFIG_D": str(workdir / "config.d"),
-        "GPUHUB_INVENTORY_FILE": str(workdir / "inventory.toml"),
-        "GPUHUB_NETWORK": f"{PREFIX}-net",
-        "GPUHUB_PORT": str(port),
-        "GPUHUB_BIND": "127.0.0.1",
-        "GPUHUB_ADMIN_PASSWORD": password,
-    }
-    compose = compose_command()
-    down = [*compose, "down", "-v", "--remove-orphans"]
-    remove_prefixed(PREFIX)
-    subprocess.run(down, cwd=REPO, env=env, capture_output=True)
-    subprocess.run([*compose, "up", "-d", "--no-build", "hub"], cwd=REPO, env=env, check=True)
-    p = Platform(url=f"http://127.0.0.1:{port}", admin_password=password, compose=compose, env=env)
     try:
-        if not answers_within(f"{p.url}/hub/health", 120, interval=1):
-            pytest.fail(f"the composed hub did not become healthy:\n{p.logs()}", pytrace=False)
-        yield p
-    finally:
-        # the spawned containers first: they hold the project's network
-        remove_prefixed(PREFIX)
-        subprocess.run(down, cwd=REPO, env=env, capture_output=True)
-
-
+        with composed_platform(tmp_path_factory.mktemp("platform")) as p:
+            yield p
+    except PlatformError as e:
+        pytest.fail(str(e), pytrace=False)
 
 
 @pytest.fixture(scope="session")

@@ -12,7 +12,7 @@ import os
 
 import pytest
 
-from tests.hubprocess import HubProcess, remove_prefixed, require_engine_and_image
+from tests.hubprocess import HubProcess, fresh_engine_or_fail
 
 PREFIX = "gpuhubtest"
 _names = itertools.count()
@@ -28,10 +28,7 @@ def pytest_collection_modifyitems(items):
 
 @pytest.fixture(scope="session")
 def hub(tmp_path_factory):
-    problem = require_engine_and_image()
-    if problem:
-        pytest.fail(f"the Docker tier cannot run: {problem}", pytrace=False)
-    remove_prefixed(PREFIX)
+    fresh_engine_or_fail("Docker", PREFIX)
     h = HubProcess(tmp_path_factory.mktemp("hub"), prefix=PREFIX)
     h.start()
     yield h

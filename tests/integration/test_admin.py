@@ -25,14 +25,13 @@ import pytest
 import requests
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from tests.hubprocess import REPO, USER_IMAGE, remove_prefixed
+from tests.hubprocess import REPO, USER_IMAGE, remove_prefixed, token_of
 from tests.integration.test_gpu_allocation import container_of, hold_every_whole_gpu, make_hub, request_server, wait_until
 
 PREFIX = "gpuhubtest-admin"
 READER, OPS = "a" * 48, "b" * 48
 ROLES = f"""
 c.JupyterHub.load_roles.extend([
-    {{"name": "harness-tokens", "scopes": ["tokens"], "services": ["gpuhub-harness"]}},
     {{"name": "usage-reporter", "scopes": ["custom:gpuhub:read"], "services": ["reporter"]}},
     {{"name": "gpu-ops", "scopes": ["custom:gpuhub:admin", "read:metrics"], "services": ["ops"]}},
 ])
@@ -59,12 +58,6 @@ def admin_hub(tmp_path_factory):
     yield hub
     hub.stop()
     hub.remove_docker_objects()
-
-
-def token_of(hub, user: str) -> str:
-    hub.create_user(user)
-    r = hub.api("POST", f"/users/{user}/tokens", {"note": "test", "expires_in": 3600}, expect=201)
-    return r.json()["token"]
 
 
 def call(hub, token, method, path, body=None, **kw):

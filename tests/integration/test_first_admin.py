@@ -4,23 +4,10 @@ password printed once, and logs in through the real login form (NativeAuthentica
 import re
 
 import pytest
-import requests
 
-from tests.hubprocess import HubError, HubProcess
+from tests.hubprocess import HubError, HubProcess, login
 
 GENERATED = re.compile(r"created the first admin 'admin' with the generated password (\S+)")
-
-
-def login(hub, username, password) -> requests.Response:
-    s = requests.Session()
-    page = s.get(f"{hub.url}/hub/login", timeout=10)
-    xsrf = re.search(r'name="_xsrf" value="([^"]+)"', page.text).group(1)
-    return s.post(
-        f"{hub.url}/hub/login",
-        data={"_xsrf": xsrf, "username": username, "password": password},
-        allow_redirects=False,
-        timeout=10,
-    )
 
 
 def test_generated_admin_password_is_printed_once_and_works(tmp_path, hub):
@@ -30,14 +17,14 @@ def test_generated_admin_password_is_printed_once_and_works(tmp_path, hub):
         assert len(passwords) == 1, first.log_tail()
         (password,) = passwords
         assert len(password) >= 16
-        assert login(first, "admin", password).status_code == 302
-        refused = login(first, "admin", "wrong-password-123")
+        assert login(first, "admin", password)[1].status_code == 302
+        refused = login(first, "admin", "wrong-password-123")[1]
         assert refused.status_code == 200 and "Invalid username or password" in refused.text  # the form again
         assert "jupyterhub-session-id" not in refused.cookies
     # a restart keeps the account and prints no password
     with first:
         assert len(GENERATED.findall(first.log_path.read_text())) == 1
-        assert login(first, "admin", password).status_code == 302
+        assert login(first, "admin", password)[1].status_code == 302
 
 
 def test_weak_admin_password_stops_the_hub_with_the_reason(tmp_path, hub):

@@ -29,8 +29,8 @@ from gpuhub.agent.reclaim import Reclaimer
 from gpuhub.admin.views import iso
 from gpuhub.clock import utcnow
 from gpuhub.settings import load_settings
-from tests.hubprocess import remove_prefixed
-from tests.integration.test_admin import call, gpuhub_cli, home_file, home_volume, token_of
+from tests.hubprocess import remove_prefixed, token_of
+from tests.integration.test_admin import call, gpuhub_cli, home_file, home_volume
 from tests.integration.test_gpu_allocation import WHOLE, container_of, env_of, gpu, make_hub, request_server, wait_until
 from tests.unit.conftest import FakeClock
 
@@ -39,7 +39,6 @@ OPS = "c" * 48
 STARTS = 3  # [admission] max_concurrent_starts
 EXTRA = f"""
 c.JupyterHub.load_roles.extend([
-    {{"name": "harness-tokens", "scopes": ["tokens"], "services": ["gpuhub-harness"]}},
     {{"name": "test-instructors", "scopes": ["custom:gpuhub:sessions"], "users": ["prof", "prof2"]}},
     {{"name": "test-agent", "scopes": ["custom:gpuhub:admin", "list:users", "read:users", "read:servers", "servers"], "services": ["ops"]}},
 ])

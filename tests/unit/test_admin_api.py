@@ -59,6 +59,10 @@ BAD = [
     (b'{"profiles": ["gpu-9"]}', "profiles", "'gpu-9' is not a profile. Accepted: cpu, gpu-1, gpu-shared"),
     (b'{"profiles": ["<script>"]}', "profiles", "is not a profile"),
     (b"\xff\xfe", "body", "not valid JSON"),
+    (b'{"max_memory": "\\ud800"}', "body", "lone surrogate"),  # valid JSON, not storable text
+    (b'{"\\udfff": 1}', "body", "lone surrogate"),
+    (b"[" * 1000, "body", "nested too deeply"),
+    (b'{"a": ' + b"[" * 1000 + b"}", "body", "nested too deeply"),
     (b"x" * (65 * 1024), "body", "larger than 64 KiB"),
 ]
 

@@ -49,6 +49,9 @@ def test_build(profile, username, image, mem, cpu, shm, volumes):
     assert spec.environment["GPUHUB_PROFILE"] == profile
     labels = spec.create_kwargs["labels"]
     assert labels["org.gpuhub.user"] == username and labels["org.gpuhub.profile"] == profile
+    assert labels["org.gpuhub.server"] == ""  # the default server
+    named = containers.build(settings, settings.profile(profile), username, image, server_name="exp-2")
+    assert named.create_kwargs["labels"]["org.gpuhub.server"] == "exp-2"
 
 
 def test_uid_and_template_come_from_settings():

@@ -2,6 +2,8 @@
 
 import pytest
 
+from gpuhub import form
+from gpuhub.errors import SpawnRefused
 from gpuhub.form import Availability, gpu_source_text, options_from_form, render_form
 from gpuhub.settings import parse_settings
 from tests.conftest import BASE_SETTINGS
@@ -81,3 +83,26 @@ def test_form_escapes_markup_from_settings():
 )
 def test_options_from_form(formdata, options):
     assert options_from_form(formdata) == options
+
+
+@pytest.mark.parametrize(
+    "headers, allowed",
+    [
+        ({}, True),  # no fetch metadata: a script, an old browser, a plain-HTTP site
+        ({"Sec-Fetch-Mode": "navigate", "Sec-Fetch-Dest": "document", "Sec-Fetch-Site": "none"}, True),  # typed or bookmarked
+        ({"Sec-Fetch-Mode": "navigate", "Sec-Fetch-Dest": "document", "Sec-Fetch-Site": "same-origin"}, True),  # a link
+        ({"Sec-Fetch-Mode": "no-cors", "Sec-Fetch-Dest": "image", "Sec-Fetch-Site": "same-origin"}, False),  # <img src=...>
+        ({"Sec-Fetch-Mode": "no-cors", "Sec-Fetch-Dest": "script", "Sec-Fetch-Site": "cross-site"}, False),
+        ({"Sec-Fetch-Mode": "cors", "Sec-Fetch-Dest": "empty", "Sec-Fetch-Site": "same-origin"}, False),  # fetch()
+        ({"Sec-Fetch-Mode": "navigate", "Sec-Fetch-Dest": "iframe", "Sec-Fetch-Site": "same-origin"}, False),  # a hidden frame
+        ({"Sec-Fetch-Mode": "no-cors"}, False),
+        ({"Sec-Fetch-Dest": "image"}, False),
+    ],
+)
+def test_a_start_link_starts_a_server_only_when_opened_as_a_page(headers, allowed):
+    if allowed:
+        form.check_start_link(headers)
+    else:
+        with pytest.raises(SpawnRefused) as refused:
+            form.check_start_link(headers)
+        assert refused.value.status_code == 403 and "opened as a page" in refused.value.message

@@ -48,3 +48,14 @@ def test_the_default_tag_is_the_default_everywhere():
 def test_bad_requests_say_what_is_accepted(args, message):
     result = matrix(*args)
     assert result.returncode != 0 and message in result.stderr
+
+
+def test_the_database_is_on_a_network_users_containers_never_join():
+    import yaml
+
+    compose = yaml.safe_load((REPO / "docker-compose.yml").read_text())
+    services, networks = compose["services"], compose["networks"]
+    users_network = "gpuhub"  # the spawner's network: [spawner] network, GPUHUB_NETWORK
+    assert users_network not in services["postgres"]["networks"]
+    assert set(services["postgres"]["networks"]) <= set(services["hub"]["networks"]) - {users_network}
+    assert all(networks[n].get("internal") for n in services["postgres"]["networks"])

@@ -3,7 +3,7 @@
 import pytest
 
 from gpuhub.errors import SpawnRefused
-from gpuhub.profiles import choose_profile, profiles_for
+from gpuhub.profiles import choose_profile, profiles_for, session_name
 from gpuhub.settings import parse_settings
 from tests.conftest import BASE_SETTINGS
 
@@ -47,7 +47,23 @@ REFUSALS = [
     ({"mem_limit": "64G"}, [], 400, "options", ["Unknown spawn option(s): 'mem_limit'", "Accepted: profile, image"]),
     ({"profile": "cpu-small", "image": 3}, [], 400, "options", ["image must be an image reference"]),
     ("cpu-small", [], 400, "options", ["user_options must be an object"]),
+    ([], [], 400, "options", ["user_options must be an object"]),  # falsy, and still not the default profile
+    (0, [], 400, "options", ["user_options must be an object"]),
 ]
+
+
+@pytest.mark.parametrize("options, name", [
+    ({}, None), ([1, 2], None), ({"session": "ml101"}, "ml101"), ({"profile": "x"}, None),
+])
+def test_session_name(options, name):
+    assert session_name(options) == name
+
+
+@pytest.mark.parametrize("value", ["", "ML101", "a/b", "\ud800", "x" * 64, 7, ["ml101"], "ml 101"])
+def test_a_session_name_that_cannot_be_one_is_refused(value):
+    with pytest.raises(SpawnRefused) as e:
+        session_name({"session": value})
+    assert (e.value.status_code, e.value.why) == (400, "options") and "is not a session name" in e.value.message
 
 
 @pytest.mark.parametrize("options, groups, status, why, fragments", REFUSALS)

@@ -35,6 +35,12 @@ def parse_json_object(body: bytes, limit: int = MAX_BODY) -> dict:
         raise BadRequest("body", f"larger than {limit // 1024} KiB")
     try:
         data = json.loads(body or b"{}", parse_constant=_no_constant)
+        # text the database cannot store: lone surrogates ("\ud800") are valid JSON, not Unicode
+        json.dumps(data, ensure_ascii=False).encode("utf-8")
+    except RecursionError:
+        raise BadRequest("body", "nested too deeply. Accepted: a JSON object of fields") from None
+    except UnicodeEncodeError:
+        raise BadRequest("body", "holds a lone surrogate (\\ud800-\\udfff), which is not text. Accepted: valid Unicode") from None
     except (ValueError, UnicodeDecodeError) as e:
         raise BadRequest("body", f"not valid JSON ({e}). Accepted: a JSON object") from None
     if not isinstance(data, dict):

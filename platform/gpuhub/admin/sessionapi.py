@@ -105,7 +105,7 @@ class SessionHandler(SessionsAPIHandler):
         self.write_json({**session_row(session, status, self._now()), "roster": roster})
 
     def _servers(self, usernames: list[str]) -> dict[str, dict]:
-        """Each student's default server: running? started for this session? (one query per 500)"""
+        """Each student's default server: running? for which session? (one query per 500)"""
         found = {}
         for i in range(0, len(usernames), 500):
             chunk = usernames[i : i + 500]
@@ -115,7 +115,11 @@ class SessionHandler(SessionsAPIHandler):
                 .filter(orm.User.name.in_(chunk), orm.Spawner.name == "")
             )
             for username, server_id, options in rows:
-                found[username] = {"running": server_id is not None, "session": (options or {}).get("session")}
+                # the options of the last start request, stored by the hub before they were checked (a
+                # refused one too): they say which session a server runs for only while it runs
+                running = server_id is not None
+                session = options.get("session") if running and isinstance(options, dict) else None
+                found[username] = {"running": running, "session": session if isinstance(session, str) else None}
         return found
 
     async def put(self, name: str):
