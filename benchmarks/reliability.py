@@ -68,10 +68,10 @@ def fault_table(rounds: int, results: Counter) -> str:
         by_scenario[row["scenario"]].append(row)
     head = (
         "| scenario | rounds passed | servers that survived the fault | settled in, s (p50 / max) |"
-        " next spawns ready in, s (p50 / max) | scenario figures (p50) |\n|---|---|---|---|---|---|\n"
+        " next spawns ready in, s (p50 / max) | scenario figures |\n|---|---|---|---|---|---|\n"
     )
     out = []
-    own = {"engine_back_s": "engine back in {} s", "hub_back_s": "hub back in {} s", "gave_up_s": "spawn given up after {} s",
+    own = {"engine_back_s": "engine back in {} s (p50)", "hub_back_s": "hub back in {} s (p50)", "gave_up_s": "spawn given up after {} s (p50)",
            "outage_spawn_status": "a spawn during the outage got {}", "outage_list_status": "a user list got {}"}
     for scenario, rows in by_scenario.items():
         extra = []
@@ -80,6 +80,8 @@ def fault_table(rounds: int, results: Counter) -> str:
             if values:
                 middle = percentile(values, 50) if isinstance(values[0], float) else Counter(values).most_common(1)[0][0]
                 extra.append(text.format(f"{middle:.1f}" if isinstance(middle, float) else middle))
+        if any("in_flight" in r for r in rows):
+            extra.insert(0, f"{sum(r.get('in_flight', 0) for r in rows)} spawns in flight when the fault landed (all rounds)")
         survived = sum(r["survived"] for r in rows), sum(r["users"] for r in rows)
         out.append(
             f"| {scenario} | {len(rows)} of {rounds} | {survived[0]} of {survived[1]} |"

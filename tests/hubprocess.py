@@ -341,6 +341,35 @@ c.JupyterHub.log_level = "DEBUG"
         remove_prefixed(self.prefix)
 
 
+def live_allocations(hub) -> list[tuple[int, str, str]]:
+    """(allocation id, username, device UUID) of every live GPU allocation, read from the hub's
+    database (SQLite or PostgreSQL). None yet: the hub creates gpuhub's tables when first needed."""
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(hub.db_url, poolclass=sa.pool.NullPool)
+    try:
+        with engine.connect() as db:
+            if not sa.inspect(db).has_table("gpuhub_allocations"):
+                return []
+            query = sa.text(
+                "SELECT a.id, a.username, d.uuid FROM gpuhub_allocations a"
+                " JOIN gpuhub_allocation_devices d ON d.allocation_id = a.id WHERE a.released IS NULL"
+            )
+            return [tuple(row) for row in db.execute(query)]
+    finally:
+        engine.dispose()
+
+
+def container_of(hub, user: str, server: str = ""):
+    """The one container of ``user``'s server (by gpuhub's labels), as a docker-py object."""
+    found = [
+        c for c in hub.containers()
+        if c.labels.get("org.gpuhub.user") == user and c.labels.get("org.gpuhub.server", "") == server
+    ]
+    assert len(found) == 1, (user, server, [c.name for c in hub.containers()])
+    return found[0]
+
+
 def remove_prefixed(prefix: str) -> None:
     """Remove every container and volume whose name starts with ``prefix-`` (leftovers of a crashed run)."""
     client = docker.from_env()

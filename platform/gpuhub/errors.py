@@ -16,3 +16,10 @@ class SpawnRefused(web.HTTPError):
 
     def __str__(self) -> str:
         return self.message
+
+
+class ServerDidNotAnswer(RuntimeError):
+    """A container started but its server never answered HTTP within ``[spawner] start_timeout``.
+    (A plain ``TimeoutError`` would make JupyterHub report the spawn's whole timeout, queues
+    included, as if the start had taken that long.)"""
+

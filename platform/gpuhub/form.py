@@ -128,21 +128,31 @@ def options_from_form(formdata: dict) -> dict:
     return options
 
 
+FETCH_METADATA = ("Sec-Fetch-Mode", "Sec-Fetch-Dest", "Sec-Fetch-Site", "Sec-Fetch-User")
+
+
 def check_start_link(headers) -> None:
-    """A start link (``GET /hub/spawn?session=ml101``) starts a server on a GET, so only a person opening
-    it as a page may use it. Browsers say how a request was made (fetch metadata): an image, script,
-    ``fetch()`` or frame has ``Sec-Fetch-Mode`` other than ``navigate`` or ``Sec-Fetch-Dest`` other than
-    ``document``. Those are refused: otherwise any page on the hub's origin (another user's server
-    among them) could start servers for whoever views it (CVE-2026-40864). Clients that send no fetch
-    metadata (scripts, old browsers, plain-HTTP sites) are not browsers making hidden requests."""
+    """A start link (``GET /hub/spawn?session=ml101``) starts a server on a GET, so only the person
+    may open it: a click or the address bar. Browsers say how a request was made (fetch metadata, on
+    HTTPS and localhost): a top-level page (``Sec-Fetch-Mode: navigate``, ``Sec-Fetch-Dest:
+    document``) the user started (``Sec-Fetch-User: ?1``, or ``Sec-Fetch-Site: none`` for the address
+    bar). Anything else (an image, script, ``fetch()``, a frame, or a page's script navigating) is
+    refused: otherwise any page on the hub's origin, another user's server among them, could start
+    servers for whoever views it (CVE-2026-40864). A request with no fetch metadata at all is not a
+    browser's (a script, ``curl``) or not over HTTPS; it is let through."""
+    if all(headers.get(name) is None for name in FETCH_METADATA):
+        return
     mode, dest = headers.get("Sec-Fetch-Mode"), headers.get("Sec-Fetch-Dest")
-    if (mode is not None and mode != "navigate") or (dest is not None and dest != "document"):
-        raise SpawnRefused(
-            403,
-            f"A start link must be opened as a page (this request was Sec-Fetch-Mode {mode or '-'},"
-            f" Sec-Fetch-Dest {dest or '-'}): open it in the address bar or from a link, or use the form",
-            why="forbidden",
-        )
+    site, by_user = headers.get("Sec-Fetch-Site"), headers.get("Sec-Fetch-User")
+    if mode == "navigate" and dest == "document" and (by_user == "?1" or site == "none"):
+        return
+    raise SpawnRefused(
+        403,
+        "A start link must be opened by you: click it, or type it in the address bar. This request came"
+        f" from a page's element or script (Sec-Fetch-Mode {mode or '-'}, Sec-Fetch-Dest {dest or '-'},"
+        f" Sec-Fetch-User {by_user or '-'}), so nothing was started",
+        why="forbidden",
+    )
 
 
 def gpu_source_text(inventory_label: str, simulated: bool, exposure: str) -> str:

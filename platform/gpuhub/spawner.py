@@ -14,6 +14,7 @@ from jupyterhub.utils import wait_for_http_server
 from . import containers, form
 from .admission import StartGate
 from .allocations import ALLOCATION_LABEL, GpuPool
+from .errors import ServerDidNotAnswer
 from .profiles import choose_profile, gpu_request, session_name
 from .sessions import status_text
 from .settings import Settings
@@ -41,12 +42,15 @@ class GPUSpawner(DockerSpawner):
     allocation_id = Integer(0, help="The live GPU allocation of this server (0: none). Kept in the spawner state.")
 
     user_options = Any(
-        {},
         help="""What the start asked for, e.g. ``{"profile": "gpu-1"}``. Any JSON value is taken here so that
         ``apply_profile`` refuses a wrong one (``[1, 2]``, ``"abc"``) with a 400 that says what is accepted:
         JupyterHub's ``Dict`` would fail the assignment with a 500 before any check, after storing the
         value, and again whenever the hub makes this spawner from the stored value.""",
     )
+
+    @default("user_options")
+    def _default_user_options(self):
+        return {}
 
     _profile = None
     _gpu_request = None
@@ -54,6 +58,7 @@ class GPUSpawner(DockerSpawner):
     _ticket = None
     _start_wait: str | None = None  # the place in the line for a turn to start
     _turn_taken = False
+    _label_read = False  # whether a running container's allocation label was read (see poll)
 
     @property
     def settings(self) -> Settings:
@@ -184,6 +189,7 @@ class GPUSpawner(DockerSpawner):
                 session=self._session,
             )
             self.allocation_id = allocation.id
+            self._label_read = True
             inventory = await self.pool.inventory()
             assignment = containers.GpuAssignment(
                 allocation.id,
@@ -216,7 +222,14 @@ class GPUSpawner(DockerSpawner):
                 self.log.info("gpuhub %s: start turn taken (%d of at most %d starting)", self._log_name, gate.running, gate.slots)
                 ip, port = await super().start()
                 # the turn ends when the server answers: booting it is most of a start's load
-                await wait_for_http_server(f"http://{ip}:{port}/", timeout=self.http_timeout)
+                try:
+                    await wait_for_http_server(f"http://{ip}:{port}/", timeout=self.http_timeout)
+                except TimeoutError:
+                    raise ServerDidNotAnswer(
+                        f"Your server's container started, but the server in it did not answer within"
+                        f" {self.http_timeout} seconds, so it was stopped (files kept). Try again; if it"
+                        f" happens again, tell an admin: the image {self.image!r} may be broken"
+                    ) from None
             return ip, port
         except BaseException:
             await self._release("the server failed to start")
@@ -251,6 +264,16 @@ class GPUSpawner(DockerSpawner):
         if allocation_id and await self.pool.release(allocation_id, reason):
             self.log.info("gpuhub %s: released allocation %d (%s)", self._log_name, allocation_id, reason)
 
+    async def _adopt_labelled_allocation(self) -> None:
+        """A start the hub did not see finish (it was killed while the container started) left no
+        allocation id in the state; the container's label names it. Read once per spawner."""
+        self._label_read = True
+        container = await self.get_object() or {}
+        label = ((container.get("Config") or {}).get("Labels") or {}).get(ALLOCATION_LABEL, "")
+        if label.isdigit():
+            self.allocation_id = int(label)
+            self.log.warning("gpuhub %s: adopted allocation %d from its container's label", self._log_name, self.allocation_id)
+
     async def stop(self, now=False):
         allocation_id = self.allocation_id
         await super().stop(now)  # clears the state, allocation id included
@@ -259,6 +282,8 @@ class GPUSpawner(DockerSpawner):
 
     async def poll(self):
         status = await super().poll()
+        if status is None and not self.allocation_id and not self._label_read:
+            await self._adopt_labelled_allocation()
         if self.allocation_id:
             pool = await self._pool_ready()
             if status is None and not await pool.still_held(self.allocation_id):

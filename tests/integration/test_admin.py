@@ -25,8 +25,8 @@ import pytest
 import requests
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from tests.hubprocess import REPO, USER_IMAGE, remove_prefixed, token_of
-from tests.integration.test_gpu_allocation import container_of, hold_every_whole_gpu, make_hub, request_server, wait_until
+from tests.hubprocess import REPO, USER_IMAGE, container_of, remove_prefixed, token_of
+from tests.integration.test_gpu_allocation import hold_every_whole_gpu, make_hub, request_server, wait_until
 
 PREFIX = "gpuhubtest-admin"
 READER, OPS = "a" * 48, "b" * 48

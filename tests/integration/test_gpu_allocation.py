@@ -20,7 +20,8 @@ import time
 import pytest
 import requests
 
-from tests.hubprocess import USER_IMAGE, HubError, HubProcess, remove_prefixed
+from tests import hubprocess
+from tests.hubprocess import USER_IMAGE, HubError, HubProcess, container_of, remove_prefixed
 
 PREFIX = "gpuhubtest-gpu"
 
@@ -140,32 +141,15 @@ def gpu_hub(tmp_path):
     hub.remove_docker_objects()
 
 
-def container_of(hub, user):
-    found = [c for c in hub.containers() if c.labels.get("org.gpuhub.user") == user]
-    assert len(found) == 1, [c.name for c in hub.containers()]
-    return found[0]
-
-
 def env_of(container) -> dict:
     container.reload()
     return dict(item.split("=", 1) for item in container.attrs["Config"]["Env"])
 
 
 def live_allocations(hub) -> dict[int, tuple[str, set[str]]]:
-    """allocation id -> (username, device UUIDs), read from the hub's database file. (The hub creates
-    gpuhub's tables the first time a spawn or the spawn form needs them: none yet means none live.)"""
-    db = sqlite3.connect(hub.db_url.removeprefix("sqlite:///"))
-    try:
-        if not db.execute("SELECT 1 FROM sqlite_master WHERE name = 'gpuhub_allocations'").fetchone():
-            return {}
-        rows = db.execute(
-            "SELECT a.id, a.username, d.uuid FROM gpuhub_allocations a"
-            " JOIN gpuhub_allocation_devices d ON d.allocation_id = a.id WHERE a.released IS NULL"
-        ).fetchall()
-    finally:
-        db.close()
+    """allocation id -> (username, device UUIDs) of the live allocations."""
     out: dict[int, tuple[str, set[str]]] = {}
-    for aid, username, uuid in rows:
+    for aid, username, uuid in hubprocess.live_allocations(hub):
         out.setdefault(aid, (username, set()))[1].add(uuid)
     return out
 

@@ -29,9 +29,9 @@ from gpuhub.agent.reclaim import Reclaimer
 from gpuhub.admin.views import iso
 from gpuhub.clock import utcnow
 from gpuhub.settings import load_settings
-from tests.hubprocess import remove_prefixed, token_of
+from tests.hubprocess import container_of, remove_prefixed, token_of
 from tests.integration.test_admin import call, gpuhub_cli, home_file, home_volume
-from tests.integration.test_gpu_allocation import WHOLE, container_of, env_of, gpu, make_hub, request_server, wait_until
+from tests.integration.test_gpu_allocation import WHOLE, env_of, gpu, make_hub, request_server, wait_until
 from tests.unit.conftest import FakeClock
 
 PREFIX = "gpuhubtest-class"

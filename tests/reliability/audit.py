@@ -25,6 +25,7 @@ import requests
 import sqlalchemy as sa
 
 from gpuhub.slugs import render_name
+from tests.hubprocess import live_allocations
 
 MARKER = ".gpuhub-reliability-marker"
 OUT = Path(os.environ.get("GPUHUB_RELIABILITY_OUT", Path(__file__).resolve().parents[2] / "build" / "reliability"))
@@ -32,28 +33,10 @@ OUT = Path(os.environ.get("GPUHUB_RELIABILITY_OUT", Path(__file__).resolve().par
 
 # --- the hub's view ------------------------------------------------------------------------------------
 def servers(hub) -> dict[str, dict]:
-    """user -> their default server's model, for every user the hub has with a server (ready or pending)."""
-    r = hub.session.get(f"{hub.url}/hub/api/users", timeout=30)
+    """user -> their default server's model, for every user with a server running or starting."""
+    r = hub.session.get(f"{hub.url}/hub/api/users?state=active", timeout=30)
     r.raise_for_status()
     return {u["name"]: u["servers"][""] for u in r.json() if u.get("servers", {}).get("")}
-
-
-def live_allocations(hub) -> list[tuple[int, str, str]]:
-    """(allocation id, username, device UUID) of every live allocation, from the hub's database."""
-    engine = sa.create_engine(hub.db_url, poolclass=sa.pool.NullPool)
-    try:
-        with engine.connect() as db:
-            if not sa.inspect(db).has_table("gpuhub_allocations"):
-                return []
-            return [
-                tuple(row)
-                for row in db.execute(sa.text(
-                    "SELECT a.id, a.username, d.uuid FROM gpuhub_allocations a"
-                    " JOIN gpuhub_allocation_devices d ON d.allocation_id = a.id WHERE a.released IS NULL"
-                ))
-            ]
-    finally:
-        engine.dispose()
 
 
 def containers(hub) -> list[dict]:
@@ -105,8 +88,10 @@ def audit(hub, homes: dict[str, str]) -> dict[str, list[str]]:
 
     - ``double_assigned``: a device in two live allocations, or visible to two running containers
       (this tier's GPU profiles are all exclusive);
-    - ``leaked_allocations``: a live allocation whose user has no server, or whose server is ready but
-      has no running container;
+    - ``leaked_allocations``: a live allocation that no running container holds (by its
+      ``org.gpuhub.allocation`` label) while its user's server is not starting; one held by another
+      user's container counts as double-assigned;
+    - ``servers_without_container``: a server the hub calls ready whose container does not run;
     - ``orphan_containers``: a container of a user with no server, or a stopped container next to a
       ready server (DockerSpawner removes its containers: any left over is an orphan);
     - ``lost_homes``: a seeded home file missing or changed;
@@ -121,21 +106,26 @@ def audit(hub, homes: dict[str, str]) -> dict[str, list[str]]:
     def add(kind, what):
         problems.setdefault(kind, []).append(what)
 
-    per_device = Counter(uuid for _, _, uuid in live)
-    for uuid, n in per_device.items():
+    for uuid, n in Counter(uuid for _, _, uuid in live).items():
         if n > 1:
             add("double_assigned", f"{uuid} in {n} live allocations")
     for uuid, n in Counter(d for c in running for d in c["devices"]).items():
         if n > 1:
             add("double_assigned", f"{uuid} visible to {n} running containers")
 
-    running_users = {c["Labels"].get("org.gpuhub.user") for c in running}
+    held_by = {c["Labels"].get("org.gpuhub.allocation"): c for c in running}
     for aid, user, uuid in live:
-        server = by_user.get(user)
-        if server is None:
-            add("leaked_allocations", f"allocation {aid} ({uuid}) of {user}, who has no server")
-        elif server.get("ready") and user not in running_users:
-            add("leaked_allocations", f"allocation {aid} ({uuid}) of {user}, whose server has no running container")
+        holder = held_by.get(str(aid))
+        pending = (by_user.get(user) or {}).get("pending")
+        if holder is None and not pending:
+            add("leaked_allocations", f"allocation {aid} ({uuid}) of {user}: no running container holds it")
+        elif holder is not None and holder["Labels"].get("org.gpuhub.user") != user:
+            add("double_assigned", f"allocation {aid} of {user} held by {holder['Names'][0]}")
+
+    running_servers = {(c["Labels"].get("org.gpuhub.user"), c["Labels"].get("org.gpuhub.server", "")) for c in running}
+    for user, server in by_user.items():
+        if server.get("ready") and not server.get("pending") and (user, "") not in running_servers:
+            add("servers_without_container", f"{user}'s server is ready in the hub; no container of it runs")
 
     for c in found:
         user, name = c["Labels"].get("org.gpuhub.user"), c["Names"][0].lstrip("/")

@@ -85,24 +85,32 @@ def test_options_from_form(formdata, options):
     assert options_from_form(formdata) == options
 
 
+PAGE = {"Sec-Fetch-Mode": "navigate", "Sec-Fetch-Dest": "document"}
+
+
 @pytest.mark.parametrize(
     "headers, allowed",
     [
-        ({}, True),  # no fetch metadata: a script, an old browser, a plain-HTTP site
-        ({"Sec-Fetch-Mode": "navigate", "Sec-Fetch-Dest": "document", "Sec-Fetch-Site": "none"}, True),  # typed or bookmarked
-        ({"Sec-Fetch-Mode": "navigate", "Sec-Fetch-Dest": "document", "Sec-Fetch-Site": "same-origin"}, True),  # a link
+        ({}, True),  # no fetch metadata: a script, curl, or a browser on plain HTTP
+        ({**PAGE, "Sec-Fetch-Site": "none", "Sec-Fetch-User": "?1"}, True),  # typed or bookmarked
+        ({**PAGE, "Sec-Fetch-Site": "none"}, True),  # the address bar
+        ({**PAGE, "Sec-Fetch-Site": "same-origin", "Sec-Fetch-User": "?1"}, True),  # a clicked link, a redirect after login
+        ({**PAGE, "Sec-Fetch-Site": "cross-site", "Sec-Fetch-User": "?1"}, True),  # a link clicked in the course's LMS
+        ({**PAGE, "Sec-Fetch-Site": "same-origin"}, False),  # a page's script: location.href = link
+        ({**PAGE, "Sec-Fetch-Site": "cross-site"}, False),
         ({"Sec-Fetch-Mode": "no-cors", "Sec-Fetch-Dest": "image", "Sec-Fetch-Site": "same-origin"}, False),  # <img src=...>
         ({"Sec-Fetch-Mode": "no-cors", "Sec-Fetch-Dest": "script", "Sec-Fetch-Site": "cross-site"}, False),
         ({"Sec-Fetch-Mode": "cors", "Sec-Fetch-Dest": "empty", "Sec-Fetch-Site": "same-origin"}, False),  # fetch()
-        ({"Sec-Fetch-Mode": "navigate", "Sec-Fetch-Dest": "iframe", "Sec-Fetch-Site": "same-origin"}, False),  # a hidden frame
+        ({"Sec-Fetch-Mode": "navigate", "Sec-Fetch-Dest": "iframe", "Sec-Fetch-Site": "same-origin", "Sec-Fetch-User": "?1"}, False),  # a frame
         ({"Sec-Fetch-Mode": "no-cors"}, False),
         ({"Sec-Fetch-Dest": "image"}, False),
+        ({"Sec-Fetch-User": "?1"}, False),  # metadata, but not a page navigation
     ],
 )
-def test_a_start_link_starts_a_server_only_when_opened_as_a_page(headers, allowed):
+def test_a_start_link_starts_a_server_only_when_the_person_opens_it(headers, allowed):
     if allowed:
         form.check_start_link(headers)
     else:
         with pytest.raises(SpawnRefused) as refused:
             form.check_start_link(headers)
-        assert refused.value.status_code == 403 and "opened as a page" in refused.value.message
+        assert refused.value.status_code == 403 and "must be opened by you" in refused.value.message
