@@ -67,7 +67,7 @@ def fault_table(rounds: int, results: Counter) -> str:
     for row in lines("faults.jsonl"):
         by_scenario[row["scenario"]].append(row)
     head = (
-        "| scenario | rounds passed | servers that survived the fault | settled in, s (p50 / max) |"
+        "| scenario | rounds passed | servers still running after the fault | settled in, s (p50 / max) |"
         " next spawns ready in, s (p50 / max) | scenario figures |\n|---|---|---|---|---|---|\n"
     )
     out = []
