@@ -176,6 +176,7 @@ class GPUSpawner(DockerSpawner):
         self._ticket = ticket
 
     async def start(self):
+        self._label_read = True  # this process starts it: the state will hold its allocation id
         assignment = None
         if self._gpu_request is not None:
             allocation = await self.pool.acquire(
@@ -189,7 +190,6 @@ class GPUSpawner(DockerSpawner):
                 session=self._session,
             )
             self.allocation_id = allocation.id
-            self._label_read = True
             inventory = await self.pool.inventory()
             assignment = containers.GpuAssignment(
                 allocation.id,
