@@ -7,7 +7,7 @@ jupyterhub_config.d/ ($GPUHUB_CONFIG_D names another folder). See docs/admin.md.
 
 import os
 
-from gpuhub.hubconfig import apply_site_settings, config_d_files, settings_path
+from gpuhub.hub.hubconfig import apply_site_settings, config_d_files, settings_path
 
 c = get_config()  # noqa: F821 (provided by JupyterHub when it loads this file)
 here = os.path.dirname(os.path.abspath(__file__))

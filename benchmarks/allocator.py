@@ -25,11 +25,14 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "platform"))
 sys.path.insert(0, str(REPO))
-from gpuhub.allocator import GpuRequest  # noqa: E402
-from gpuhub.inventory import parse_inventory  # noqa: E402
-from gpuhub.quotas import QuotaRule, refusal, resolve  # noqa: E402
-from gpuhub.store import Allocation, Store  # noqa: E402
-from benchmarks.report import percentile, write_section  # noqa: E402
+from gpuhub.db.allocations import AllocationStore
+from gpuhub.db.database import Database
+from gpuhub.db.records import Allocation
+from gpuhub.inventory.file import parse_inventory
+from gpuhub.policy.allocator import GpuRequest
+from gpuhub.policy.decide import SiteRules, Start
+from gpuhub.policy.quotas import QuotaRule
+from benchmarks.report import percentile, write_section
 
 GiB = 1024**3
 
@@ -58,16 +61,21 @@ def run(args) -> dict:
     else:
         pg, url = None, f"sqlite:///{workdir}/hub.sqlite"
     try:
-        store = Store.from_url(url)
+        store = AllocationStore(Database.open(url))
         rng = random.Random(7)
         users = [f"user{i:05d}" for i in range(args.users)]
-        quota = resolve("", [], [QuotaRule("default", "", max_gpus=4, max_shared_slices=2)])
+        # the quota is checked inside the placing transaction, as the hub does
+        rules = SiteRules((QuotaRule("default", "", max_gpus=4, max_shared_slices=2),), 4, "rolling")
+
+        def allocate(request, user, profile):
+            return store.allocate(inventory, Start(user, "", (), profile, request, GiB, 1.0), rules)
+
         # fill: half the GPUs exclusive, the rest shared by 4 users each
         filler = iter(users)
         for _ in range(args.gpus // 2):
-            store.allocate(inventory, GpuRequest("exclusive"), next(filler), "", "gpu-1")
+            allocate(GpuRequest("exclusive"), next(filler), "gpu-1")
         for _ in range((args.gpus - args.gpus // 2) * 4):
-            store.allocate(inventory, GpuRequest("shared", memory_bytes=20 * GiB), next(filler), "", "shared-20")
+            allocate(GpuRequest("shared", memory_bytes=20 * GiB), next(filler), "shared-20")
         held = len(store.live())
         # the measured operations: a slot is freed first, so every allocate finds room
         requests = [GpuRequest("exclusive"), GpuRequest("shared", memory_bytes=20 * GiB)]
@@ -79,17 +87,14 @@ def run(args) -> dict:
             request = requests[0] if victim.mode == "exclusive" else requests[1]  # the freed kind: always placeable
             user = rng.choice(users)
             started = time.perf_counter()
-            result = store.allocate(
-                inventory, request, user, "", "bench",
-                admit=lambda h: refusal(quota, h, "bench", request.mode, request.count),
-            )
+            result = allocate(request, user, "bench")
             allocate_ms.append((time.perf_counter() - started) * 1000)
             if not isinstance(result, Allocation):
                 raise SystemExit(f"operation {i}: expected a placement, got {result}")
             started = time.perf_counter()
             store.release(result.id, "bench")
             release_ms.append((time.perf_counter() - started) * 1000)
-            live.append(store.allocate(inventory, request, victim.username, "", "refill"))
+            live.append(allocate(request, victim.username, "refill"))
         both = [a + r for a, r in zip(allocate_ms, release_ms)]
         return {
             "db": args.db,

@@ -33,11 +33,11 @@ import requests
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
-from benchmarks.report import DOC, at_once, machine, percentile, write_section  # noqa: E402
-from benchmarks.spawn_latency import POLL_INTERVAL, READY_TIMEOUT, cell, stop_and_wait_gone  # noqa: E402
-from gpuhub.admin.views import iso  # noqa: E402
-from gpuhub.clock import utcnow  # noqa: E402
-from tests.hubprocess import USER_IMAGE, HubError, HubProcess, remove_prefixed  # noqa: E402
+from benchmarks.report import DOC, at_once, machine, percentile, write_section
+from benchmarks.spawn_latency import POLL_INTERVAL, READY_TIMEOUT, cell, stop_and_wait_gone
+from gpuhub.contract import iso
+from gpuhub.contract import utcnow
+from tests.hubprocess import USER_IMAGE, HubError, HubProcess, remove_prefixed
 
 log = logging.getLogger("burst")
 PREFIX = "gpuhubbench-burst"

@@ -32,8 +32,8 @@ import requests
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "platform"))
 sys.path.insert(0, str(REPO))
-from benchmarks.report import machine, percentile, write_section  # noqa: E402
-from tests.hubprocess import USER_IMAGE, answers_within, free_port, remove_prefixed  # noqa: E402
+from benchmarks.report import machine, percentile, write_section
+from tests.hubprocess import USER_IMAGE, answers_within, free_port, remove_prefixed
 
 PREFIX = "gpuhubbench-m"
 POLL_INTERVAL_S = 5.0  # platform/jupyterlab-gpuhub/src/model.ts POLL_INTERVAL_MS

@@ -35,11 +35,11 @@ from yarl import URL
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
-from benchmarks.report import machine, percentile, write_section  # noqa: E402
-from gpuhub.settings import parse_settings  # noqa: E402
-from tests.e2e.conftest import E2E_SETTINGS, composed_platform  # noqa: E402
-from tests.e2e.conftest import PREFIX as E2E_PREFIX  # noqa: E402
-from tests.hubprocess import USER_IMAGE, remove_prefixed  # noqa: E402
+from benchmarks.report import machine, percentile, write_section
+from gpuhub.config.schema import parse_settings
+from tests.e2e.conftest import E2E_SETTINGS, composed_platform
+from tests.e2e.conftest import PREFIX as E2E_PREFIX
+from tests.hubprocess import USER_IMAGE, remove_prefixed
 
 PREFIX, PROFILE = "gpuhubload", "cpu-load"
 SETTINGS = E2E_SETTINGS.replace(E2E_PREFIX, PREFIX) + f'''
@@ -187,7 +187,7 @@ class User:
         step = "login"
         try:
             await self.login()
-            for step, action in (("spawn", self.start_server), ("kernel", self.execute), ("stop", self.stop_server)):
+            for step, action in (("spawn", self.start_server), ("kernel", self.execute), ("stop", self.stop_server)):  # noqa: B007 (the except reads it)
                 await action()
         except Exception as e:  # whatever it was, a failure of this user: recorded, the others go on
             reason = str(e) if isinstance(e, Failed) else f"{type(e).__name__}: {e}"

@@ -23,8 +23,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from benchmarks.report import machine, percentile, write_section  # noqa: E402
-from tests.reliability.audit import OUT  # noqa: E402
+from benchmarks.report import machine, percentile, write_section
+from tests.reliability.audit import OUT
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "reliability.md"
 FAULT_TESTS = "tests/reliability/test_faults.py"

@@ -25,8 +25,8 @@ import requests
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
-from tests.hubprocess import USER_IMAGE, HubError, HubProcess, remove_prefixed  # noqa: E402
-from benchmarks.report import DOC, at_once, machine, percentile, write_section  # noqa: E402
+from tests.hubprocess import USER_IMAGE, HubError, HubProcess, remove_prefixed
+from benchmarks.report import DOC, at_once, machine, percentile, write_section
 
 log = logging.getLogger("spawn_latency")
 SPAWNERS = {"gpuhub": ("GPUSpawner", "gpuhubbench-g"), "docker": ("DockerSpawner", "gpuhubbench-d")}

@@ -215,7 +215,7 @@ c.JupyterHub.log_level = "DEBUG"
         )
 
     # --- lifecycle ---------------------------------------------------------------------------
-    def start(self, timeout: float = 60) -> "HubProcess":
+    def start(self, timeout: float = 60) -> HubProcess:
         if not (self.workdir / "settings.toml").exists():
             self.write_config()
         env = {

@@ -40,7 +40,7 @@ class PostgresServer:
             cmd = ["runuser", "-u", self.user, "--", *cmd]
         return subprocess.run(cmd, check=check, capture_output=True, text=True)
 
-    def start(self) -> "PostgresServer":
+    def start(self) -> PostgresServer:
         if os.getuid() == 0:
             shutil.chown(self.topdir, self.user)
         self._run(str(self.bin / "initdb"), "-D", str(self.datadir), "-U", "gpuhub", "--auth=trust", "-E", "UTF8")
@@ -50,7 +50,7 @@ class PostgresServer:
         """Stop the server, keeping its data (a database outage); ``resume()`` brings it back."""
         self._run(str(self.bin / "pg_ctl"), "-D", str(self.datadir), "-m", "fast", "-w", "stop")
 
-    def resume(self) -> "PostgresServer":
+    def resume(self) -> PostgresServer:
         self._run(
             str(self.bin / "pg_ctl"), "-D", str(self.datadir), "-l", str(self.topdir / "server.log"), "-w",
             "-o", f"-c listen_addresses=127.0.0.1 -c port={self.port} -c unix_socket_directories={self.datadir}",

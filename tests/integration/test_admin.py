@@ -254,7 +254,7 @@ def test_weekly_gpu_hours_refuse_a_start_and_stop_a_running_server_with_its_file
         return not hub.api("GET", f"/users/{user}", expect=200).json()["servers"]
     wait_until(stopped, timeout=60, what="the server to be stopped")
     assert any("Weekly GPU-hours" in n["message"] for n in seen), seen
-    assert f"gpuhub watch: {user}: released allocation" in hub.log_path.read_text()
+    assert f"gpuhub accounting: {user}: released allocation" in hub.log_path.read_text()
     assert home_file(hub, volume, "notes.txt") == "kept\n"
     # the next GPU start is refused at once with what remains; a CPU-only one still starts
     r = hub.api("POST", f"/users/{user}/server", {"profile": "gpu-1"})
@@ -291,7 +291,7 @@ def test_force_free_and_taking_a_spawn_out_of_the_line(admin_hub):
 
 def gpuhub_cli(hub, *args, token=OPS):
     env = {**os.environ, "GPUHUB_URL": hub.url, "GPUHUB_TOKEN": token, "PYTHONPATH": str(REPO / "platform")}
-    return subprocess.run([sys.executable, "-m", "gpuhub.admin.cli", *args], env=env, capture_output=True, text=True, timeout=60)
+    return subprocess.run([sys.executable, "-m", "gpuhub.cli", *args], env=env, capture_output=True, text=True, timeout=60)
 
 
 def test_the_cli_over_the_api(admin_hub):

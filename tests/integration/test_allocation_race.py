@@ -6,9 +6,12 @@ from collections import defaultdict
 
 import pytest
 
-from gpuhub.allocator import GpuRequest, NoFitNow
-from gpuhub.inventory import parse_inventory
-from gpuhub.store import Allocation, Store
+from gpuhub.policy.allocator import GpuRequest, NoFitNow
+from gpuhub.inventory.file import parse_inventory
+from gpuhub.db.allocations import AllocationStore
+from gpuhub.db.database import Database
+from gpuhub.db.records import Allocation
+from gpuhub.policy.decide import SiteRules, Start
 from tests.pgserver import PostgresServer
 
 GiB = 1024**3
@@ -27,7 +30,7 @@ def request_for(i: int) -> GpuRequest:
     return GpuRequest("shared", memory_bytes=(10 + 10 * (i % 4)) * GiB)
 
 
-def hammer(store: Store):
+def hammer(store: AllocationStore):
     inventory = parse_inventory(POOL, "file:race.toml")
     barrier = threading.Barrier(ATTEMPTS)
     answers, errors = [None] * ATTEMPTS, []
@@ -35,7 +38,8 @@ def hammer(store: Store):
     def attempt(i):
         barrier.wait(timeout=60)
         try:
-            answers[i] = store.allocate(inventory, request_for(i), f"user{i}", "", "race", max_shares=MAX_SHARES)
+            start = Start(f"user{i}", "", (), "race", request_for(i), GiB, 1.0)
+            answers[i] = store.allocate(inventory, start, SiteRules((), MAX_SHARES, "rolling"))
         except Exception as e:  # collected and reported below: the test must see every failure
             errors.append(f"{i}: {e!r}")
 
@@ -47,7 +51,7 @@ def hammer(store: Store):
     return inventory, answers, errors
 
 
-def check_invariants(store: Store, inventory):
+def check_invariants(store: AllocationStore, inventory):
     exclusive, shared = defaultdict(int), defaultdict(list)
     for a in store.live():
         for uuid in a.uuids:
@@ -64,12 +68,12 @@ def check_invariants(store: Store, inventory):
 @pytest.fixture(params=["sqlite", "postgresql"])
 def store(request, tmp_path):
     if request.param == "sqlite":
-        yield Store.from_url(f"sqlite:///{tmp_path}/race.sqlite")
+        yield AllocationStore(Database.open(f"sqlite:///{tmp_path}/race.sqlite"))
         return
     with PostgresServer() as pg:
-        s = Store.from_url(pg.create_database("race"))
+        s = AllocationStore(Database.open(pg.create_database("race")))
         yield s
-        s.engine.dispose()
+        s.db.engine.dispose()
 
 
 def test_concurrent_allocations_never_double_assign(store):

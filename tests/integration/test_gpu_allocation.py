@@ -359,14 +359,15 @@ def test_production_exposure_hands_the_engine_device_ids_never_a_count():
     started: this host has no NVIDIA runtime to start it with)."""
     import docker
 
-    from gpuhub import containers
-    from gpuhub.settings import parse_settings
+    from gpuhub.config.schema import parse_settings
+    from gpuhub.engine.docker import docker_wiring
+    from gpuhub.policy import containers
 
     settings = parse_settings(gpu_settings("/nonexistent/inventory.toml", "device_requests").replace(
         "[gpus]", f'[spawner]\nallowed_images = ["{USER_IMAGE}"]\n\n[gpus]', 1
     ))
     assignment = containers.GpuAssignment(41, "exclusive", (gpu(0), gpu(2)))
-    spec = containers.build(settings, settings.profile("gpu-2"), "prod-user", gpu=assignment)
+    spec = containers.build(settings, settings.profile("gpu-2"), "prod-user", devices=docker_wiring(assignment, "device_requests", False))
     api = docker.from_env().api
     name = f"{PREFIX}-create-only"
     remove_prefixed(name)

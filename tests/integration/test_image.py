@@ -56,3 +56,21 @@ def test_torchrun_runs_a_two_process_job(run):
 def test_nccl_debug_defaults_to_warn_and_is_settable(run):
     assert run("echo $NCCL_DEBUG").strip() == "WARN"
     assert run("echo $NCCL_DEBUG", environment={"NCCL_DEBUG": "INFO"}).strip() == "INFO"
+
+
+CONTAINER_SIDE = """
+import importlib.util, sys
+import gpuhub.singleuser.app, gpuhub.singleuser.gpus, gpuhub.singleuser.envcheck, gpuhub.singleuser.notices, gpuhub.singleuser.budget
+missing = [p for p in ("dockerspawner", "docker", "nativeauthenticator") if importlib.util.find_spec(p) is None]
+print("missing:", " ".join(missing))
+print("loaded:", " ".join(sorted(m for m in sys.modules if m.startswith("gpuhub"))))
+"""
+
+
+def test_the_container_side_needs_nothing_of_the_hub_side(run):
+    """The image has the singleuser extra, not the hub's: gpuhub's container side imports there and
+    loads nothing of gpuhub but itself and the shared contract."""
+    out = run(f"python3 -c '{CONTAINER_SIDE}'")
+    assert "missing: dockerspawner docker nativeauthenticator" in out, out
+    loaded = next(line for line in out.splitlines() if line.startswith("loaded:")).split()[1:]
+    assert set(loaded) - {"gpuhub", "gpuhub.contract"} == {m for m in loaded if m.startswith("gpuhub.singleuser")}, loaded

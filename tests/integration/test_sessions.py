@@ -26,9 +26,9 @@ from gpuhub.agent.activity import read_file
 from gpuhub.agent.core import active_users
 from gpuhub.agent.hubapi import HubApi
 from gpuhub.agent.reclaim import Reclaimer
-from gpuhub.admin.views import iso
-from gpuhub.clock import utcnow
-from gpuhub.settings import load_settings
+from gpuhub.contract import iso
+from gpuhub.contract import utcnow
+from gpuhub.config.schema import load_settings
 from tests.hubprocess import container_of, remove_prefixed, token_of
 from tests.integration.test_admin import call, gpuhub_cli, home_file, home_volume
 from tests.integration.test_gpu_allocation import WHOLE, env_of, gpu, make_hub, request_server, wait_until

@@ -5,7 +5,7 @@ import time
 
 import pytest
 
-from gpuhub.slugs import user_slug
+from gpuhub.policy.slugs import user_slug
 
 MiB = 1024**2
 

@@ -24,7 +24,7 @@ import docker
 import requests
 import sqlalchemy as sa
 
-from gpuhub.slugs import render_name
+from gpuhub.policy.slugs import render_name
 from tests.hubprocess import live_allocations
 
 MARKER = ".gpuhub-reliability-marker"

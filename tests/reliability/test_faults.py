@@ -14,6 +14,7 @@ from __future__ import annotations
 import signal
 import threading
 import time
+from functools import partial
 
 import pytest
 import requests
@@ -156,7 +157,7 @@ def test_containers_killed_or_removed_outside_the_hub(rel_hub, round_no):
         how = {users[0]: "remove", users[1]: "kill", users[2]: "kill"}
     for user, action in how.items():
         c = hub.docker.containers.get(ids[user])
-        {"kill": c.kill, "remove": lambda: c.remove(force=True), "stop": lambda: c.stop(timeout=2)}[action]()
+        {"kill": c.kill, "remove": partial(c.remove, force=True), "stop": partial(c.stop, timeout=2)}[action]()
     settled = settle(hub, homes)
     assert not {u for u, s in servers(hub).items() if u in plan}, "the hub still shows a server whose container is gone"
     finish(hub, "containers killed or removed outside the hub", round_no, plan, homes, settled,

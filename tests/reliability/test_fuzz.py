@@ -32,9 +32,9 @@ import pytest
 import requests
 from hypothesis import HealthCheck, example, given, settings, strategies as st
 
-from gpuhub.admin.views import iso
-from gpuhub.clock import utcnow
-from gpuhub.settings import Settings, SettingsError, parse_settings
+from gpuhub.contract import iso
+from gpuhub.contract import utcnow
+from gpuhub.config.schema import Settings, SettingsError, parse_settings
 from tests.conftest import BASE_SETTINGS
 from tests.hubprocess import USER_IMAGE, HubError, HubProcess, fresh_engine_or_fail
 from tests.integration.test_gpu_allocation import wait_until

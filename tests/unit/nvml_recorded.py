@@ -1,4 +1,4 @@
-"""A replay of recorded NVML answers: the ``nvml`` seam of ``gpuhub.nvml.NvmlSource`` for hosts
+"""A replay of recorded NVML answers: the ``nvml`` seam of ``gpuhub.inventory.nvml.NvmlSource`` for hosts
 without a GPU. Each device is a dict of what NVML answered for it (values as nvidia-ml-py returns
 them); a missing answer raises NVML's own "not supported" error, an ``Exception`` value is raised.
 Constants and error classes are nvidia-ml-py's own, so the reader is tested against the real API."""
@@ -24,12 +24,12 @@ class RecordedNvml:
         self.calls.append(key)
         value = handle.get(key, pynvml.NVMLError_NotSupported)
         if isinstance(value, type) and issubclass(value, Exception):
-            raise value(getattr(pynvml, "NVML_ERROR_NOT_SUPPORTED"))
+            raise value(pynvml.NVML_ERROR_NOT_SUPPORTED)
         if isinstance(value, Exception):
             raise value
         return value(*args) if callable(value) else value
 
-    # --- the functions gpuhub.nvml calls ---
+    # --- the functions gpuhub.inventory.nvml calls ---
     def nvmlInit(self):
         if self.init_error:
             raise self.init_error

@@ -4,7 +4,7 @@ from datetime import datetime, timedelta
 
 import pytest
 
-from gpuhub.accounting import (
+from gpuhub.policy.accounting import (
     OTHERS,
     UsageRecord,
     bounded,
@@ -17,9 +17,11 @@ from gpuhub.accounting import (
     totals,
     week_start,
 )
-from gpuhub.allocator import GpuRequest
-from gpuhub.inventory import parse_inventory
-from gpuhub.store import Allocation
+from gpuhub.policy.allocator import GpuRequest
+from gpuhub.inventory.file import parse_inventory
+from gpuhub.db.records import Allocation
+from gpuhub.policy.decide import Refused, SiteRules
+from gpuhub.policy.quotas import QuotaRule
 from tests.unit.test_inventory import POOL, gpu_uuid, mig_uuid
 from tests.unit.conftest import FakeClock
 
@@ -133,6 +135,10 @@ def test_seconds_until_used_up():
     assert seconds_until_used_up(1, 10, 0) is None
 
 
+def RULES_WITH(*quota_rules):
+    return SiteRules(quota_rules=quota_rules, max_shares=4, week="rolling")
+
+
 @pytest.fixture
 def clock():
     return FakeClock(T0)  # the conftest's ``store`` reads it
@@ -142,47 +148,49 @@ def test_a_record_per_device_opened_and_closed_with_the_allocation(store, clock)
     a = store.allocate(INV, GpuRequest("exclusive", 2), "alice", "", "gpu-2", groups=("ml",))
     assert isinstance(a, Allocation)
     shared = store.allocate(INV, GpuRequest("shared", memory_bytes=20 * GiB), "bob", "", "gpu-shared")
-    open_records = store.open_usage()
+    open_records = store.usage.open_records()
     assert sorted((r.username, r.share, r.groups) for r in open_records) == [
         ("alice", 1.0, ("ml",)), ("alice", 1.0, ("ml",)), ("bob", 0.25, ())
     ]
     clock.now = T0 + H
-    assert store.used_seconds("alice", T0 - H) == pytest.approx(7200)  # 2 GPUs × 1 h, still open
-    assert store.release(a.id, "server stopped")
+    assert store.usage.used_seconds("alice", T0 - H) == pytest.approx(7200)  # 2 GPUs × 1 h, still open
+    assert store.allocations.release(a.id, "server stopped")
     clock.now = T0 + 3 * H
-    assert store.used_seconds("alice", T0 - H) == pytest.approx(7200)  # closed: no longer grows
-    assert store.used_seconds("alice", T0 + H / 2) == pytest.approx(3600)  # window clips it
-    assert store.used_seconds("bob", T0) == pytest.approx(0.25 * 3 * 3600)
-    closed = [r for r in store.usage(T0, clock.now) if r.username == "alice"]
+    assert store.usage.used_seconds("alice", T0 - H) == pytest.approx(7200)  # closed: no longer grows
+    assert store.usage.used_seconds("alice", T0 + H / 2) == pytest.approx(3600)  # window clips it
+    assert store.usage.used_seconds("bob", T0) == pytest.approx(0.25 * 3 * 3600)
+    closed = [r for r in store.usage.records(T0, clock.now) if r.username == "alice"]
     assert {(r.end, r.end_reason) for r in closed} == {(T0 + H, "server stopped")}
-    assert sorted(store.closed_seconds()) == [("alice", ("ml",), 3600.0), ("alice", ("ml",), 3600.0)]
+    # the running totals kept at release: 2 GPUs × 1 h, for alice and for her group
+    assert store.usage.closed_totals() == {"user": {"alice": 7200.0}, "group": {"ml": 7200.0}}
     assert shared is not None
 
 
 def test_reconcile_closes_at_the_last_time_the_server_was_seen(store, clock):
     a = store.allocate(INV, GpuRequest("exclusive"), "alice", "", "gpu-1")
     clock.now = T0 + H
-    assert store.seen(a.id)  # the last poll before the hub went down
+    assert store.allocations.seen(a.id)  # the last poll before the hub went down
     clock.now = T0 + 5 * H  # the hub comes back four hours later; the container is gone
-    assert store.release(a.id, "reconcile: its container is gone", at_last_seen=True)
-    (r,) = store.usage(T0, clock.now)
+    assert store.allocations.release(a.id, "reconcile: its container is gone", at_last_seen=True)
+    (r,) = store.usage.records(T0, clock.now)
     assert r.end == T0 + H and gpu_seconds(r, T0, clock.now) == pytest.approx(3600)
-    assert not store.seen(a.id)  # released: a later poll learns it (and stops the server)
+    assert not store.allocations.seen(a.id)  # released: a later poll learns it (and stops the server)
 
 
 def test_the_weekly_quota_is_checked_in_the_placing_transaction(store, clock):
     first = store.allocate(INV, GpuRequest("exclusive"), "alice", "a", "gpu-1")
     clock.now = T0 + 2 * H
-    store.release(first.id, "server stopped")
-    seen = []
-
-    def admit(held, used_seconds):
-        seen.append(used_seconds)
-        return "over" if used_seconds >= 7200 else None
-
-    refused = store.allocate(INV, GpuRequest("exclusive"), "alice", "b", "gpu-1", admit=admit, usage_since=T0 - H)
-    assert refused.message == "over" and seen == [pytest.approx(7200)]
+    store.allocations.release(first.id, "server stopped")
+    rules = RULES_WITH(QuotaRule("user", "alice", gpu_hours_per_week=2))
+    refused = store.allocate(INV, GpuRequest("exclusive"), "alice", "b", "gpu-1", rules=rules)
+    assert isinstance(refused, Refused) and "Weekly GPU-hours used up: you used 2.00 of 2 GPU-hours" in refused.message
+    # a database rule (an admin raised it) is read inside the same transaction
+    store.quotas.set(QuotaRule("user", "alice", gpu_hours_per_week=3, origin="database"))
+    raised = store.allocate(INV, GpuRequest("exclusive"), "alice", "b", "gpu-1", rules=rules)
+    assert isinstance(raised, Allocation)
+    store.allocations.release(raised.id, "server stopped")
+    store.quotas.unset("user", "alice")
     # a week later (rolling) the hours have come back
     clock.now = T0 + 8 * 24 * H
-    ok = store.allocate(INV, GpuRequest("exclusive"), "alice", "b", "gpu-1", admit=admit, usage_since=clock.now - 7 * 24 * H)
+    ok = store.allocate(INV, GpuRequest("exclusive"), "alice", "c", "gpu-1", rules=rules)
     assert isinstance(ok, Allocation)

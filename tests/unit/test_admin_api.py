@@ -6,13 +6,14 @@ from datetime import datetime, timedelta
 
 import pytest
 
-from gpuhub.accounting import UsageRecord
-from gpuhub.admin.metrics import snapshot
-from gpuhub.admin.payloads import BadRequest, parse_json_object, parse_quota, parse_range, parse_target
-from gpuhub.admin.views import device_rows, find_device, queue_rows
-from gpuhub.inventory import parse_inventory
-from gpuhub.store import Allocation
-from gpuhub.waitqueue import WaitQueue
+from gpuhub.policy.accounting import UsageRecord
+from gpuhub.hub.accounting import MetricsInputs
+from gpuhub.web.metrics import snapshot
+from gpuhub.web.payloads import BadRequest, parse_json_object, parse_quota, parse_range, parse_target
+from gpuhub.web.views import device_rows, queue_rows
+from gpuhub.inventory.file import parse_inventory
+from gpuhub.db.records import Allocation
+from gpuhub.hub.waitqueue import WaitQueue
 from tests.unit.test_inventory import POOL, gpu_uuid, mig_uuid
 
 PROFILES = ["cpu", "gpu-1", "gpu-shared"]
@@ -143,11 +144,11 @@ def test_device_rows_give_state_holder_and_since():
 
 @pytest.mark.parametrize("key, uuid", [("0", gpu_uuid(0)), (gpu_uuid(2), gpu_uuid(2)), ("5:1", mig_uuid(1)), (mig_uuid(0), mig_uuid(0)), ("9", None), ("5:7", None), ("", None)])
 def test_find_device(key, uuid):
-    assert find_device(INV, key) == uuid
+    assert INV.find(key) == uuid
 
 
 async def test_queue_rows_and_removal():
-    clock = lambda: NOW  # noqa: E731
+    clock = lambda: NOW
     queue = WaitQueue(clock)
     first = queue.join("exclusive×1", "alice", "gpu-1")
     second = queue.join("exclusive×1", "bob:big", "gpu-1")
@@ -160,8 +161,8 @@ async def test_queue_rows_and_removal():
 
 def test_metrics_snapshot():
     records = [UsageRecord(1, 4, "dave", ("ml",), "", "p", mig_uuid(1), 0.125, NOW - timedelta(hours=1), None)]
-    closed = [("alice", ("ml", "vision"), 3600.0), ("bob", (), 10.0)]
-    fams = snapshot(INV, LIVE, {"shared": ["erin"]}, closed, records, NOW, max_users=2, max_groups=5)
+    closed = {"user": {"alice": 3600.0, "bob": 10.0}, "group": {"ml": 3600.0, "vision": 3600.0}}
+    fams = snapshot(MetricsInputs(INV, LIVE, {"shared": ["erin"]}, closed, records, NOW, max_users=2, max_groups=5))
     samples = {name: dict(f.samples) for name, f in fams.items()}
     assert samples["gpuhub_devices"][("gpu", "NVIDIA H100 80GB HBM3", "true")] == 5
     assert samples["gpuhub_devices_by_state"][("gpu", "NVIDIA H100 80GB HBM3", "held", "true")] == 1

@@ -3,8 +3,8 @@ skipped, requests that cannot fit now, and requests that can never fit."""
 
 import pytest
 
-from gpuhub.allocator import GpuRequest, Holding, NeverFits, NoFitNow, Placement, place
-from gpuhub.inventory import parse_inventory
+from gpuhub.policy.allocator import GpuRequest, Holding, NeverFits, NoFitNow, Placement, place
+from gpuhub.inventory.file import parse_inventory
 from tests.unit.test_inventory import POOL, gpu_uuid, mig_uuid
 
 GiB = 1024**3
@@ -78,7 +78,7 @@ def test_malformed_requests_are_refused(kwargs):
 
 
 # --- capacity as the spawn form shows it, and the wait lines requests join ---------------------------
-from gpuhub.allocator import capacity, pool_of  # noqa: E402
+from gpuhub.policy.allocator import capacity, pool_of  # noqa: E402
 
 CAPACITY = [
     # (holdings, request, free, total, text)

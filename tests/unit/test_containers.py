@@ -2,9 +2,11 @@
 
 import pytest
 
-from gpuhub import containers
-from gpuhub.settings import parse_settings
-from gpuhub.slugs import user_slug
+from gpuhub.contract import allocation_of
+from gpuhub.engine.docker import docker_wiring
+from gpuhub.policy import containers
+from gpuhub.config.schema import parse_settings
+from gpuhub.policy.slugs import user_slug
 from tests.conftest import BASE_SETTINGS
 
 GiB = 1024**3
@@ -76,22 +78,22 @@ def test_users_never_share_a_home_volume():
 U0, U1 = "GPU-00000000-0000-0000-0000-000000000000", "GPU-00000000-0000-0000-0000-000000000001"
 M0 = "MIG-00000000-0000-0000-0000-000000000000"
 GPU_TABLE = [
-    # (assignment, device_requests, NVIDIA_VISIBLE_DEVICES, extra env)
-    (None, None, "void", {"CUDA_VISIBLE_DEVICES": ""}),
+    # (assignment, exposure, simulated, device_requests, NVIDIA_VISIBLE_DEVICES, extra env)
+    (None, "device_requests", False, None, "void", {"CUDA_VISIBLE_DEVICES": ""}),
     (
-        containers.GpuAssignment(7, "exclusive", (U0, U1)),
+        containers.GpuAssignment(7, "exclusive", (U0, U1)), "device_requests", False,
         [{"driver": "nvidia", "device_ids": [U0, U1], "capabilities": [["gpu", "compute", "utility"]]}],
         f"{U0},{U1}",
         {"CUDA_VISIBLE_DEVICES": f"{U0},{U1}", "GPUHUB_GPU_EXPOSURE": "device_requests", "GPUHUB_GPU_SIMULATED": "false"},
     ),
     (
-        containers.GpuAssignment(8, "shared", (U0,), 20 * GiB),
+        containers.GpuAssignment(8, "shared", (U0,), 20 * GiB), "device_requests", False,
         [{"driver": "nvidia", "device_ids": [U0], "capabilities": [["gpu", "compute", "utility"]]}],
         U0,
         {"GPUHUB_GPU_MEMORY_BUDGET": str(20 * GiB), "GPUHUB_GPU_MODE": "shared"},
     ),
     (
-        containers.GpuAssignment(9, "mig", (M0,), exposure="env-only", simulated=True),
+        containers.GpuAssignment(9, "mig", (M0,)), "env-only", True,
         None,
         M0,
         {"CUDA_VISIBLE_DEVICES": M0, "GPUHUB_GPU_EXPOSURE": "env-only", "GPUHUB_GPU_SIMULATED": "true"},
@@ -99,10 +101,11 @@ GPU_TABLE = [
 ]
 
 
-@pytest.mark.parametrize("assignment, device_requests, visible, env", GPU_TABLE)
-def test_gpu_wiring(assignment, device_requests, visible, env):
+@pytest.mark.parametrize("assignment, exposure, simulated, device_requests, visible, env", GPU_TABLE)
+def test_gpu_wiring(assignment, exposure, simulated, device_requests, visible, env):
     settings = parse_settings(BASE_SETTINGS)
-    spec = containers.build(settings, settings.profile("gpu-1"), "alice", gpu=assignment)
+    devices = docker_wiring(assignment, exposure, simulated)
+    spec = containers.build(settings, settings.profile("gpu-1"), "alice", devices=devices)
     assert spec.host_config.get("device_requests") == device_requests
     assert all("count" not in r for r in device_requests or [])  # never a count: everyone would get GPU 0
     assert spec.environment["NVIDIA_VISIBLE_DEVICES"] == visible
@@ -113,6 +116,7 @@ def test_gpu_wiring(assignment, device_requests, visible, env):
         assert "org.gpuhub.allocation" not in labels and "GPUHUB_GPU_MEMORY_BUDGET" not in spec.environment
     else:
         assert labels["org.gpuhub.allocation"] == str(assignment.allocation_id)
-        assert labels["org.gpuhub.gpus"] == visible and labels["org.gpuhub.gpu-exposure"] == assignment.exposure
-        assert ("org.gpuhub.gpu-simulated" in labels) is assignment.simulated
+        assert labels["org.gpuhub.gpus"] == visible and labels["org.gpuhub.gpu-exposure"] == exposure
+        assert ("org.gpuhub.gpu-simulated" in labels) is simulated
+        assert allocation_of(labels) == assignment.allocation_id  # how the engine finds the server again
     assert spec.host_config["cap_drop"] == ["ALL"]  # the security defaults stay whatever the GPUs

@@ -2,10 +2,10 @@
 
 import pytest
 
-from gpuhub import form
-from gpuhub.errors import SpawnRefused
-from gpuhub.form import Availability, gpu_source_text, options_from_form, render_form
-from gpuhub.settings import parse_settings
+from gpuhub.policy import form
+from gpuhub.policy.errors import SpawnRefused
+from gpuhub.policy.form import Availability, gpu_source_text, options_from_form, render_form
+from gpuhub.config.schema import parse_settings
 from tests.conftest import BASE_SETTINGS
 
 

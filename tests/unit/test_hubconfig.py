@@ -3,7 +3,7 @@
 import pytest
 from traitlets.config import Config
 
-from gpuhub.hubconfig import apply_site_settings, config_d_files, settings_path
+from gpuhub.hub.hubconfig import apply_site_settings, config_d_files, settings_path
 from tests.conftest import BASE_SETTINGS
 
 

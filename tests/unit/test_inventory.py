@@ -2,8 +2,8 @@
 
 import pytest
 
-from gpuhub.inventory import parse_inventory
-from gpuhub.settings import SettingsError
+from gpuhub.inventory.file import parse_inventory
+from gpuhub.config.schema import SettingsError
 
 GiB = 1024**3
 

@@ -5,9 +5,10 @@ events, and a host where NVML does not load ("auto" falls back to no GPU; "nvml"
 import pynvml
 import pytest
 
-from gpuhub.inventory import NvmlUnavailable, load_inventory
-from gpuhub.nvml import NvmlSource
-from gpuhub.settings import SettingsError
+from gpuhub.inventory.model import NvmlUnavailable
+from gpuhub.inventory.source import load_inventory
+from gpuhub.inventory.nvml import NvmlSource
+from gpuhub.config.schema import SettingsError
 from tests.unit.nvml_recorded import GiB, RecordedNvml, h100
 
 

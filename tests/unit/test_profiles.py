@@ -2,9 +2,9 @@
 
 import pytest
 
-from gpuhub.errors import SpawnRefused
-from gpuhub.profiles import choose_profile, profiles_for, session_name
-from gpuhub.settings import parse_settings
+from gpuhub.policy.errors import SpawnRefused
+from gpuhub.policy.profiles import choose_profile, profiles_for, session_name
+from gpuhub.config.schema import parse_settings
 from tests.conftest import BASE_SETTINGS
 
 

@@ -3,7 +3,7 @@ one request against what the user already holds, as tables."""
 
 import pytest
 
-from gpuhub.quotas import Ask, Held, QuotaRule, WeekUsed, refusal, resolve
+from gpuhub.policy.quotas import Ask, Held, QuotaRule, WeekUsed, refusal, resolve
 
 S, D = "settings", "database"
 RULES = [

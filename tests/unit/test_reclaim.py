@@ -6,7 +6,7 @@ import pytest
 
 from gpuhub.agent.activity import ActivityError, DeviceActivity, Reading, read_file
 from gpuhub.agent.reclaim import HeldServer, held_servers, is_busy, stop_time, warning
-from gpuhub.settings import Reclaim
+from gpuhub.config.schema import Reclaim
 
 T0 = datetime(2026, 11, 23, 9, 0)
 A, B = "GPU-a", "GPU-b"

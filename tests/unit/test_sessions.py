@@ -6,14 +6,15 @@ from datetime import datetime, timedelta
 
 import pytest
 
-from gpuhub import containers, form
-from gpuhub.admin.payloads import BadRequest, parse_session
-from gpuhub.admission import StartGate
-from gpuhub.allocator import GpuRequest
-from gpuhub.errors import SpawnRefused
-from gpuhub.inventory import parse_inventory
-from gpuhub.profiles import choose_profile, session_name
-from gpuhub.sessions import (
+from gpuhub.policy import containers, form
+from gpuhub.web.payloads import BadRequest, parse_session
+from gpuhub.hub.admission import StartGate
+from gpuhub.hub.progress import StartProgress
+from gpuhub.policy.allocator import GpuRequest
+from gpuhub.policy.errors import SpawnRefused
+from gpuhub.inventory.file import parse_inventory
+from gpuhub.policy.profiles import choose_profile, session_name
+from gpuhub.policy.sessions import (
     RosterError,
     Session,
     Window,
@@ -26,9 +27,9 @@ from gpuhub.sessions import (
     reserved_devices,
     status_text,
 )
-from gpuhub.sessionstore import SessionStore, device_limits
-from gpuhub.settings import parse_settings
-from gpuhub.store import Allocation, NeverFits, NoFitNow
+from gpuhub.config.schema import parse_settings
+from gpuhub.db.records import Allocation
+from gpuhub.policy.allocator import NeverFits, NoFitNow
 from tests.conftest import BASE_SETTINGS
 from tests.unit.test_inventory import POOL, gpu_uuid, mig_uuid
 
@@ -181,7 +182,7 @@ def test_roster_files_refused_whole(data, fragment):
 
 
 def test_ten_thousand_rows_import_once_and_reimport_idempotently(store):
-    sessions = SessionStore(store)
+    sessions = store.sessions
     sessions.save(lab(), "prof")
     rows = [f"student{i:05d},Student {i},s{i}@uni.edu" for i in range(10_000)]
     rows += ["student00007", "student09999"]  # duplicates
@@ -199,7 +200,7 @@ def test_ten_thousand_rows_import_once_and_reimport_idempotently(store):
     assert (len(again[0]), len(again[1])) == (0, 10_000)
     roster = sessions.roster("ml101")
     assert len(roster) == 10_000 and roster[7] == {
-        "username": "student00007", "name": "Student 7", "email": "s7@uni.edu", "added": store.clock()
+        "username": "student00007", "name": "Student 7", "email": "s7@uni.edu", "added": store.db.clock()
     }
     assert sessions.on_roster("ml101", "student04321") and not sessions.on_roster("ml101", "stranger")
     assert sessions.status()["ml101"]["roster"] == 10_000
@@ -207,7 +208,7 @@ def test_ten_thousand_rows_import_once_and_reimport_idempotently(store):
 
 
 def test_sessions_of_a_student_and_requests(store, clock):
-    sessions = SessionStore(store)
+    sessions = store.sessions
     sessions.save(lab(), "prof")
     sessions.save(lab(name="cv201", instructors=("ta",)), "ta")
     sessions.import_roster("ml101", parse_roster(b"alice\n", normalise).entries)
@@ -227,18 +228,18 @@ def test_sessions_of_a_student_and_requests(store, clock):
 
 
 def test_reserved_gpus_are_held_for_the_session_during_its_window(store, clock):
-    sessions = SessionStore(store)
+    sessions = store.sessions
     sessions.save(lab(devices=(gpu_uuid(0), gpu_uuid(1))), "prof")
     whole = GpuRequest("exclusive", 1)
 
     def start(user, session=""):
-        return store.allocate(INV, whole, user, "", "gpu-1", session_name=session, devices_for=device_limits(session))
+        return store.allocate(INV, whole, user, "", "gpu-1", session=session)
 
     clock.now = at(MON, 8)  # before the window: every healthy GPU is anyone's
     outside = [start(f"early{i}") for i in range(4)]
     assert sorted(a.uuids[0] for a in outside) == [gpu_uuid(i) for i in range(4)]
     for a in outside:
-        store.release(a.id, "done")
+        store.allocations.release(a.id, "done")
     clock.now = at(MON, 9, 30)
     others = [start(f"other{i}") for i in range(3)]
     assert [a.uuids[0] for a in others[:2]] == [gpu_uuid(2), gpu_uuid(3)]
@@ -249,13 +250,13 @@ def test_reserved_gpus_are_held_for_the_session_during_its_window(store, clock):
     # four GPUs: more than is unreserved now, not more than the pool: wait, not "never"; but the
     # session's two reserved GPUs can never hold four
     four = GpuRequest("exclusive", 4)
-    later = store.allocate(INV, four, "big", "", "gpu-4", devices_for=device_limits(""))
+    later = store.allocate(INV, four, "big", "", "gpu-4")
     assert isinstance(later, NoFitNow) and "reserved for a classroom session" in later.reason
-    never = store.allocate(INV, four, "student9", "", "gpu-4", session_name="ml101", devices_for=device_limits("ml101"))
+    never = store.allocate(INV, four, "student9", "", "gpu-4", session="ml101")
     assert isinstance(never, NeverFits) and "among the devices reserved for session 'ml101'" in never.reason
     clock.now = at(MON, 11)  # the window is over: the reservation is released
     for a in students[:2]:
-        store.release(a.id, "class over")
+        store.allocations.release(a.id, "class over")
     assert isinstance(start("other9"), Allocation)
 
 
@@ -357,11 +358,22 @@ def test_the_form_offers_the_students_sessions():
 # --- admission: the start gate --------------------------------------------------------------------------
 async def test_the_start_gate_bounds_concurrency_in_order():
     gate = StartGate(2)
-    running, peak, order, places = 0, 0, [], {}
+    running, peak, order = 0, 0, []
+    progress = {i: StartProgress() for i in range(7)}
+    waits = {i: [] for i in range(7)}  # the places each start's spawn page showed
+
+    async def watch(i):
+        async for event in progress[i].events():
+            if event["message"].startswith("waiting"):
+                waits[i].append(event["message"])
+
+    watchers = [asyncio.ensure_future(watch(i)) for i in range(7)]
+    await asyncio.sleep(0)
 
     async def start(i):
         nonlocal running, peak
-        async with gate.turn(f"s{i}", 30, lambda m: places.setdefault(i, m)):
+        async with gate.turn(f"s{i}", 30, progress[i]):
+            progress[i].finish()
             order.append(i)
             running += 1
             peak = max(peak, running)
@@ -369,8 +381,11 @@ async def test_the_start_gate_bounds_concurrency_in_order():
             running -= 1
 
     await asyncio.gather(*(start(i) for i in range(7)))
+    await asyncio.gather(*watchers)
     assert peak == 2 and order == list(range(7)) and gate.running == 0
-    assert places[4] == "waiting for a turn to start: 3rd of 3 in line (2 server(s) starting, at most 2 at once)"
+    assert waits[0] == waits[1] == []  # the two first went straight in
+    assert waits[4][0] == "waiting for a turn to start: 3rd of 3 in line (2 server(s) starting, at most 2 at once)"
+    assert waits[4][-1].startswith("waiting for a turn to start: 1st of")
 
 
 async def test_the_start_gate_gives_up_with_a_message():

@@ -3,7 +3,8 @@ key, the value and what is accepted."""
 
 import pytest
 
-from gpuhub.settings import SettingsError, load_settings, main, parse_settings
+from gpuhub.config.check import main
+from gpuhub.config.schema import SettingsError, load_settings, parse_settings
 from tests.conftest import BASE_SETTINGS
 
 
@@ -16,7 +17,7 @@ def test_repository_settings_file_is_valid(repo_root):
 
 
 def test_example_inventory_file_is_valid_and_simulated(repo_root):
-    from gpuhub.inventory import read_inventory_file
+    from gpuhub.inventory.file import read_inventory_file
 
     inventory = read_inventory_file(str(repo_root / "inventory.example.toml"))
     assert inventory.simulated and len(inventory.gpus) == 3 and len(inventory.slices()) == 2

@@ -4,7 +4,7 @@ import re
 
 import pytest
 
-from gpuhub.slugs import render_name, user_slug
+from gpuhub.policy.slugs import render_name, user_slug
 
 DOCKER_NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]*$")
 

@@ -4,7 +4,7 @@ import asyncio
 
 import pytest
 
-from gpuhub.waitqueue import WaitQueue, ordinal
+from gpuhub.hub.waitqueue import WaitQueue, ordinal
 
 
 @pytest.mark.parametrize("n, text", [(1, "1st"), (2, "2nd"), (3, "3rd"), (4, "4th"), (11, "11th"), (12, "12th"), (13, "13th"), (21, "21st"), (102, "102nd"), (111, "111th")])

@@ -1,4 +1,4 @@
-"""``python -m gpuhub.agent``: run by the hub as the ``gpuhub-agent`` service (see ``gpuhub.hubconfig``).
+"""``python -m gpuhub.agent``: run by the hub as the ``gpuhub-agent`` service (see ``gpuhub.hub.hubconfig``).
 Reads the settings file named by ``GPUHUB_SETTINGS`` and the service's ``JUPYTERHUB_API_*``."""
 
 from __future__ import annotations
@@ -8,8 +8,9 @@ import logging
 import os
 import sys
 
-from ..clock import utcnow
-from ..settings import SettingsError, load_settings
+from ..config.schema import load_settings
+from ..config.sections import SettingsError
+from ..contract import utcnow
 from .activity import source_for
 from .core import Agent, log
 from .hubapi import HubApi, HubApiError

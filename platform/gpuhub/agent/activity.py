@@ -11,6 +11,8 @@ from __future__ import annotations
 import json
 from dataclasses import dataclass, field
 
+from ..contract import ALLOCATION_LABEL, allocation_of, mig_children, nvml_text
+
 
 @dataclass(frozen=True)
 class DeviceActivity:
@@ -63,8 +65,10 @@ class NvmlActivity:
 
             self.docker = docker.from_env()
         found = {}
-        for c in self.docker.containers.list(filters={"label": "org.gpuhub.allocation"}):
-            allocation = int(c.labels["org.gpuhub.allocation"])
+        for c in self.docker.containers.list(filters={"label": ALLOCATION_LABEL}):
+            allocation = allocation_of(c.labels)
+            if allocation is None:
+                continue
             top = c.top(ps_args="-o pid")
             for row in top.get("Processes") or []:
                 found[int(row[0])] = allocation
@@ -80,24 +84,15 @@ class NvmlActivity:
             devices = {}
             for i in range(nv.nvmlDeviceGetCount()):
                 handle = nv.nvmlDeviceGetHandleByIndex(i)
-                self._add(devices, handle, pids)
-                try:
-                    count = nv.nvmlDeviceGetMaxMigDeviceCount(handle)
-                except nv.NVMLError:
-                    count = 0
-                for j in range(count):
-                    try:
-                        self._add(devices, nv.nvmlDeviceGetMigDeviceHandleByIndex(handle, j), pids)
-                    except nv.NVMLError:
-                        continue
+                for h in [handle, *mig_children(nv, handle)]:
+                    self._add(devices, h, pids)
         except nv.NVMLError as e:
             raise ActivityError(f"NVML: {e}") from None
         return Reading(devices, False, "nvml")
 
     def _add(self, devices: dict, handle, pids: dict[int, int]) -> None:
         nv = self.nvml
-        uuid = nv.nvmlDeviceGetUUID(handle)
-        uuid = uuid.decode() if isinstance(uuid, bytes) else uuid
+        uuid = nvml_text(nv.nvmlDeviceGetUUID(handle))
         try:
             utilisation = int(nv.nvmlDeviceGetUtilizationRates(handle).gpu)
         except nv.NVMLError:

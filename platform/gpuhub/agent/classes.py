@@ -11,8 +11,9 @@ import asyncio
 import time
 from datetime import datetime, timedelta
 
-from ..sessions import Session, open_window
-from ..settings import Settings
+from ..config.schema import Settings
+from ..contract import API_PREFIX
+from ..policy.sessions import Session, open_window
 from .hubapi import HubApiError, q
 
 END_GRACE = timedelta(hours=1)  # a window that ended longer ago than this (agent down) is not acted on
@@ -29,7 +30,7 @@ class SessionRunner:
     async def round(self, now: datetime) -> list[dict]:
         """One look at every session; the reports of what it started or stopped."""
         reports = []
-        for row in (await self.api.get("/gpuhub/v1/sessions"))["sessions"]:
+        for row in (await self.api.get(f"{API_PREFIX}/sessions"))["sessions"]:
             session = Session.from_json(row)
             window = open_window(session, now)
             requested = row.get("prewarm_requested")
@@ -39,10 +40,10 @@ class SessionRunner:
                 self.prewarmed.add((session.name, window.start))
                 reports.append(await self.prewarm(session, "requested by an instructor" if requested else "scheduled"))
             if requested:
-                await self.api.call("POST", f"/gpuhub/v1/sessions/{q(session.name)}/done", {"action": "prewarm", "requested": requested})
+                await self.api.call("POST", f"{API_PREFIX}/sessions/{q(session.name)}/done", {"action": "prewarm", "requested": requested})
             if row.get("stop_requested"):
                 reports.append(await self.stop_all(session, "requested by an instructor"))
-                await self.api.call("POST", f"/gpuhub/v1/sessions/{q(session.name)}/done", {"action": "stop", "requested": row["stop_requested"]})
+                await self.api.call("POST", f"{API_PREFIX}/sessions/{q(session.name)}/done", {"action": "stop", "requested": row["stop_requested"]})
             if session.stop_at_end and window is None:
                 for w in session.windows:
                     if w.end <= now < w.end + END_GRACE and (session.name, w.end) not in self.ended:
@@ -66,7 +67,7 @@ class SessionRunner:
         await asyncio.gather(*(one(u) for u in usernames))
 
     async def _roster(self, session: Session) -> list[dict]:
-        return (await self.api.get(f"/gpuhub/v1/sessions/{q(session.name)}"))["roster"]
+        return (await self.api.get(f"{API_PREFIX}/sessions/{q(session.name)}"))["roster"]
 
     async def prewarm(self, session: Session, why: str) -> dict:
         """Start every roster student's server; wait until each is ready or failed."""
@@ -80,7 +81,9 @@ class SessionRunner:
             await self.api.call("POST", f"/users/{q(username)}/server", {"session": session.name})
             await self._wait_ready(username, timeout)
 
-        self.log.info("gpuhub-agent session %s: prewarm (%s): starting %d server(s), %d already running", session.name, why, len(todo), report["already_running"])
+        self.log.info(
+            "gpuhub-agent session %s: prewarm (%s): starting %d server(s), %d already running", session.name, why, len(todo), report["already_running"]
+        )
         await self._each(todo, one, report["ready"], report["failed"])
         report["seconds"] = round(time.monotonic() - started, 1)
         self.log.info(

@@ -6,7 +6,7 @@ import logging
 from collections.abc import Callable
 from datetime import datetime
 
-from ..settings import Settings
+from ..config.schema import Settings
 from .classes import SessionRunner
 from .hubapi import HubApi
 from .reclaim import Reclaimer

@@ -15,8 +15,8 @@ import asyncio
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from ..admin import payloads
-from ..settings import Reclaim
+from ..config.schema import Reclaim
+from ..contract import API_PREFIX, notices_path, parse_time
 from .activity import ActivityError, Reading
 from .hubapi import HubApiError, q
 
@@ -34,7 +34,7 @@ class HeldServer:
 
 def hub_time(text: str | None) -> datetime | None:
     """A time in the hub's API (ISO 8601 with Z) as naive UTC; None where the hub gave none."""
-    return payloads.parse_time("time", text) if text else None
+    return parse_time(text) if text else None
 
 
 def is_busy(held: HeldServer, reading: Reading, threshold: int) -> bool:
@@ -123,7 +123,7 @@ class Reclaimer:
         done = {"warned": [], "stopped": [], "busy": [], "idle": []}
         if not self.enabled:
             return done
-        devices = (await self.api.get("/gpuhub/v1/gpus"))["devices"]
+        devices = (await self.api.get(f"{API_PREFIX}/gpus"))["devices"]
         servers = held_servers(devices, users)
         if servers:
             try:
@@ -149,7 +149,7 @@ class Reclaimer:
                 done["stopped"].append(name)
             elif now >= stop_at - timedelta(seconds=self.settings.warn_before):
                 message = warning(held, reading, idle_since, stop_at, now, threshold)
-                await self.api.call("POST", f"/gpuhub/v1/notices/{q(held.user)}", {"source": "reclaim", "level": "warn", "message": message})
+                await self.api.call("POST", notices_path(held.user), {"source": "reclaim", "level": "warn", "message": message})
                 if held.allocation not in self.warned:
                     self.log.warning("gpuhub-agent reclaim %s (allocation %d): warned: %s", name, held.allocation, message)
                 self.warned[held.allocation] = held.user
@@ -172,7 +172,7 @@ class Reclaimer:
 
     async def _clear_user(self, user: str) -> None:
         if user not in self.warned.values():
-            await self.api.call("DELETE", f"/gpuhub/v1/notices/{q(user)}?source=reclaim")
+            await self.api.call("DELETE", f"{notices_path(user)}?source=reclaim")
 
     async def _stop(self, held: HeldServer, name: str, idle_since: datetime, now: datetime) -> None:
         idle = duration_text((now - idle_since).total_seconds())

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import os
 
-ENV = "GPUHUB_GPU_MEMORY_BUDGET"
+from ..contract import GPU_MEMORY_BUDGET_ENV as ENV
 registered: int | None = None  # the budget registered in this process (for checks and the env check)
 
 

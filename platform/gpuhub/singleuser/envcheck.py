@@ -20,6 +20,7 @@ import time
 from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 
+from ..contract import assigned_devices, env_only
 from .cgroups import read_limits
 
 SCHEMA = 1
@@ -71,16 +72,6 @@ def driver_verdict(driver: str, cuda: str) -> tuple[str, str, str]:
 
 
 ENV_ONLY_REASON = "env-only exposure: this hub has no NVIDIA runtime, so the container was not given the device"
-
-
-def env_only(environ) -> bool:
-    """The hub wired this container's GPUs as variables only (``[gpus] exposure = "env-only"``)."""
-    return environ.get("GPUHUB_GPU_EXPOSURE") == "env-only"
-
-
-def assigned_devices(environ) -> list[str]:
-    value = environ.get("NVIDIA_VISIBLE_DEVICES", "")
-    return [] if value in ("", "void", "none") else [v for v in value.split(",") if v]
 
 
 class Context:

@@ -15,9 +15,9 @@ import os
 import re
 import threading
 
-from ..nvml import mig_children, text
-from .budget import ENV as BUDGET_ENV
-from .envcheck import ENV_ONLY_REASON, assigned_devices, env_only
+from .. import contract as c
+from ..contract import assigned_devices, env_only, mig_children, nvml_text as text
+from .envcheck import ENV_ONLY_REASON
 
 KERNEL_FILE = re.compile(r"kernel-([0-9a-f-]{36})\.json")
 
@@ -68,12 +68,12 @@ class GpuReader:
         return handles
 
     def assignment(self) -> dict:
-        """What the hub assigned, from the container's environment (``containers.gpu_wiring``)."""
-        budget = self.environ.get(BUDGET_ENV, "")
+        """What the hub assigned, from the container's environment (``engine.docker.docker_wiring``)."""
+        budget = self.environ.get(c.GPU_MEMORY_BUDGET_ENV, "")
         return {
-            "mode": self.environ.get("GPUHUB_GPU_MODE", ""),
-            "exposure": self.environ.get("GPUHUB_GPU_EXPOSURE", ""),
-            "simulated": self.environ.get("GPUHUB_GPU_SIMULATED") == "true",
+            "mode": self.environ.get(c.GPU_MODE_ENV, ""),
+            "exposure": self.environ.get(c.GPU_EXPOSURE_ENV, ""),
+            "simulated": self.environ.get(c.GPU_SIMULATED_ENV) == "true",
             "memory_budget": int(budget) if budget.isdigit() else None,  # shared GPUs: this server's share
         }
 

@@ -8,9 +8,10 @@ from __future__ import annotations
 import json
 import os
 import time
-from urllib.parse import quote
 
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError
+
+from ..contract import notices_path
 
 
 class HubNotices:
@@ -30,7 +31,7 @@ class HubNotices:
             self._read_at = time.monotonic()
             try:
                 response = await AsyncHTTPClient().fetch(
-                    f"{self.api_url}/gpuhub/v1/notices/{quote(self.user, safe='')}",
+                    f"{self.api_url}{notices_path(self.user)}",
                     headers={"Authorization": f"token {self.token}"},
                     request_timeout=5,
                 )

@@ -1,0 +1,76 @@
+"""The connection to the hub's database and its transactions (``Database``).
+
+Every decision over GPUs (an allocation, a release) runs in one transaction that no other decision
+can interleave with (``Database.serialised``): ``BEGIN IMMEDIATE`` on SQLite, a transaction-scoped
+advisory lock on PostgreSQL. Inside it the live holdings are read, the policy decides, and the
+result is written, so concurrent spawns never share an exclusive GPU or overfill a shared one. The
+schema is created and upgraded by alembic (``migrations/``), with its own version table.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import datetime
+
+from alembic import command
+from alembic.config import Config as AlembicConfig
+from sqlalchemy import create_engine, event, text
+from sqlalchemy.engine import Engine
+from sqlalchemy.orm import Session, sessionmaker
+
+from ..contract import utcnow
+
+ADVISORY_LOCK_KEY = 0x67707568  # "gpuh": serialises placement decisions on PostgreSQL
+
+
+def make_engine(db_url: str) -> Engine:
+    """An engine whose transactions can serialise placement decisions (see the module docstring)."""
+    if db_url.startswith("sqlite"):
+        engine = create_engine(db_url, connect_args={"timeout": 60, "check_same_thread": False})
+
+        @event.listens_for(engine, "connect")
+        def _autocommit_driver(dbapi_connection, _record):
+            dbapi_connection.isolation_level = None  # SQLAlchemy emits BEGIN itself (below)
+
+        @event.listens_for(engine, "begin")
+        def _begin_immediate(conn):
+            conn.exec_driver_sql("BEGIN IMMEDIATE")  # take the write lock before reading holdings
+
+        return engine
+    return create_engine(db_url, pool_pre_ping=True)
+
+
+def upgrade(engine: Engine) -> None:
+    """Create or upgrade gpuhub's tables to the newest migration."""
+    cfg = AlembicConfig()
+    cfg.set_main_option("script_location", os.path.join(os.path.dirname(__file__), "migrations"))
+    with engine.begin() as conn:
+        cfg.attributes["connection"] = conn
+        command.upgrade(cfg, "head")
+
+
+class Database:
+    """gpuhub's tables through one SQLAlchemy engine, and the clock every record's time comes from."""
+
+    def __init__(self, engine: Engine, clock: Callable[[], datetime] = utcnow):
+        self.engine = engine
+        self.clock = clock
+        self.session = sessionmaker(engine, expire_on_commit=False)
+
+    @classmethod
+    def open(cls, db_url: str, clock: Callable[[], datetime] = utcnow) -> Database:
+        """Connect and bring the schema to the newest migration (blocking: call it off the event loop)."""
+        engine = make_engine(db_url)
+        upgrade(engine)
+        return cls(engine, clock)
+
+    @contextmanager
+    def serialised(self) -> Iterator[Session]:
+        """A transaction no other serialised one interleaves with (committed at the end)."""
+        with self.session.begin() as session:
+            if self.engine.dialect.name == "postgresql":
+                session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": ADVISORY_LOCK_KEY})
+            # SQLite: every transaction began with BEGIN IMMEDIATE
+            yield session

@@ -1,0 +1,108 @@
+"""gpuhub's tables, beside JupyterHub's own in the hub's database. Created and upgraded by alembic
+(``migrations/``), with gpuhub's own version table (``VERSION_TABLE``)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import JSON, BigInteger, DateTime, Float, ForeignKey, Integer, Unicode, UniqueConstraint
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+VERSION_TABLE = "gpuhub_alembic_version"
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class AllocationRow(Base):
+    __tablename__ = "gpuhub_allocations"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    username: Mapped[str] = mapped_column(Unicode(255))
+    server_name: Mapped[str] = mapped_column(Unicode(255), default="")
+    profile: Mapped[str] = mapped_column(Unicode(63))
+    mode: Mapped[str] = mapped_column(Unicode(16))
+    created: Mapped[datetime] = mapped_column(DateTime)
+    released: Mapped[datetime | None] = mapped_column(DateTime, nullable=True, index=True)
+    release_reason: Mapped[str] = mapped_column(Unicode(255), default="")
+    session: Mapped[str] = mapped_column(Unicode(63), default="")  # the classroom session it was made for
+    devices: Mapped[list[DeviceRow]] = relationship(back_populates="allocation", cascade="all, delete-orphan")
+
+
+class DeviceRow(Base):
+    __tablename__ = "gpuhub_allocation_devices"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    allocation_id: Mapped[int] = mapped_column(ForeignKey("gpuhub_allocations.id", ondelete="CASCADE"))
+    uuid: Mapped[str] = mapped_column(Unicode(96), index=True)
+    mode: Mapped[str] = mapped_column(Unicode(16))
+    memory_bytes: Mapped[int] = mapped_column(BigInteger, default=0)
+    allocation: Mapped[AllocationRow] = relationship(back_populates="devices")
+
+
+class QuotaRow(Base):
+    """One level's quota set by an admin (the API); a column per ``policy.quotas.FIELDS``."""
+
+    __tablename__ = "gpuhub_quotas"
+    __table_args__ = (UniqueConstraint("scope", "name", name="uq_gpuhub_quotas_scope_name"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    scope: Mapped[str] = mapped_column(Unicode(16))
+    name: Mapped[str] = mapped_column(Unicode(255), default="")
+    max_gpus: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    max_shared_slices: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    gpu_hours_per_week: Mapped[float | None] = mapped_column(Float, nullable=True)
+    max_memory: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
+    max_cpus: Mapped[float | None] = mapped_column(Float, nullable=True)
+    profiles: Mapped[list | None] = mapped_column(JSON, nullable=True)
+    updated: Mapped[datetime] = mapped_column(DateTime)
+
+
+class UsageRow(Base):
+    """One device of one allocation, for accounting (see ``policy.accounting``)."""
+
+    __tablename__ = "gpuhub_usage"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    allocation_id: Mapped[int] = mapped_column(ForeignKey("gpuhub_allocations.id", ondelete="CASCADE"), index=True)
+    username: Mapped[str] = mapped_column(Unicode(255), index=True)
+    groups: Mapped[list] = mapped_column(JSON)
+    server_name: Mapped[str] = mapped_column(Unicode(255), default="")
+    profile: Mapped[str] = mapped_column(Unicode(63))
+    device: Mapped[str] = mapped_column(Unicode(96))
+    share: Mapped[float] = mapped_column(Float)
+    start: Mapped[datetime] = mapped_column(DateTime, index=True)
+    end: Mapped[datetime | None] = mapped_column(DateTime, nullable=True, index=True)
+    last_seen: Mapped[datetime] = mapped_column(DateTime)
+    gpu_seconds: Mapped[float | None] = mapped_column(Float, nullable=True)
+    end_reason: Mapped[str] = mapped_column(Unicode(255), default="")
+
+
+class UsageTotalRow(Base):
+    """GPU-seconds of every closed usage record, per user and per group: kept in the transaction that
+    closes a record, so the metrics never read the whole history (``usage.UsageStore.totals``)."""
+
+    __tablename__ = "gpuhub_usage_totals"
+    kind: Mapped[str] = mapped_column(Unicode(8), primary_key=True)  # "user" or "group"
+    name: Mapped[str] = mapped_column(Unicode(255), primary_key=True)
+    gpu_seconds: Mapped[float] = mapped_column(Float, default=0.0)
+
+
+class SessionRow(Base):
+    __tablename__ = "gpuhub_sessions"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(Unicode(63), unique=True)
+    spec: Mapped[dict] = mapped_column(JSON)
+    created: Mapped[datetime] = mapped_column(DateTime)
+    created_by: Mapped[str] = mapped_column(Unicode(255), default="")
+    updated: Mapped[datetime] = mapped_column(DateTime)
+    prewarm_requested: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    stop_requested: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+
+
+class RosterRow(Base):
+    __tablename__ = "gpuhub_roster"
+    __table_args__ = (UniqueConstraint("session_id", "username", name="uq_gpuhub_roster_session_user"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    session_id: Mapped[int] = mapped_column(ForeignKey("gpuhub_sessions.id", ondelete="CASCADE"))
+    username: Mapped[str] = mapped_column(Unicode(255), index=True)
+    name: Mapped[str] = mapped_column(Unicode(200), default="")
+    email: Mapped[str] = mapped_column(Unicode(254), default="")
+    added: Mapped[datetime] = mapped_column(DateTime)

@@ -1,0 +1,30 @@
+"""What the stores hand back: plain, frozen records (no ORM object leaves ``gpuhub.db``)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+from ..policy.containers import GpuAssignment
+from ..policy.quotas import Held
+
+
+@dataclass(frozen=True)
+class Allocation:
+    id: int
+    username: str
+    server_name: str
+    profile: str
+    mode: str
+    uuids: tuple[str, ...]
+    memory_bytes: int
+    created: datetime
+    session: str = ""
+
+    def as_held(self) -> Held:
+        """What it counts against its user's quota."""
+        return Held(self.mode, len(self.uuids))
+
+    def assignment(self) -> GpuAssignment:
+        """What the engine wires into the server's container."""
+        return GpuAssignment(self.id, self.mode, self.uuids, self.memory_bytes)

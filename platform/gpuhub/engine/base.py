@@ -1,0 +1,56 @@
+"""The interface every engine gives the hub: ``Engine``.
+
+The hub's services never talk to Docker (or Swarm, or Kubernetes) themselves. They ask the engine
+three things:
+
+1. **Which devices** there are: ``inventory()`` (GPUs and MIG slices, with health and NVLink
+   peers; where they are, for an engine of several nodes, is the engine's to remember).
+2. **How a server gets its devices**: ``wiring(assignment)`` turns an allocation into what the
+   container is created with (``policy.containers.DeviceWiring``: host config, environment,
+   labels). The labels name the allocation, so that:
+3. **A server is found again** after a hub restart: ``running_servers()`` lists what runs with an
+   allocation label (the restart reconcile keeps those allocations and frees the others), and
+   ``allocation_of(server_object)`` reads one server's label (a start the hub did not see finish).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass
+
+from ..inventory.model import Inventory
+from ..policy.containers import DeviceWiring, GpuAssignment
+
+
+@dataclass(frozen=True)
+class RunningServer:
+    """A server the engine runs (or ran) with an allocation label."""
+
+    allocation_id: int
+    name: str  # the container's (or service's, pod's) name, for logs
+    running: bool
+
+
+class Engine(ABC):
+    name = ""  # "docker", for logs and the admin API
+    exposure = ""  # how devices are handed to containers ("device_requests", "env-only", ...)
+
+    @abstractmethod
+    async def inventory(self) -> Inventory:
+        """The devices servers can be given now (re-read as often as the source needs)."""
+
+    async def memory_used(self) -> dict[str, tuple[int, int]] | None:
+        """Live memory per device UUID (used, total), where the engine can read it; None otherwise."""
+        return None
+
+    @abstractmethod
+    def wiring(self, gpu: GpuAssignment | None) -> DeviceWiring:
+        """What a container is created with to get exactly ``gpu``'s devices (None: no GPU at all)."""
+
+    @abstractmethod
+    async def running_servers(self) -> list[RunningServer]:
+        """Every server carrying an allocation label, running or not (the restart reconcile)."""
+
+    @abstractmethod
+    def allocation_of(self, server_object: dict) -> int | None:
+        """The allocation one server's object (as the engine describes it) is labelled with."""

@@ -1,0 +1,132 @@
+"""Today's engine: one Docker host (``DockerEngine``).
+
+- **Devices**: the host's inventory, ``[gpus] inventory`` (NVML, re-read at most every 30 s for
+  health; or a SIMULATED file).
+- **Wiring** (``docker_wiring``, pure): exactly the allocation's devices by UUID: Docker
+  ``device_requests`` with ``device_ids`` (never ``count``, which gives everyone the same GPU) in the
+  ``device_requests`` exposure (the NVIDIA runtime), and in both exposures ``NVIDIA_VISIBLE_DEVICES``
+  and ``CUDA_VISIBLE_DEVICES`` naming the same UUIDs, plus labels naming the allocation.
+  ``env-only`` (hosts without the runtime: CI, demos) sets only the variables, and says so.
+- **Finding servers again**: containers labelled ``org.gpuhub.allocation``.
+- **The one async wrapper of Docker calls** (``call``): docker-py's ``APIClient`` on one worker
+  thread, as DockerSpawner's own wrapper does. ``GPUSpawner`` routes DockerSpawner's calls here, so a
+  test can hand the spawner a fake engine. The client comes from Docker's environment
+  (``DOCKER_HOST``, ``DOCKER_TLS_VERIFY``, ``DOCKER_CERT_PATH``).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from functools import partial
+
+from .. import contract as c
+from ..config.schema import Gpus
+from ..inventory.model import Inventory
+from ..inventory.nvml import read_memory_used
+from ..inventory.source import load_inventory
+from ..policy.containers import CPU_ONLY, DeviceWiring, GpuAssignment
+from ..worker import Worker
+from .base import Engine, RunningServer
+
+NVML_REFRESH_SECONDS = 30  # health (ECC, XID, lost GPUs) is re-read at most this often
+CAPABILITIES = [["gpu", "compute", "utility"]]
+
+
+def docker_wiring(gpu: GpuAssignment | None, exposure: str, simulated: bool) -> DeviceWiring:
+    """(host config, environment, labels) giving a container exactly its assigned devices."""
+    if gpu is None:
+        return CPU_ONLY
+    ids = ",".join(gpu.uuids)
+    env = {
+        c.VISIBLE_DEVICES_ENV: ids,
+        c.CUDA_DEVICES_ENV: ids,
+        c.DRIVER_CAPABILITIES_ENV: "compute,utility",
+        c.GPU_MODE_ENV: gpu.mode,
+        c.GPU_EXPOSURE_ENV: exposure,
+        c.GPU_SIMULATED_ENV: "true" if simulated else "false",
+    }
+    if gpu.mode == "shared":
+        env[c.GPU_MEMORY_BUDGET_ENV] = str(gpu.memory_bytes)
+    labels = {
+        c.ALLOCATION_LABEL: str(gpu.allocation_id),
+        c.GPUS_LABEL: ids,
+        c.GPU_MODE_LABEL: gpu.mode,
+        c.GPU_EXPOSURE_LABEL: exposure,
+    }
+    if simulated:
+        labels[c.GPU_SIMULATED_LABEL] = "true"
+    host = {}
+    if exposure == "device_requests":
+        host["device_requests"] = [{"driver": "nvidia", "device_ids": list(gpu.uuids), "capabilities": CAPABILITIES}]
+    return DeviceWiring(host, env, labels)
+
+
+def docker_client():
+    import docker
+    from docker.utils import kwargs_from_env
+
+    return docker.APIClient(version="auto", **kwargs_from_env())
+
+
+class DockerEngine(Engine):
+    name = "docker"
+
+    def __init__(
+        self,
+        gpus: Gpus,
+        read_inventory: Callable[[], Inventory] | None = None,
+        client_factory: Callable = docker_client,
+    ):
+        self.exposure = gpus.exposure
+        self._read_inventory = read_inventory or partial(load_inventory, gpus.inventory)
+        self._inventory: Inventory | None = None
+        self._inventory_read_at = 0.0
+        self._nvml = Worker("gpuhub-inventory")
+        self._docker = Worker("gpuhub-docker")
+        self._client_factory = client_factory
+        self._client = None
+
+    # --- the Docker API ---------------------------------------------------------------------------
+    @property
+    def client(self):
+        """docker-py's low-level client (created on first use)."""
+        if self._client is None:
+            self._client = self._client_factory()
+        return self._client
+
+    async def call(self, method: str, *args, **kwargs):
+        """``client.<method>(*args, **kwargs)`` on the engine's worker thread, awaited."""
+        return await self._docker.run(lambda: getattr(self.client, method)(*args, **kwargs))
+
+    # --- the seam ---------------------------------------------------------------------------------
+    async def inventory(self) -> Inventory:
+        stale = time.monotonic() - self._inventory_read_at > NVML_REFRESH_SECONDS
+        if self._inventory is None or (self._inventory.source == "nvml" and stale):
+            self._inventory = await self._nvml.run(self._read_inventory)
+            self._inventory_read_at = time.monotonic()
+        return self._inventory
+
+    async def memory_used(self) -> dict[str, tuple[int, int]] | None:
+        if (await self.inventory()).source != "nvml":
+            return None
+        return await self._nvml.run(read_memory_used)
+
+    @property
+    def simulated(self) -> bool:
+        return bool(self._inventory and self._inventory.simulated)
+
+    def wiring(self, gpu: GpuAssignment | None) -> DeviceWiring:
+        return docker_wiring(gpu, self.exposure, self.simulated)
+
+    async def running_servers(self) -> list[RunningServer]:
+        found = []
+        for container in await self.call("containers", all=True, filters={"label": c.ALLOCATION_LABEL}):
+            allocation = c.allocation_of(container.get("Labels"))
+            if allocation is not None:
+                name = (container.get("Names") or ["?"])[0].lstrip("/")
+                found.append(RunningServer(allocation, name, container.get("State") == "running"))
+        return found
+
+    def allocation_of(self, server_object: dict) -> int | None:
+        return c.allocation_of((server_object.get("Config") or {}).get("Labels"))

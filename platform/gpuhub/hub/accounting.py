@@ -1,0 +1,127 @@
+"""The accounting service: usage records for reports, running servers against the weekly GPU-hours,
+and the figures behind the hub's ``/metrics``. It owns the hub's background loop (``run``).
+
+Every ``[accounting] check_interval`` seconds (``check_running``): each user holding GPUs, their
+GPU-hours this week against their ``gpu_hours_per_week`` (``policy.accounting.running_verdict``): a
+notice their JupyterLab shows (and the hub log) ahead of the end and at it, and with
+``running_servers = "stop"`` the release of their allocations once the hours are used up: the hub's
+next poll of each server then stops it (files kept), as for an admin's force-free.
+
+Every 15 seconds (or every ``check_interval``, if shorter; ``refresh_metrics``): a ``MetricsInputs``
+snapshot for ``web.metrics``, so a scrape never reads the database. It reads the running totals of
+closed usage (kept at release, ``db.usage``) and the open records only: its cost does not grow with
+the site's history (``benchmarks/metrics_refresh.py``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections import defaultdict
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+
+from ..config.schema import Settings
+from ..db.records import Allocation
+from ..db.usage import UsageStore
+from ..inventory.model import Inventory
+from ..policy.accounting import UsageRecord, running_verdict
+from ..policy.quotas import resolve
+from ..worker import Worker
+from .database import DatabaseOpener
+from .log import log
+from .notices import HUB_SOURCE, NoticeService
+
+METRICS_SECONDS = 15  # the Prometheus figures are at most this old
+
+
+@dataclass(frozen=True)
+class MetricsInputs:
+    """What the hub's figures are computed from at a scrape (``web.metrics``)."""
+
+    inventory: Inventory
+    live: list[Allocation]
+    lines: dict[str, list[str]]
+    closed_totals: dict[str, dict[str, float]]  # {"user": {name: GPU-seconds}, "group": {...}}
+    open_records: list[UsageRecord]
+    now: datetime
+    max_users: int
+    max_groups: int
+
+
+class AccountingService:
+    def __init__(self, settings: Settings, database: DatabaseOpener, allocation, quotas, notices: NoticeService, clock: Callable[[], datetime]):
+        self.settings = settings
+        self.metrics: MetricsInputs | None = None
+        self._database = database
+        self._allocation = allocation
+        self._quotas = quotas
+        self._notices = notices
+        self._clock = clock
+        self._worker = Worker("gpuhub-accounting")
+
+    async def _run(self, method: str, *args):
+        return await self._worker.run(getattr(UsageStore(await self._database.get()), method), *args)
+
+    async def records(self, since: datetime, until: datetime) -> list[UsageRecord]:
+        """Every usage record that overlaps [since, until) (the usage reports)."""
+        return await self._run("records", since, until)
+
+    # --- the loop -----------------------------------------------------------------------------------
+    async def run(self) -> None:
+        """Forever: the weekly GPU-hours of running servers and the metrics, each round (a failed round,
+        the database away say, is logged and the next one tries again)."""
+        interval = self.settings.accounting.check_interval
+        rounds = 0
+        while True:
+            try:
+                if rounds % max(1, round(interval / METRICS_SECONDS)) == 0:
+                    await self.check_running()
+                await self.refresh_metrics()
+            except Exception:
+                log.exception("gpuhub accounting: a round failed; trying again")
+            rounds += 1
+            await asyncio.sleep(min(interval, METRICS_SECONDS))
+
+    async def check_running(self) -> None:
+        acc = self.settings.accounting
+        rules = await self._quotas.rules()  # once per round, for every user
+        per_user: dict[str, dict] = defaultdict(lambda: {"rate": 0.0, "groups": set(), "allocations": set()})
+        for record in await self._run("open_records"):
+            entry = per_user[record.username]
+            entry["rate"] += record.share
+            entry["groups"].update(record.groups)
+            entry["allocations"].add(record.allocation_id)
+        for username in self._notices.users_with(HUB_SOURCE):
+            if username not in per_user:
+                self._notices.clear(username, HUB_SOURCE)  # nothing running any more
+        for username, entry in per_user.items():
+            limit = resolve(username, sorted(entry["groups"]), rules).gpu_hours_per_week.value
+            used = 0.0 if limit is None else await self._quotas.used_this_week(username) / 3600
+            verdict = running_verdict(used, limit, entry["rate"], acc.warn_before, acc.running_servers, acc.week)
+            if verdict is None:
+                self._notices.clear(username, HUB_SOURCE)
+                continue
+            level, message = verdict
+            if self._notices.post(username, HUB_SOURCE, level, message):
+                log.warning("gpuhub accounting: %s: %s", username, message)
+            if level == "stop":
+                for allocation_id in sorted(entry["allocations"]):
+                    if await self._allocation.release(allocation_id, "weekly GPU-hours used up"):
+                        log.warning(
+                            "gpuhub accounting: %s: released allocation %d (weekly GPU-hours used up); the next poll stops its server",
+                            username, allocation_id,
+                        )
+
+    async def refresh_metrics(self) -> None:
+        acc = self.settings.accounting
+        self.metrics = MetricsInputs(
+            inventory=await self._allocation.inventory(),
+            live=await self._allocation.live(),
+            lines=self._allocation.lines.lines(),
+            closed_totals=await self._run("closed_totals"),
+            open_records=await self._run("open_records"),
+            now=self._clock(),
+            max_users=acc.metrics_max_users,
+            max_groups=acc.metrics_max_groups,
+        )

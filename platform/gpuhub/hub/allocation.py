@@ -1,0 +1,250 @@
+"""The allocation service: who holds which GPU, the wait lines, and the restart reconcile.
+
+``AllocationService`` is the only writer of allocation state. It owns:
+
+- its worker thread for the allocation store (``db.allocations``: one serialised transaction per
+  decision, ``policy.decide`` inside it);
+- the GPU wait lines (``waitqueue``: one FIFO per kind of request; only the first of a line tries to
+  place) and their wake-ups: ``capacity_changed`` is called by this service on every release, and
+  by the quota and session services on every change that can let a waiter in;
+- the restart reconcile: the first time it is used after the hub starts, live allocations whose
+  server the engine still runs are kept, the others freed (``engine.running_servers``).
+
+A start is checked early (``check_start``: 403 before anything is created) and allocated in
+``acquire`` (waiting in line, its place written to the start's ``StartProgress``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+
+from ..config.schema import Settings
+from ..db.allocations import AllocationStore
+from ..db.records import Allocation
+from ..engine.base import Engine
+from ..inventory.model import Inventory
+from ..policy.allocator import Capacity, GpuRequest, NeverFits, capacity, pool_of
+from ..policy.decide import Refused, SiteRules, Start, quota_refusal
+from ..policy.errors import SpawnRefused
+from ..policy.quotas import rule_from
+from ..policy.sessions import Session, usable_devices
+from ..worker import Worker
+from .database import DatabaseOpener
+from .log import log
+from .progress import StartProgress
+from .waitqueue import Ticket, WaitQueue, ordinal
+
+RECHECK_SECONDS = 5  # a waiter retries at least this often, even if nothing signalled a change
+
+
+@dataclass(frozen=True)
+class ReconcileReport:
+    kept: list[int]
+    freed: list[int]
+    strays: list[str]  # servers that run with an allocation that is no longer live
+
+
+def site_rules(settings: Settings) -> SiteRules:
+    return SiteRules(
+        quota_rules=tuple(rule_from(*q.scope, q, origin="settings") for q in settings.quotas),
+        max_shares=settings.gpus.max_shares_per_gpu,
+        week=settings.accounting.week,
+    )
+
+
+def _human_seconds(seconds: int) -> str:
+    return f"{seconds // 60} minutes" if seconds >= 120 and seconds % 60 == 0 else f"{seconds} seconds"
+
+
+class AllocationService:
+    def __init__(self, settings: Settings, database: DatabaseOpener, engine: Engine, quotas, sessions, clock: Callable[[], datetime]):
+        self.settings = settings
+        self.engine = engine
+        self.rules = site_rules(settings)
+        self.lines = WaitQueue(clock)
+        self.last_reconcile: ReconcileReport | None = None
+        self._database = database
+        self._quotas = quotas
+        self._sessions = sessions
+        self._clock = clock
+        self._worker = Worker("gpuhub-allocation")
+        self._store: AllocationStore | None = None
+        self._ready = False
+        self._ready_lock = asyncio.Lock()
+
+    async def _run(self, method: str, *args):
+        if self._store is None:
+            self._store = AllocationStore(await self._database.get())
+        return await self._worker.run(getattr(self._store, method), *args)
+
+    def capacity_changed(self) -> None:
+        """A device may have been freed, a quota raised, a reservation moved: every waiter tries again."""
+        self.lines.changed()
+
+    async def inventory(self) -> Inventory:
+        return await self.engine.inventory()
+
+    async def memory_used(self) -> dict[str, tuple[int, int]] | None:
+        """Live memory per device (used, total) where the engine reads it (NVML), else None."""
+        return await self.engine.memory_used()
+
+    # --- start-up: once per hub process --------------------------------------------------------------
+    async def ready(self) -> None:
+        """Read the inventory and reconcile, once per hub process (the first spawner to ask does it)."""
+        if self._ready:
+            return
+        async with self._ready_lock:
+            if self._ready:
+                return
+            inventory = await self.inventory()
+            log.info(
+                "gpuhub: GPU inventory from %s: %d GPU(s), %d MIG slice(s); engine %s, exposure %s",
+                inventory.label(), len(inventory.gpus), len(inventory.slices()), self.engine.name, self.engine.exposure,
+            )
+            for gpu in inventory.gpus:
+                if not gpu.healthy:
+                    log.warning("gpuhub: GPU %d %s is unhealthy and is not handed out: %s", gpu.index, gpu.uuid, gpu.health_reason)
+            self.last_reconcile = await self.reconcile()
+            self._ready = True
+
+    async def reconcile(self) -> ReconcileReport:
+        """Keep the live allocations whose server runs; free the rest; report strays."""
+        servers = {s.allocation_id: s for s in await self.engine.running_servers()}
+        kept, freed = [], []
+        live = await self._run("live")
+        for a in live:
+            server = servers.get(a.id)
+            if server is not None and server.running:
+                kept.append(a.id)
+                log.info("gpuhub reconcile: kept allocation %d of %s:%s (%s) on %s", a.id, a.username, a.server_name, server.name, ",".join(a.uuids))
+            else:
+                # its usage is closed at the last time the hub saw it running, not now
+                await self._run("release", a.id, "reconcile: its container is gone", True)
+                freed.append(a.id)
+                log.warning("gpuhub reconcile: freed allocation %d of %s:%s (%s): no running container", a.id, a.username, a.server_name, ",".join(a.uuids))
+        live_ids = {a.id for a in live}
+        strays = [s.name for s in servers.values() if s.running and s.allocation_id not in live_ids]
+        for name in strays:
+            log.warning("gpuhub reconcile: container %s runs with an allocation that is no longer live", name)
+        if freed:
+            self.capacity_changed()
+        return ReconcileReport(kept, freed, strays)
+
+    # --- a start ------------------------------------------------------------------------------------
+    async def check_start(self, start: Start) -> None:
+        """Refuse (403) at once what the user's quota does not allow, before anything is created: the
+        rule the allocation transaction applies again (``policy.decide.quota_refusal``)."""
+        quota = await self._quotas.effective(start.username, list(start.groups))
+        used = await self._quotas.used_this_week(start.username)
+        held = await self._run("held_elsewhere", start.username, start.server_name)
+        message = quota_refusal(quota, start, held, used, self.rules.week)
+        if message:
+            raise SpawnRefused(403, message, why="quota")
+
+    async def acquire(self, start: Start, holder: str, progress: StartProgress, session: Session | None = None) -> Allocation:
+        """Place ``start``'s GPU request, waiting in line while nothing fits. Raises SpawnRefused:
+        403 over quota, 409 can never fit (or an admin took it out of the line), 503 nothing became
+        free within ``[gpus] queue_timeout``. A start for a ``session`` with reserved devices waits in
+        that session's own line."""
+        timeout = self.settings.gpus.queue_timeout
+        deadline = time.monotonic() + timeout
+        line = f"session {session.name}" if session is not None and session.devices else pool_of(start.request)
+        ticket = self.lines.join(line, holder, start.profile)
+        tried_at, retry_at, reason = None, 0.0, ""  # the lines' generation and time of the last try
+        try:
+            while True:
+                progress.update(10, self.lines.describe(ticket))
+                if ticket.removed_by:
+                    raise SpawnRefused(
+                        409,
+                        f"An admin ({ticket.removed_by}) took this start out of the line for a GPU."
+                        " Start again, or pick another profile",
+                        why="removed",
+                    )
+                first, moved = self.lines.is_first(ticket), tried_at != self.lines.generation
+                if first and (moved or time.monotonic() >= retry_at):
+                    tried_at, retry_at = self.lines.generation, time.monotonic() + RECHECK_SECONDS
+                    decision = await self._run("allocate", await self.inventory(), start, self.rules)
+                    if isinstance(decision, Allocation):
+                        log.info("gpuhub %s: allocation %d: %s %s", holder, decision.id, start.request.mode, ",".join(decision.uuids))
+                        progress.update(50, "GPU assigned; starting your server")
+                        return decision
+                    if isinstance(decision, Refused):
+                        raise SpawnRefused(403, decision.message, why="quota")
+                    if isinstance(decision, NeverFits):
+                        inventory = await self.inventory()
+                        why = decision.reason if inventory.gpus else f"this hub has no GPU: {inventory.label()}"
+                        raise SpawnRefused(
+                            409,
+                            f"Profile {start.profile!r} can never start on this hub: {why}."
+                            " Pick another profile, or ask an admin to fix this one",
+                            why="never-fits",
+                        )
+                    reason = decision.reason
+                place, total = self.lines.position(ticket)
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise SpawnRefused(
+                        503,
+                        f"No GPU for profile {start.profile!r} became free within {_human_seconds(timeout)}"
+                        f" ({reason if self.lines.is_first(ticket) else 'others were ahead of you'};"
+                        f" you were {ordinal(place)} of {total} in line). Try again later, or pick another profile",
+                        why="capacity",
+                    )
+                log.debug("gpuhub %s: %s", holder, self.lines.describe(ticket))
+                until_retry = retry_at - time.monotonic()
+                await self.lines.wait_for_change(min(remaining, until_retry if until_retry > 0 else RECHECK_SECONDS))
+        finally:
+            self.lines.leave(ticket)
+
+    # --- releases -----------------------------------------------------------------------------------
+    async def release(self, allocation_id: int, reason: str) -> bool:
+        released = await self._run("release", allocation_id, reason)
+        if released:
+            self.capacity_changed()
+        return released
+
+    async def still_held(self, allocation_id: int) -> bool:
+        """The hub's poll found the server running: whether its allocation is still live (an admin or
+        the weekly GPU-hours may have freed it); if so, its GPU time counts at least to now."""
+        return await self._run("seen", allocation_id)
+
+    async def force_free(self, uuid: str, by: str) -> list[Allocation]:
+        """An admin frees a stuck device: every live allocation holding it is released. If a server
+        still runs, the hub's next poll of it sees its allocation gone and stops it (files kept): the
+        device is never used by two."""
+        freed = []
+        for a in await self.live():
+            if uuid in a.uuids and await self.release(a.id, f"force-freed by {by}"):
+                log.warning("gpuhub: allocation %d of %s:%s force-freed by %s", a.id, a.username, a.server_name, by)
+                freed.append(a)
+        return freed
+
+    # --- what pages show ------------------------------------------------------------------------------
+    async def live(self) -> list[Allocation]:
+        return await self._run("live")
+
+    def waiting(self) -> list[Ticket]:
+        """Everyone waiting for a GPU, line by line, in order."""
+        return self.lines.tickets()
+
+    def remove_waiting(self, number: int, by: str) -> Ticket | None:
+        """An admin takes a start out of its line; its spawn ends with a message. None if no such ticket waits."""
+        return self.lines.remove(number, by)
+
+    async def capacities(self, requests: dict[str, GpuRequest]) -> dict[str, tuple[Capacity, int]]:
+        """Per name: (what is free now for that kind of request, how many wait in its line), from one
+        read of the holdings, off the devices held by classroom sessions open now."""
+        holdings = await self._run("holdings")
+        sessions = await self._sessions.all()
+        inventory = (await self.inventory()).restricted(*usable_devices(sessions, "", self._clock()))
+        lines = self.lines.lines()
+        max_shares = self.rules.max_shares
+        return {
+            name: (capacity(inventory, holdings, request, max_shares), len(lines.get(pool_of(request), [])))
+            for name, request in requests.items()
+        }

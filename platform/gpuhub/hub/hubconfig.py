@@ -1,0 +1,155 @@
+"""From the site settings file to JupyterHub config. ``jupyterhub_config.py`` calls this, then loads
+``jupyterhub_config.d/*.py``: defaults → settings file → drop-in files. Config is only set here,
+never appended to or mutated, so a drop-in file can override any of it."""
+
+from __future__ import annotations
+
+import asyncio
+import glob
+import os
+import sys
+
+from ..config.schema import Settings, load_settings
+from ..config.sections import SettingsError
+from ..web import metrics
+from ..web.routes import handlers
+from ..web.scopes import ADMIN, CUSTOM_SCOPES, READ, SESSIONS
+from .services import Services
+
+TEMPLATES = os.path.join(os.path.dirname(os.path.dirname(__file__)), "templates")
+SETTINGS_ENV = "GPUHUB_SETTINGS"
+CONFIG_D_ENV = "GPUHUB_CONFIG_D"
+
+
+def settings_path(config_dir: str) -> str:
+    return os.environ.get(SETTINGS_ENV) or os.path.join(config_dir, "settings.toml")
+
+
+def config_d_files(config_dir: str) -> list[str]:
+    """Drop-in config files, in name order: ``$GPUHUB_CONFIG_D`` or ``jupyterhub_config.d/`` beside the config."""
+    folder = os.environ.get(CONFIG_D_ENV) or os.path.join(config_dir, "jupyterhub_config.d")
+    return sorted(glob.glob(os.path.join(folder, "*.py")))
+
+
+def apply_site_settings(c, path: str) -> Settings:
+    """Load and validate the settings file at ``path`` and set the hub's config from it.
+    A bad file stops the hub here with the reason (key, value, what is accepted)."""
+    try:
+        settings = load_settings(path)
+    except SettingsError as e:
+        raise SystemExit(f"gpuhub: the hub does not start: bad settings file.\n  {e}") from None
+    hub, sp = settings.hub, settings.spawner
+
+    c.JupyterHub.spawner_class = "gpuhub"
+    c.JupyterHub.authenticator_class = "gpuhub-native" if hub.authenticator == "native" else hub.authenticator
+    c.JupyterHub.bind_url = hub.bind_url
+    c.JupyterHub.hub_bind_url = hub.hub_bind_url
+    if hub.hub_connect_url:
+        c.JupyterHub.hub_connect_url = hub.hub_connect_url
+    c.JupyterHub.db_url = hub.db_url
+    if hub.state_dir:
+        c.JupyterHub.cookie_secret_file = os.path.join(hub.state_dir, "jupyterhub_cookie_secret")
+        c.ConfigurableHTTPProxy.pid_file = os.path.join(hub.state_dir, "jupyterhub-proxy.pid")
+    c.Authenticator.admin_users = set(hub.admin_users)
+    if hub.admin_users:
+        c.GPUHubAuthenticator.first_admin = hub.admin_users[0]  # the set above loses the order
+    # Users' servers outlive a hub restart (a config change, an upgrade); the hub finds them again.
+    c.JupyterHub.cleanup_servers = False
+
+    c.GPUSpawner.site_settings = settings
+    c.DockerSpawner.network_name = sp.network
+    c.DockerSpawner.use_internal_ip = True
+    c.DockerSpawner.remove = True  # a fresh container each start; the home lives in its volume
+    c.DockerSpawner.allowed_images = list(sp.allowed_images)
+    c.DockerSpawner.pull_policy = sp.pull_policy
+    c.Spawner.default_url = sp.default_url
+    c.Spawner.start_timeout = sp.start_timeout
+    c.Spawner.http_timeout = sp.start_timeout
+    # gpuhub's own line ([admission]) bounds the starts; the hub-wide 429 would turn a class away
+    c.JupyterHub.concurrent_spawn_limit = 0
+    apply_admin(c, settings)
+    c.JupyterHub.services = services(settings, os.path.abspath(path))
+    start_hub_tasks(settings)
+    return settings
+
+
+AGENT = "gpuhub-agent"
+CULLER = "idle-culler"
+
+
+def services(settings: Settings, settings_file: str) -> list[dict]:
+    """The hub-managed services: ``gpuhub-agent`` (sessions' prewarm and stop, GPU-idle reclaim) and,
+    with ``[culling] timeout``, jupyterhub-idle-culler."""
+    environment = {"GPUHUB_SETTINGS": settings_file}
+    if os.environ.get("DOCKER_HOST"):
+        environment["DOCKER_HOST"] = os.environ["DOCKER_HOST"]
+    found = [{"name": AGENT, "command": [sys.executable, "-m", "gpuhub.agent"], "environment": environment}]
+    cull = settings.culling
+    if cull.timeout:
+        command = [
+            sys.executable, "-m", "jupyterhub_idle_culler",
+            f"--timeout={cull.timeout}", f"--cull-every={cull.every}", f"--concurrency={cull.concurrency}",
+        ]
+        if cull.max_age:
+            command.append(f"--max-age={cull.max_age}")
+        found.append({"name": CULLER, "command": command})
+    return found
+
+
+def admin_roles(settings: Settings) -> list[dict]:
+    """The RBAC roles of gpuhub's pages, API and services (see ``web.scopes`` for the scopes)."""
+    hub = settings.hub
+    admins = hub.admin_users if hub.gpu_admins is None else hub.gpu_admins
+    return [
+        {
+            "name": "gpuhub-admin",
+            "description": "gpuhub's GPU admin page and API, and the hub's /metrics",
+            "scopes": [ADMIN, "read:metrics", "read:users", "read:groups"],
+            "users": list(admins),
+        },
+        {
+            "name": "gpuhub-viewer",
+            "description": "gpuhub's GPU admin page and API, read-only",
+            "scopes": [READ],
+            "users": list(hub.gpu_viewers),
+        },
+        {
+            "name": "gpuhub-instructor",
+            "description": "gpuhub's classroom sessions: create them, manage your own",
+            "scopes": [SESSIONS],
+            "users": list(hub.instructors),
+        },
+        {
+            "name": AGENT,
+            "description": "gpuhub's agent: prewarms and stops sessions' servers, reclaims idle GPUs",
+            "scopes": [ADMIN, "list:users", "read:users", "read:servers", "servers"],
+            "services": [AGENT],
+        },
+        {
+            "name": CULLER,
+            "description": "jupyterhub-idle-culler: stops servers without activity",
+            "scopes": ["list:users", "read:users:activity", "read:servers", "delete:servers"],
+            "services": [CULLER] if settings.culling.timeout else [],
+        },
+    ]
+
+
+def apply_admin(c, settings: Settings) -> None:
+    """The admin page and REST API inside the hub (``JupyterHub.extra_handlers``: the wait line and
+    allocation state live in this process), its scopes, roles, templates and static files."""
+    c.JupyterHub.custom_scopes = CUSTOM_SCOPES
+    c.JupyterHub.load_roles = admin_roles(settings)
+    c.JupyterHub.extra_handlers = handlers(settings)
+    c.JupyterHub.template_paths = [TEMPLATES]
+
+
+def start_hub_tasks(settings: Settings) -> None:
+    """Start the services' background loops (``Services.start``) once JupyterHub runs. JupyterHub
+    loads its config inside its running event loop; anywhere else (config tests, docs) nothing starts."""
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        return
+    services = Services.for_settings(settings)
+    metrics.register(lambda: services.accounting.metrics)
+    loop.call_soon(services.start)

@@ -1,0 +1,76 @@
+"""``Services``: the hub side's services, made once per hub process and shared by every spawner,
+handler and background task.
+
+| service | owns |
+|---|---|
+| ``allocation`` | allocations, the GPU wait lines and their wake-ups, the restart reconcile |
+| ``quotas`` | quota rules (settings file + database), effective quotas, GPU-hours this week |
+| ``sessions`` | classroom sessions and rosters, who may start one now, window boundaries |
+| ``notices`` | what users' JupyterLab status bars show |
+| ``accounting`` | usage reports, the weekly GPU-hours of running servers, the metrics' inputs |
+| ``starts`` | admission control: the line for a turn to start (``admission.StartGate``) |
+
+Each owns its worker thread and its wake-ups: a quota or session change wakes the GPU lines from
+inside the quota or session service (wired here), never from a handler. ``engine`` is where servers
+run (``gpuhub.engine``). Tests build their own ``Services`` with a fake engine, a database on a
+temporary file and a clock they move.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from datetime import datetime
+
+from ..config.schema import Settings
+from ..contract import utcnow
+from ..db.database import Database
+from ..engine.base import Engine
+from ..engine.docker import DockerEngine
+from .accounting import AccountingService
+from .admission import StartGate
+from .allocation import AllocationService
+from .database import DatabaseOpener
+from .notices import NoticeService
+from .quotas import QuotaService
+from .sessions import SessionService
+
+
+class Services:
+    _process: Services | None = None
+
+    @classmethod
+    def for_settings(cls, settings: Settings) -> Services:
+        """The hub process's one set, made from the first caller's settings. (Not keyed by the settings
+        object: traitlets gives every spawner its own deep copy of its config, and one set per spawner
+        would mean one wait line and one reconcile per spawner.)"""
+        if cls._process is None:
+            cls._process = cls(settings)
+        return cls._process
+
+    def __init__(
+        self,
+        settings: Settings,
+        engine: Engine | None = None,
+        database: Database | None = None,
+        clock: Callable[[], datetime] = utcnow,
+    ):
+        self.settings = settings
+        self.clock = clock
+        self.engine = engine or DockerEngine(settings.gpus)
+        self.database = DatabaseOpener(settings.hub.db_url, database, clock)
+        self.quotas = QuotaService(settings, self.database, clock)
+        self.sessions = SessionService(self.database, clock)
+        self.notices = NoticeService(clock)
+        self.allocation = AllocationService(settings, self.database, self.engine, self.quotas, self.sessions, clock)
+        self.accounting = AccountingService(settings, self.database, self.allocation, self.quotas, self.notices, clock)
+        self.starts = StartGate(settings.admission.max_concurrent_starts, clock)
+        # every change that can let a waiter in wakes the GPU lines, from inside the service that made it
+        self.quotas.changed.add(self.allocation.capacity_changed)
+        self.sessions.changed.add(self.allocation.capacity_changed)
+        self._tasks: list[asyncio.Task] = []
+
+    def start(self) -> None:
+        """Start the background loops (the accounting rounds, the window boundaries) once."""
+        if not self._tasks:
+            self._tasks = [asyncio.ensure_future(self.accounting.run()), asyncio.ensure_future(self.sessions.run())]

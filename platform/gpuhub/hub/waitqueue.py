@@ -1,0 +1,120 @@
+"""Fair lines for GPU spawns that cannot be placed yet: one FIFO per pool (``allocator.pool_of``).
+
+Only the first in a line tries to take a device, so a later request never overtakes an earlier one
+for the same kind of device. Everything that may free a device or move a line calls ``changed()``;
+waiters wake and try again (and, as a safety net, every few seconds anyway). A newcomer joining a
+line wakes the waiters too, to update the places they show, but ``generation`` does not move: nothing
+was freed, so nobody retries a placement for it. The lines live
+in the hub process, the only writer of allocation state (``allocation.AllocationService`` owns the GPU
+lines, ``admission.StartGate`` the line for a turn to start): a hub restart ends pending spawns, and
+their users start again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from ..contract import utcnow
+
+
+@dataclass(eq=False)
+class Ticket:
+    pool: str
+    holder: str  # "alice" or "alice:gpu2", for logs and the admin queue view
+    number: int = field(default=0)
+    profile: str = ""
+    since: datetime | None = None
+    removed_by: str = ""  # an admin took it out of the line (its spawn ends with a message)
+
+
+def ordinal(n: int) -> str:
+    suffix = "th" if 10 <= n % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(n % 10, "th")
+    return f"{n}{suffix}"
+
+
+class WaitQueue:
+    def __init__(self, clock: Callable[[], datetime] = utcnow):
+        self._lines: dict[str, list[Ticket]] = {}
+        self._numbers = itertools.count(1)
+        self._event = asyncio.Event()
+        self._clock = clock
+        self.generation = 0  # counts changed(): a waiter retries a placement only when it moved
+
+    def join(self, pool: str, holder: str, profile: str = "") -> Ticket:
+        ticket = Ticket(pool, holder, next(self._numbers), profile, self._clock())
+        self._lines.setdefault(pool, []).append(ticket)
+        self._wake()  # the others' "of N" moved; nothing was freed
+        return ticket
+
+    def tickets(self) -> list[Ticket]:
+        """Everyone waiting, line by line, in order (for admins)."""
+        return [t for line in self._lines.values() for t in line]
+
+    def remove(self, number: int, by: str) -> Ticket | None:
+        """An admin takes ticket ``number`` out of its line; its waiter ends its spawn with a message.
+        None if no such ticket waits (it got its GPU, gave up, or was removed already)."""
+        ticket = next((t for t in self.tickets() if t.number == number), None)
+        if ticket is not None:
+            ticket.removed_by = by
+            self.leave(ticket)
+        return ticket
+
+    def leave(self, ticket: Ticket) -> None:
+        line = self._lines.get(ticket.pool, [])
+        if ticket in line:
+            line.remove(ticket)
+            if not line:
+                del self._lines[ticket.pool]
+            self.changed()
+
+    def position(self, ticket: Ticket) -> tuple[int, int]:
+        """(1-based place, people in the line); (0, n) once the ticket left the line."""
+        line = self._lines.get(ticket.pool, [])
+        return (line.index(ticket) + 1 if ticket in line else 0), len(line)
+
+    def is_first(self, ticket: Ticket) -> bool:
+        line = self._lines.get(ticket.pool, [])
+        return bool(line) and line[0] is ticket
+
+    def lines(self) -> dict[str, list[str]]:
+        """Who waits for what, in order."""
+        return {pool: [t.holder for t in line] for pool, line in self._lines.items()}
+
+    def describe(self, ticket: Ticket) -> str:
+        place, total = self.position(ticket)
+        return f"waiting for a GPU ({ticket.pool}): {ordinal(place)} of {total} in line"
+
+    def changed(self) -> None:
+        """A device may have been freed, or someone left a line: wake every waiter to try again."""
+        self.generation += 1
+        self._wake()
+
+    def _wake(self) -> None:
+        self._event.set()
+        self._event = asyncio.Event()
+
+    async def wait_for_change(self, timeout: float) -> None:
+        event = self._event
+        try:
+            await asyncio.wait_for(event.wait(), timeout)
+        except asyncio.TimeoutError:
+            pass
+
+
+class Listeners:
+    """Whom a service calls after a change that can let a waiting start in (``Services`` adds the GPU
+    lines' ``capacity_changed``)."""
+
+    def __init__(self):
+        self._listeners: list[Callable[[], None]] = []
+
+    def add(self, listener: Callable[[], None]) -> None:
+        self._listeners.append(listener)
+
+    def __call__(self) -> None:
+        for listener in self._listeners:
+            listener()

@@ -1,0 +1,91 @@
+"""The GPU model every part of the hub shares: ``Gpu`` (index, UUID, memory, compute capability,
+health, NVLink peers, MIG slices), ``MigSlice`` and ``Inventory`` (a host's GPUs, where they came
+from, and whether they are SIMULATED). Pure data; the sources are ``nvml`` (the host's GPUs) and
+``file`` (a simulated inventory file), chosen by ``source.load_inventory``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+from ..contract import device_index
+
+
+@dataclass(frozen=True)
+class MigSlice:
+    uuid: str
+    profile: str  # e.g. "1g.10gb", "3g.40gb"
+    memory_bytes: int
+
+
+@dataclass(frozen=True)
+class Gpu:
+    index: int
+    uuid: str
+    name: str
+    memory_bytes: int
+    compute_capability: tuple[int, int]
+    healthy: bool = True
+    health_reason: str = ""
+    nvlink_peers: frozenset[str] = frozenset()
+    mig: tuple[MigSlice, ...] = ()
+
+    @property
+    def mig_enabled(self) -> bool:
+        return bool(self.mig)
+
+
+@dataclass(frozen=True)
+class Inventory:
+    gpus: tuple[Gpu, ...]
+    source: str  # "nvml", "file:<path>" or "none"
+    simulated: bool
+    note: str = ""  # why there are no GPUs ("auto": NVML did not load), shown to admins and on the form
+    by_uuid: dict = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self):
+        object.__setattr__(self, "by_uuid", {g.uuid: g for g in self.gpus})
+
+    def slices(self) -> list[tuple[Gpu, MigSlice]]:
+        return [(g, s) for g in self.gpus for s in g.mig]
+
+    def restricted(self, only: frozenset[str] | None = None, exclude: frozenset[str] = frozenset()) -> Inventory:
+        """The devices a placement may use: those in ``only`` (a GPU's UUID also brings its MIG slices;
+        None: all), less those in ``exclude`` (classroom reservations)."""
+        if only is None and not exclude:
+            return self
+        gpus = []
+        for g in self.gpus:
+            whole = (only is None or g.uuid in only) and g.uuid not in exclude
+            mig = tuple(
+                s for s in g.mig if (only is None or g.uuid in only or s.uuid in only) and s.uuid not in exclude and g.uuid not in exclude
+            )
+            if g.mig:  # a partitioned GPU is only ever handed out as its slices
+                if mig:
+                    gpus.append(replace(g, mig=mig))
+            elif whole:
+                gpus.append(g)
+        return replace(self, gpus=tuple(gpus))
+
+    def device_rows(self) -> list[tuple[str, str, Gpu, MigSlice | None]]:
+        """(index name, UUID, GPU, slice or None) of every GPU and MIG slice: ``("0", "GPU-…", gpu,
+        None)``, ``("0:1", "MIG-…", gpu, slice)``."""
+        rows = []
+        for g in self.gpus:
+            rows.append((device_index(g.index), g.uuid, g, None))
+            rows += [(device_index(g.index, j), s.uuid, g, s) for j, s in enumerate(g.mig)]
+        return rows
+
+    def find(self, key: str) -> str | None:
+        """The UUID of a device named by UUID or by index ("0", or "0:1" for GPU 0's second MIG slice)."""
+        return next((uuid for index, uuid, _, _ in self.device_rows() if key in (index, uuid)), None)
+
+    def label(self) -> str:
+        """How pages name where the devices come from: "simulated (file:...)", "NVML", "no GPU"."""
+        if self.simulated:
+            return f"simulated ({self.source})"
+        return "NVML" if self.gpus else f"no GPU ({self.note})" if self.note else "no GPU"
+
+
+class NvmlUnavailable(RuntimeError):
+    """NVML could not be loaded or initialised (no driver, no GPU, no library)."""

@@ -1,0 +1,126 @@
+"""Pure builders of a user container's objects from a profile. No Docker, no hub.
+
+``build()`` returns a ``ContainerSpec``: what GPUSpawner hands to DockerSpawner (image, memory and
+CPU caps, volumes, extra host config, extra create kwargs, environment). Security defaults live here
+and nowhere else: the image's uid (never 0), no-new-privileges, every capability dropped, a pids
+limit, no swap beyond the memory cap, no host network, no Docker socket (the settings refuse it as
+a dataset source, and nothing else binds host paths).
+
+GPUs: how a container gets its devices is the engine's (``gpuhub.engine``): it turns the
+allocation's ``GpuAssignment`` into ``DeviceWiring`` (host config, environment, labels), which
+``build`` merges in. ``CPU_ONLY`` is the wiring of a server without GPUs: ``NVIDIA_VISIBLE_DEVICES=void``,
+so even under the NVIDIA runtime it sees none.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .. import contract as c
+from ..config.schema import Profile, Settings
+from .sessions import Session
+from .slugs import render_name
+
+COURSE_PATH = "/srv/course"  # a session's shared course folder (the image makes it, owned by the user)
+
+
+@dataclass(frozen=True)
+class GpuAssignment:
+    """What the allocator gave a server: the engine turns it into ``DeviceWiring``."""
+
+    allocation_id: int
+    mode: str  # "exclusive", "shared" or "mig"
+    uuids: tuple[str, ...]  # GPU-... or MIG-... UUIDs
+    memory_bytes: int = 0  # shared: the budget
+
+
+@dataclass(frozen=True)
+class DeviceWiring:
+    """How a container gets its devices, from the engine: merged into ``build``'s objects."""
+
+    host_config: dict = field(default_factory=dict)
+    environment: dict = field(default_factory=dict)
+    labels: dict = field(default_factory=dict)
+
+
+CPU_ONLY = DeviceWiring(environment={c.VISIBLE_DEVICES_ENV: c.NO_DEVICES, c.CUDA_DEVICES_ENV: ""})
+
+
+@dataclass(frozen=True)
+class ContainerSpec:
+    image: str
+    mem_limit: int
+    cpu_limit: float
+    home_volume: str
+    volumes: dict = field(default_factory=dict)
+    host_config: dict = field(default_factory=dict)
+    create_kwargs: dict = field(default_factory=dict)
+    environment: dict = field(default_factory=dict)
+
+
+def home_volume_name(settings: Settings, username: str) -> str:
+    return render_name(settings.spawner.home_volume, username)
+
+
+def course_volume_name(settings: Settings, session_name: str) -> str:
+    return settings.sessions.course_volume.replace("{session}", session_name)
+
+
+def build(
+    settings: Settings,
+    profile: Profile,
+    username: str,
+    image: str | None = None,
+    devices: DeviceWiring = CPU_ONLY,
+    session: Session | None = None,
+    server_name: str = "",
+) -> ContainerSpec:
+    """The container for ``username`` running ``profile`` (``image`` overrides the profile's, already
+    checked against the allowed list by the caller) with the engine's ``devices`` wiring (default: none).
+    For a classroom ``session``: its datasets too (read-only), and its shared course folder at
+    ``COURSE_PATH``, writable by the session's instructors, read-only for students."""
+    sp = settings.spawner
+    home = home_volume_name(settings, username)
+    volumes = {home: {"bind": sp.home_path, "mode": "rw"}}
+    datasets = profile.datasets + list(session.datasets if session else ())
+    for name in dict.fromkeys(datasets):
+        dataset = settings.dataset(name)
+        volumes[dataset.source] = {"bind": dataset.target, "mode": "ro"}
+    labels = {
+        c.MANAGED_LABEL: "true",
+        c.USER_LABEL: username,
+        c.SERVER_LABEL: server_name,  # "" for the default server
+        c.PROFILE_LABEL: profile.name,
+        c.HOME_VOLUME_LABEL: home,
+    }
+    session_env = {}
+    if session is not None:
+        labels[c.SESSION_LABEL] = session.name
+        session_env[c.SESSION_ENV] = session.name
+        if session.shared_folder:
+            writable = username in session.instructors
+            volumes[course_volume_name(settings, session.name)] = {"bind": COURSE_PATH, "mode": "rw" if writable else "ro"}
+    return ContainerSpec(
+        image=image or profile.image,
+        mem_limit=profile.mem_limit,
+        cpu_limit=profile.cpu_limit,
+        home_volume=home,
+        volumes=volumes,
+        host_config={
+            "shm_size": profile.shm_size,
+            "memswap_limit": profile.mem_limit,
+            "pids_limit": sp.pids_limit,
+            "cap_drop": ["ALL"],
+            "security_opt": ["no-new-privileges:true"],
+            "privileged": False,
+            **devices.host_config,
+        },
+        create_kwargs={"user": f"{sp.uid}:{sp.uid}", "labels": {**labels, **devices.labels}},
+        environment={
+            c.PROFILE_ENV: profile.name,
+            c.MEM_LIMIT_ENV: str(profile.mem_limit),
+            c.CPU_LIMIT_ENV: f"{profile.cpu_limit:g}",
+            **session_env,
+            **devices.environment,
+        },
+    )

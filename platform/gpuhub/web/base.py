@@ -1,0 +1,66 @@
+"""What every gpuhub handler shares: the hub's services, one JSON error shape
+(``{"status": 400, "error": "bad-request", "field": "max_gpus", "message": "..."}``), and pages for
+people only."""
+
+from __future__ import annotations
+
+import json
+
+from jupyterhub.apihandlers.base import APIHandler
+from jupyterhub.handlers.base import BaseHandler
+from tornado import web
+
+from ..config.schema import Settings
+from ..contract import API_PREFIX
+from ..hub.services import Services
+from .payloads import BadRequest
+
+API = "/api" + API_PREFIX  # /hub/api/gpuhub/v1
+ERRORS = {400: "bad-request", 403: "forbidden", 404: "not-found", 405: "method-not-allowed", 409: "conflict"}
+
+
+class GpuhubAPIHandler(APIHandler):
+    def initialize(self, settings: Settings):
+        self.site = settings
+        self.gpuhub = Services.for_settings(settings)  # (JupyterHub's handlers have their own ``services``)
+
+    def write_error(self, status_code, **kwargs):
+        exc = kwargs.get("exc_info", (None, None, None))[1]
+        field = None
+        if isinstance(exc, BadRequest):
+            status_code, field, message = 400, exc.field, str(exc)
+        elif isinstance(exc, web.HTTPError) and exc.log_message:
+            message = exc.log_message % exc.args if exc.args else exc.log_message
+        else:
+            message = self._reason
+        if status_code >= 500:
+            message = "gpuhub: internal error; the hub log has the details"
+        self.set_status(status_code)
+        self.set_header("Content-Type", "application/json")
+        self.finish(json.dumps({"status": status_code, "error": ERRORS.get(status_code, "error"), "field": field, "message": message}))
+
+    def log_exception(self, typ, value, tb):
+        if isinstance(value, BadRequest):  # the client's mistake, answered with 400: not a hub error
+            self.log.warning("gpuhub API %s %s: 400 %s", self.request.method, self.request.path, value)
+            return
+        super().log_exception(typ, value, tb)
+
+    def write_json(self, data) -> None:
+        self.set_header("Content-Type", "application/json")
+        self.finish(json.dumps(data))
+
+    def now(self):
+        return self.gpuhub.clock()
+
+
+class GpuhubPageHandler(BaseHandler):
+    """A gpuhub page: for people (services use the API), fetched with a cookie or a token."""
+
+    _accept_token_auth = True  # scripts and tests may fetch the page with a token, as /hub/metrics
+
+    def initialize(self, settings: Settings):
+        self.site = settings
+
+    def require_person(self, page: str, api: str) -> None:
+        if self.current_user.kind != "user":  # JupyterHub's pages are for people; services use the API
+            raise web.HTTPError(403, f"The {page} is for people; services use {api}")

@@ -1,0 +1,37 @@
+"""The routes of gpuhub's pages and API, for ``JupyterHub.extra_handlers`` (under ``/hub/``)."""
+
+from __future__ import annotations
+
+import os
+
+from tornado import web
+
+from ..config.schema import Settings
+from . import admin, sessions
+from .base import API
+
+STATIC = os.path.join(os.path.dirname(__file__), "static")
+
+
+def handlers(settings: Settings) -> list[tuple]:
+    kw = {"settings": settings}
+    return [
+        (rf"{API}/sessions", sessions.SessionListHandler, kw),
+        (rf"{API}/sessions/([^/]+)", sessions.SessionHandler, kw),
+        (rf"{API}/sessions/([^/]+)/roster", sessions.RosterHandler, kw),
+        (rf"{API}/sessions/([^/]+)/roster/([^/]+)", sessions.RosterEntryHandler, kw),
+        (rf"{API}/sessions/([^/]+)/(prewarm|stop)", sessions.SessionActionHandler, kw),
+        (rf"{API}/sessions/([^/]+)/done", sessions.SessionDoneHandler, kw),
+        (r"/gpuhub/sessions", sessions.SessionsPageHandler, kw),
+        (rf"{API}/gpus", admin.GpusHandler, kw),
+        (rf"{API}/gpus/([^/]+)/free", admin.FreeHandler, kw),
+        (rf"{API}/quotas", admin.QuotasHandler, kw),
+        (rf"{API}/quotas/([^/]+)(?:/([^/]+))?", admin.QuotaHandler, kw),
+        (rf"{API}/users/([^/]+)/quota", admin.EffectiveQuotaHandler, kw),
+        (rf"{API}/usage", admin.UsageHandler, kw),
+        (rf"{API}/queue", admin.QueueHandler, kw),
+        (rf"{API}/queue/(\d+)", admin.QueueEntryHandler, kw),
+        (rf"{API}/notices/([^/]+)", admin.NoticesHandler, kw),
+        (r"/gpuhub/admin", admin.AdminPageHandler, kw),
+        (r"/gpuhub/static/(.*)", web.StaticFileHandler, {"path": STATIC}),
+    ]

@@ -1,0 +1,270 @@
+// gpuhub admin page: GPUs, quotas, usage, queue over /hub/api/gpuhub/v1. Text only through
+// textContent (names are user-chosen); writes carry JupyterHub's XSRF token. After a change the
+// table is reloaded first, then the confirmation shown: what it confirms is on screen.
+(function () {
+  "use strict";
+  const root = document.querySelector(".gpuhub-admin");
+  if (!root) return;
+  const { api, call, say, cell, button, body } = window.gpuhubPage;
+  const canChange = root.dataset.canChange === "true";
+  const errorBox = document.getElementById("gpuhub-error");
+  const okBox = document.getElementById("gpuhub-ok");
+
+  function gb(bytes) {
+    return bytes === null || bytes === undefined ? "" : (bytes / 1024 ** 3).toFixed(1) + " GB";
+  }
+
+  function duration(seconds) {
+    if (seconds === null || seconds === undefined) return "";
+    if (seconds < 120) return seconds + " s";
+    if (seconds < 7200) return Math.round(seconds / 60) + " min";
+    return (seconds / 3600).toFixed(1) + " h";
+  }
+
+  // --- GPUs ---------------------------------------------------------------------------------------
+  async function loadGpus() {
+    const data = await call("GET", "gpus");
+    const source = document.getElementById("gpus-source");
+    source.textContent =
+      "Inventory: " + data.source + (data.simulated ? " (SIMULATED: these are not real GPUs)" : "") +
+      (data.live_memory ? "; memory read live through NVML" : "; live memory needs NVML");
+    const tbody = body("gpus-table");
+    for (const d of data.devices) {
+      const tr = document.createElement("tr");
+      tr.dataset.uuid = d.uuid;
+      cell(tr, d.index);
+      cell(tr, d.name + " " + d.uuid);
+      cell(tr, d.state + (d.simulated ? " (simulated)" : "") + (d.health ? ": " + d.health : ""), "gpuhub-state-" + d.state);
+      cell(tr, d.holders.map((h) => h.user + (h.server ? ":" + h.server : "") + " (" + h.profile + ")").join(", "));
+      cell(tr, d.holders.map((h) => h.since + " (" + duration(h.held_seconds) + ")").join(", "));
+      cell(tr, (d.memory_used === null ? "" : gb(d.memory_used) + " / ") + gb(d.memory_total));
+      const actions = cell(tr, "");
+      if (canChange && d.holders.length) {
+        button(actions, "Force free", "btn-outline-danger", async () => {
+          const who = d.holders.map((h) => h.user).join(", ");
+          if (!window.confirm("Free " + d.name + " " + d.uuid + " held by " + who + "?\nTheir server is stopped; their files are kept.")) return;
+          try {
+            const result = await call("POST", "gpus/" + encodeURIComponent(d.uuid) + "/free");
+            await loadGpus();
+            say(okBox, "Freed " + result.freed.length + " allocation(s) on " + result.device);
+          } catch (e) {
+            say(errorBox, e.message);
+          }
+        });
+      }
+      tbody.appendChild(tr);
+    }
+  }
+
+  // --- quotas -------------------------------------------------------------------------------------
+  // the settings schema's [[quotas]] keys (name, label, kind: "number", "size" or "list"), from the page
+  const FIELDS = JSON.parse(root.dataset.quotaFields);
+
+  function shown(field, value) {
+    if (value === null || value === undefined) return "";
+    if (field.kind === "size") return gb(value);
+    if (field.kind === "list") return value.join(", ") || "(none)";
+    return String(value);
+  }
+
+  async function loadQuotas() {
+    const data = await call("GET", "quotas");
+    const tbody = body("quotas-table");
+    for (const r of data.rules) {
+      const tr = document.createElement("tr");
+      cell(tr, r.scope);
+      cell(tr, r.name || "(everyone)");
+      for (const f of FIELDS) cell(tr, shown(f, r[f.name]));
+      cell(tr, r.origin === "database" ? "set here" : "settings file");
+      const actions = cell(tr, "");
+      if (canChange && r.origin === "database") {
+        button(actions, "Remove", "btn-outline-secondary", async () => {
+          try {
+            await call("DELETE", "quotas/" + r.scope + (r.name ? "/" + encodeURIComponent(r.name) : ""));
+            await loadQuotas();
+            say(okBox, "Removed the " + r.scope + " quota " + (r.name || ""));
+          } catch (e) {
+            say(errorBox, e.message);
+          }
+        });
+      }
+      tbody.appendChild(tr);
+    }
+  }
+
+  // The form only shapes data: numbers where the text is a number, the rest as typed (the API says
+  // which field is wrong and what it accepts).
+  function shape(form) {
+    const out = {};
+    for (const f of FIELDS) {
+      const raw = form.elements[f.name].value.trim();
+      if (raw === "") continue;
+      if (f.kind === "list") out[f.name] = raw.split(",").map((p) => p.trim()).filter((p) => p);
+      else if (/^-?\d+(\.\d+)?$/.test(raw)) out[f.name] = Number(raw);
+      else out[f.name] = raw;
+    }
+    return out;
+  }
+
+  const quotaForm = document.getElementById("quota-form");
+  if (quotaForm) {
+    quotaForm.addEventListener("submit", async (event) => {
+      event.preventDefault();
+      const scope = quotaForm.elements.scope.value;
+      const name = quotaForm.elements.name.value.trim();
+      const path = "quotas/" + scope + (scope === "default" ? "" : "/" + encodeURIComponent(name));
+      for (const el of quotaForm.querySelectorAll(".is-invalid")) el.classList.remove("is-invalid");
+      try {
+        await call("PUT", path, shape(quotaForm));
+        await loadQuotas();
+        say(okBox, "Saved the " + scope + " quota " + name);
+      } catch (e) {
+        say(errorBox, e.message);
+        const el = e.field && quotaForm.elements[e.field];
+        if (el) el.classList.add("is-invalid");
+      }
+    });
+  }
+
+  document.getElementById("effective-form").addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const user = document.getElementById("e-user").value.trim();
+    try {
+      const data = await call("GET", "users/" + encodeURIComponent(user) + "/quota");
+      const table = document.getElementById("effective-table");
+      const tbody = body("effective-table");
+      for (const f of FIELDS) {
+        const tr = document.createElement("tr");
+        const limit = data.limits[f.name];
+        cell(tr, f.name);
+        cell(tr, limit.value === null ? "no limit" : shown(f, limit.value));
+        cell(tr, limit.source);
+        tbody.appendChild(tr);
+      }
+      const tr = document.createElement("tr");
+      cell(tr, "GPU-hours used this week");
+      cell(tr, data.gpu_hours_used.toFixed(2) + (data.gpu_hours_remaining === null ? "" : " (" + data.gpu_hours_remaining.toFixed(2) + " remain)"));
+      cell(tr, "groups: " + (data.groups.join(", ") || "none"));
+      tbody.appendChild(tr);
+      table.classList.remove("d-none");
+      say(null);
+    } catch (e) {
+      say(errorBox, e.message);
+    }
+  });
+
+  // --- usage --------------------------------------------------------------------------------------
+  function usageQuery(extra) {
+    const params = new URLSearchParams(extra);
+    const since = document.getElementById("u-since").value;
+    const until = document.getElementById("u-until").value;
+    if (since) params.set("since", since);
+    if (until) params.set("until", until);
+    params.set("by", document.getElementById("u-by").value);
+    return params.toString();
+  }
+
+  function chart(daily) {
+    const box = document.getElementById("usage-chart");
+    box.replaceChildren();
+    const days = Object.keys(daily || {});
+    if (!days.length) return;
+    const totals = days.map((d) => Object.values(daily[d]).reduce((a, b) => a + b, 0));
+    const max = Math.max(...totals, 0.001);
+    const ns = "http://www.w3.org/2000/svg";
+    const w = Math.max(300, days.length * 24), h = 160;
+    const svg = document.createElementNS(ns, "svg");
+    svg.setAttribute("viewBox", "0 0 " + w + " " + (h + 20));
+    svg.setAttribute("width", "100%");
+    svg.setAttribute("height", String(h + 20));
+    svg.setAttribute("role", "img");
+    days.forEach((d, i) => {
+      const bar = document.createElementNS(ns, "rect");
+      const bh = (totals[i] / max) * h;
+      bar.setAttribute("x", String(i * (w / days.length) + 2));
+      bar.setAttribute("y", String(h - bh));
+      bar.setAttribute("width", String(Math.max(2, w / days.length - 4)));
+      bar.setAttribute("height", String(bh));
+      bar.setAttribute("fill", "#4a7fb5");
+      const title = document.createElementNS(ns, "title");
+      title.textContent = d + ": " + totals[i].toFixed(2) + " GPU-hours";
+      bar.appendChild(title);
+      svg.appendChild(bar);
+    });
+    const label = document.createElementNS(ns, "text");
+    label.setAttribute("x", "0");
+    label.setAttribute("y", String(h + 16));
+    label.setAttribute("font-size", "11");
+    label.textContent = days[0] + " … " + days[days.length - 1] + " · peak " + max.toFixed(2) + " GPU-hours/day";
+    svg.appendChild(label);
+    box.appendChild(svg);
+  }
+
+  async function loadUsage() {
+    const data = await call("GET", "usage?" + usageQuery({}));
+    document.getElementById("usage-by").textContent = data.by === "group" ? "Group" : "User";
+    const tbody = body("usage-table");
+    for (const t of data.totals) {
+      const tr = document.createElement("tr");
+      cell(tr, t[data.by]);
+      cell(tr, t.gpu_hours.toFixed(2));
+      tbody.appendChild(tr);
+    }
+    chart(data.daily_gpu_hours);
+    document.getElementById("usage-csv").href = api + "usage?" + usageQuery({ format: "csv" });
+    document.getElementById("usage-records-csv").href = api + "usage?" + usageQuery({ format: "csv", records: "true" });
+  }
+
+  document.getElementById("usage-form").addEventListener("submit", async (event) => {
+    event.preventDefault();
+    try {
+      await loadUsage();
+      say(null);
+    } catch (e) {
+      say(errorBox, e.message);
+    }
+  });
+
+  // --- queue --------------------------------------------------------------------------------------
+  async function loadQueue() {
+    const data = await call("GET", "queue");
+    const tbody = body("queue-table");
+    for (const q of data.waiting) {
+      const tr = document.createElement("tr");
+      cell(tr, q.ticket);
+      cell(tr, q.holder);
+      cell(tr, q.profile);
+      cell(tr, q.pool);
+      cell(tr, q.position + " of " + q.in_line);
+      cell(tr, q.since + " (" + duration(q.waiting_seconds) + ")");
+      const actions = cell(tr, "");
+      if (canChange) {
+        button(actions, "Remove", "btn-outline-danger", async () => {
+          if (!window.confirm("Take " + q.holder + " out of the line? Their start ends with a message.")) return;
+          try {
+            await call("DELETE", "queue/" + q.ticket);
+            await loadQueue();
+            say(okBox, "Removed " + q.holder + " from the line");
+          } catch (e) {
+            say(errorBox, e.message);
+          }
+        });
+      }
+      tbody.appendChild(tr);
+    }
+  }
+
+  // --- tabs ---------------------------------------------------------------------------------------
+  const loaders = { gpus: loadGpus, quotas: loadQuotas, usage: loadUsage, queue: loadQueue };
+  async function show(tab) {
+    for (const b of root.querySelectorAll("[data-tab]")) b.classList.toggle("active", b.dataset.tab === tab);
+    for (const s of root.querySelectorAll(".gpuhub-tab")) s.classList.toggle("d-none", s.id !== "tab-" + tab);
+    try {
+      await loaders[tab]();
+    } catch (e) {
+      say(errorBox, e.message);
+    }
+  }
+  for (const b of root.querySelectorAll("[data-tab]")) b.addEventListener("click", () => show(b.dataset.tab));
+  show(location.hash.slice(1) in loaders ? location.hash.slice(1) : "gpus");
+})();

@@ -1,0 +1,207 @@
+"""The hub's services on a real SQLite file, a fake engine (``tests/fakeengine.py``: a simulated
+inventory, containers in memory) and a clock the test moves: waiting in line in order, cancelling,
+timing out, refusals, releases, the restart reconcile, force-free; every change that can let a waiter
+in wakes the lines from inside its service; the accounting rounds against the weekly GPU-hours."""
+
+import asyncio
+from datetime import timedelta
+
+import pytest
+
+from gpuhub.db.allocations import AllocationStore
+from gpuhub.db.database import Database
+from gpuhub.hub.progress import StartProgress
+from gpuhub.hub.services import Services
+from gpuhub.inventory.file import parse_inventory
+from gpuhub.config.schema import parse_settings
+from gpuhub.policy.decide import Start
+from gpuhub.policy.errors import SpawnRefused
+from gpuhub.policy.profiles import gpu_request
+from gpuhub.policy.quotas import QuotaRule
+from gpuhub.policy.sessions import Session, Window
+from tests.conftest import BASE_SETTINGS
+from tests.fakeengine import FakeEngine
+
+INVENTORY = "".join(f'[[gpus]]\nuuid = "GPU-00000000-0000-0000-0000-{i:012d}"\nname = "H100"\nmemory = "80G"\n' for i in range(2))
+GPU_PROFILES = '''
+[[profiles]]
+name = "gpu-2"
+image = "gpuhub/pytorch-cuda:cpu"
+gpus = 2
+gpu_mode = "exclusive"
+
+[[profiles]]
+name = "gpu-4"
+image = "gpuhub/pytorch-cuda:cpu"
+gpus = 4
+gpu_mode = "exclusive"
+'''
+
+
+def make_services(tmp_path, clock, queue_timeout=30, extra=""):
+    settings = parse_settings(BASE_SETTINGS + GPU_PROFILES + f"\n[gpus]\nqueue_timeout = {queue_timeout}\n" + extra)
+    database = Database.open(f"sqlite:///{tmp_path}/hub.sqlite", clock)
+    return Services(settings, engine=FakeEngine(parse_inventory(INVENTORY, "file:test")), database=database, clock=clock)
+
+
+def start_of(services, user, profile="gpu-1", server="", session=""):
+    p = services.settings.profile(profile)
+    return Start(user, server, (), p.name, gpu_request(p), p.mem_limit, p.cpu_limit, session)
+
+
+async def take(services, user, profile="gpu-1", progress=None, session=None):
+    start = start_of(services, user, profile, session=session.name if session else "")
+    return await services.allocation.acquire(start, user, progress or StartProgress(), session)
+
+
+@pytest.fixture
+async def services(tmp_path, clock):
+    services = make_services(tmp_path, clock)
+    await services.allocation.ready()
+    return services
+
+
+async def test_waiters_are_served_in_order_and_see_their_place(services):
+    a = await take(services, "a")
+    b = await take(services, "b")
+    progress = {"c": StartProgress(), "d": StartProgress()}
+    c_task = asyncio.ensure_future(take(services, "c", progress=progress["c"]))
+    await asyncio.sleep(0.05)
+    d_task = asyncio.ensure_future(take(services, "d", progress=progress["d"]))
+    await asyncio.sleep(0.2)
+    assert progress["c"].message == "waiting for a GPU (exclusive×1): 1st of 2 in line"
+    assert progress["d"].message == "waiting for a GPU (exclusive×1): 2nd of 2 in line"
+    assert await services.allocation.release(b.id, "stopped")
+    c = await asyncio.wait_for(c_task, 5)
+    assert c.uuids == b.uuids and not d_task.done()  # c was first; d still waits
+    await asyncio.sleep(0.05)
+    assert progress["d"].message == "waiting for a GPU (exclusive×1): 1st of 1 in line"
+    await services.allocation.release(a.id, "stopped")
+    d = await asyncio.wait_for(d_task, 5)
+    assert d.uuids == a.uuids and progress["d"].message == "GPU assigned; starting your server"
+    assert services.allocation.lines.lines() == {}  # left the line
+
+
+async def test_cancelling_leaves_the_line(services):
+    await take(services, "a"), await take(services, "b")
+    task = asyncio.ensure_future(take(services, "c"))
+    await asyncio.sleep(0.1)
+    assert services.allocation.lines.lines() == {"exclusive×1": ["c"]}
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    assert services.allocation.lines.lines() == {}
+
+
+async def test_timeout_refuses_with_the_place_in_line(tmp_path, clock):
+    services = make_services(tmp_path, clock, queue_timeout=1)
+    await take(services, "a"), await take(services, "b")
+    with pytest.raises(SpawnRefused) as e:
+        await take(services, "c")
+    assert (e.value.status_code, e.value.why) == (503, "capacity")
+    assert "No GPU for profile 'gpu-1' became free within 1 seconds" in e.value.message
+    assert "you were 1st of 1 in line" in e.value.message and services.allocation.lines.lines() == {}
+
+
+async def test_never_fits_and_quota_are_refused_at_once(tmp_path, clock):
+    services = make_services(tmp_path, clock, extra='\n[[quotas]]\nmax_gpus = 1\n[[quotas]]\nuser = "big"\nmax_gpus = 8\n')
+    with pytest.raises(SpawnRefused) as e:
+        await take(services, "big", "gpu-4")
+    assert e.value.status_code == 409 and "4 whole GPUs asked; this pool has 2" in e.value.message
+    with pytest.raises(SpawnRefused) as e:
+        await services.allocation.check_start(start_of(services, "small", "gpu-2"))  # the early check
+    assert e.value.status_code == 403 and "max_gpus = 1 (set by the default (settings))" in e.value.message
+    with pytest.raises(SpawnRefused) as e:
+        await take(services, "small", "gpu-2")  # the same rule inside the allocation transaction
+    assert e.value.status_code == 403 and "max_gpus = 1 (set by the default (settings))" in e.value.message
+    # an admin raises the user's quota in the database: it wins over the file's default
+    await services.quotas.set(QuotaRule("user", "small", max_gpus=2, origin="database"), by="admin")
+    assert (await take(services, "small", "gpu-2")).mode == "exclusive"
+    assert await services.quotas.unset("user", "small", by="admin")
+    assert not await services.quotas.unset("user", "small", by="admin")
+    assert (await services.quotas.effective("small", [])).max_gpus.value == 1
+
+
+async def test_reconcile_keeps_running_frees_gone_and_reports_strays(tmp_path, clock, services):
+    kept, gone = await take(services, "kept"), await take(services, "gone")
+    engine = services.engine
+    for name, allocation, running in (("gpuhub-kept", kept.id, True), ("gpuhub-gone", gone.id, False), ("gpuhub-stray", 999, True)):
+        cid = engine.docker.create_container("img", name, labels={"org.gpuhub.allocation": str(allocation)}, host_config={})["Id"]
+        if running:
+            engine.docker.start(cid)
+    # a new hub process: new services on the same database and engine
+    restarted = Services(services.settings, engine=engine, database=await services.database.get(), clock=clock)
+    await restarted.allocation.ready()
+    report = restarted.allocation.last_reconcile
+    assert (report.kept, report.freed, report.strays) == ([kept.id], [gone.id], ["gpuhub-stray"])
+    assert [a.id for a in await restarted.allocation.live()] == [kept.id]
+
+
+async def test_force_free_releases_once(services):
+    a = await take(services, "a")
+    assert await services.allocation.still_held(a.id) is True
+    assert [x.id for x in await services.allocation.force_free(a.uuids[0], "admin")] == [a.id]
+    assert await services.allocation.force_free(a.uuids[0], "admin") == []
+    assert await services.allocation.still_held(a.id) is False  # the server's next poll stops it
+
+
+# --- wake-ups: a change that can let a waiter in wakes the lines, from inside its service ---------------
+async def freed_without_a_wake(services, allocation) -> None:
+    """The allocation's GPU goes back to the pool through the store alone (as another writer would),
+    so nothing has woken the line yet: only the service call under test can."""
+    assert AllocationStore(await services.database.get()).release(allocation.id, "freed behind the line's back")
+
+
+@pytest.mark.parametrize("change", ["quota set", "quota removed", "session saved", "session deleted"])
+async def test_a_change_that_can_let_a_waiter_in_wakes_the_line(services, clock, change):
+    """A waiter must not sit out the 5 s recheck after a change that may let it in. Before the quota
+    and session services owned their wake-ups, the API's quota DELETE woke nobody (the handler forgot
+    to): with the wake removed from ``QuotaService.unset``, 'quota removed' times out here."""
+    lab = Session("lab", "gpu-1", (Window(clock.now + timedelta(days=1), clock.now + timedelta(days=1, hours=2)),))
+    await services.sessions.save(lab, "prof")
+    await services.quotas.set(QuotaRule("group", "lab", max_gpus=3, origin="database"), by="admin")
+    a = await take(services, "a")
+    await take(services, "b")
+    waiter = asyncio.ensure_future(take(services, "c"))
+    await asyncio.sleep(0.2)
+    assert services.allocation.lines.lines() == {"exclusive×1": ["c"]}
+    await freed_without_a_wake(services, a)
+    await asyncio.sleep(0.2)
+    assert not waiter.done()  # nothing told the line
+    if change == "quota set":
+        await services.quotas.set(QuotaRule("user", "c", max_gpus=2, origin="database"), by="admin")
+    elif change == "quota removed":
+        assert await services.quotas.unset("group", "lab", by="admin")
+    elif change == "session saved":
+        await services.sessions.save(lab, "prof")
+    else:
+        assert await services.sessions.delete("lab")
+    got = await asyncio.wait_for(waiter, 2)  # well inside the 5 s recheck
+    assert got.uuids == a.uuids
+
+
+# --- the accounting rounds: running servers against their weekly GPU-hours --------------------------------
+async def test_the_accounting_rounds_warn_then_stop_and_free(tmp_path, clock):
+    services = make_services(
+        tmp_path, clock,
+        extra='\n[[quotas]]\ngpu_hours_per_week = 1\n[accounting]\nrunning_servers = "stop"\nwarn_before = 900\n',
+    )
+    a = await take(services, "alice")
+    accounting, notices = services.accounting, services.notices
+    clock.now += timedelta(minutes=30)
+    await accounting.check_running()
+    assert notices.of("alice") == []  # 30 minutes left: not yet
+    clock.now += timedelta(minutes=20)
+    await accounting.check_running()
+    ((source, notice),) = notices.of("alice")
+    assert (source, notice.level) == ("gpu-hours", "warn") and "run out in about 10 minutes" in notice.message
+    clock.now += timedelta(minutes=11)
+    await accounting.check_running()
+    ((source, notice),) = notices.of("alice")
+    assert notice.level == "stop" and "your GPU server was stopped" in notice.message
+    assert await services.allocation.still_held(a.id) is False  # the next poll stops the server
+    await accounting.check_running()
+    assert notices.of("alice") == []  # nothing runs any more
+    await accounting.refresh_metrics()
+    assert accounting.metrics.closed_totals["user"]["alice"] == pytest.approx(61 * 60)
+    assert accounting.metrics.open_records == [] and accounting.metrics.live == []
