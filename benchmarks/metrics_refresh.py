@@ -31,18 +31,18 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO / "platform"))
 sys.path.insert(0, str(REPO))
-from alembic import command  # noqa: E402
-from alembic.config import Config as AlembicConfig  # noqa: E402
-from sqlalchemy import select, text  # noqa: E402
+from alembic import command
+from alembic.config import Config as AlembicConfig
+from sqlalchemy import select, text
 
-from benchmarks.report import percentile, write_section  # noqa: E402
-from gpuhub.config.schema import parse_settings  # noqa: E402
-from gpuhub.db.database import Database, make_engine, upgrade  # noqa: E402
-from gpuhub.db.models import UsageRow  # noqa: E402
-from gpuhub.hub.services import Services  # noqa: E402
-from gpuhub.inventory.file import parse_inventory  # noqa: E402
-from gpuhub.web.metrics import snapshot  # noqa: E402
-from tests.fakeengine import FakeEngine  # noqa: E402
+from benchmarks.report import percentile, write_section
+from gpuhub.config.schema import parse_settings
+from gpuhub.db.database import Database, make_engine, upgrade
+from gpuhub.db.models import UsageRow
+from gpuhub.hub.services import Services
+from gpuhub.inventory.file import parse_inventory
+from gpuhub.web.metrics import snapshot
+from tests.fakeengine import FakeEngine
 
 T0 = datetime.datetime(2026, 1, 1)
 OPEN = 50
@@ -90,7 +90,7 @@ def database_with(path: str, closed: int, users: int) -> Database:
 def read_every_closed_record(db: Database) -> dict:
     """The round before this change: every closed record, summed per user and per group."""
     by_user, by_group = defaultdict(float), defaultdict(float)
-    with db.session() as session:
+    with db.read() as session:
         for user, groups, seconds in session.execute(
             select(UsageRow.username, UsageRow.groups, UsageRow.gpu_seconds).where(UsageRow.end.is_not(None))
         ):

@@ -141,16 +141,16 @@ class AllocationStore:
             return True
 
     def live(self) -> list[Allocation]:
-        with self.db.session() as session:
+        with self.db.read() as session:
             rows = session.scalars(select(AllocationRow).where(AllocationRow.released.is_(None)).order_by(AllocationRow.id))
             return [as_allocation(r) for r in rows]
 
     def holdings(self) -> list[Holding]:
-        with self.db.session() as session:
+        with self.db.read() as session:
             return _holdings(session)
 
     def held_elsewhere(self, username: str, server_name: str) -> list[Held]:
         """What ``username`` holds on servers other than ``server_name``: what a start of that server
         is checked against (the rule ``allocate`` applies inside its transaction)."""
-        with self.db.session() as session:
+        with self.db.read() as session:
             return _held_on_other_servers(_live_of(session, username), server_name)

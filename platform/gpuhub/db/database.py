@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from ..contract import utcnow
 
 ADVISORY_LOCK_KEY = 0x67707568  # "gpuh": serialises placement decisions on PostgreSQL
+READ_ONLY = "gpuhub_read_only"  # the execution option of Database.read's connections
 
 
 def make_engine(db_url: str) -> Engine:
@@ -35,8 +36,10 @@ def make_engine(db_url: str) -> Engine:
             dbapi_connection.isolation_level = None  # SQLAlchemy emits BEGIN itself (below)
 
         @event.listens_for(engine, "begin")
-        def _begin_immediate(conn):
-            conn.exec_driver_sql("BEGIN IMMEDIATE")  # take the write lock before reading holdings
+        def _begin(conn):
+            # a transaction that may write takes the write lock first (before reading holdings); a read
+            # (Database.read) does not, so reads on the services' threads never queue behind each other
+            conn.exec_driver_sql("BEGIN" if conn.get_execution_options().get(READ_ONLY) else "BEGIN IMMEDIATE")
 
         return engine
     return create_engine(db_url, pool_pre_ping=True)
@@ -57,7 +60,8 @@ class Database:
     def __init__(self, engine: Engine, clock: Callable[[], datetime] = utcnow):
         self.engine = engine
         self.clock = clock
-        self.session = sessionmaker(engine, expire_on_commit=False)
+        self.session = sessionmaker(engine, expire_on_commit=False)  # ``with db.session.begin()``: a change
+        self._reads = sessionmaker(engine.execution_options(**{READ_ONLY: True}), expire_on_commit=False)
 
     @classmethod
     def open(cls, db_url: str, clock: Callable[[], datetime] = utcnow) -> Database:
@@ -65,6 +69,12 @@ class Database:
         engine = make_engine(db_url)
         upgrade(engine)
         return cls(engine, clock)
+
+    @contextmanager
+    def read(self) -> Iterator[Session]:
+        """A transaction that only reads (on SQLite: no write lock)."""
+        with self._reads() as session:
+            yield session
 
     @contextmanager
     def serialised(self) -> Iterator[Session]:

@@ -22,7 +22,7 @@ class QuotaStore:
         self.db = db
 
     def rules(self) -> list[QuotaRule]:
-        with self.db.session() as session:
+        with self.db.read() as session:
             return rules_in(session)
 
     def set(self, rule: QuotaRule) -> None:

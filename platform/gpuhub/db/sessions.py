@@ -24,24 +24,24 @@ class SessionStore:
     """The sessions' queries and changes; one short transaction each."""
 
     def __init__(self, database: Database):
-        self.db = database.session
+        self.database = database
         self.clock = database.clock
 
     def _row(self, db: DbSession, name: str) -> SessionRow | None:
         return db.scalars(select(SessionRow).where(SessionRow.name == name)).first()
 
     def sessions(self) -> list[Session]:
-        with self.db() as db:
+        with self.database.read() as db:
             return all_sessions(db)
 
     def get(self, name: str) -> Session | None:
-        with self.db() as db:
+        with self.database.read() as db:
             row = self._row(db, name)
             return Session.from_json(row.spec) if row else None
 
     def status(self) -> dict[str, dict]:
         """Per session: who made it, when, its roster size and pending prewarm/stop requests."""
-        with self.db() as db:
+        with self.database.read() as db:
             counts = dict(db.execute(select(RosterRow.session_id, func.count()).group_by(RosterRow.session_id)).all())
             return {
                 r.name: {
@@ -56,7 +56,7 @@ class SessionStore:
 
     def save(self, session: Session, by: str) -> bool:
         """Create or replace ``session`` (its roster stays); True if it was created."""
-        with self.db.begin() as db:
+        with self.database.session.begin() as db:
             now = self.clock()
             row = self._row(db, session.name)
             created = row is None
@@ -67,7 +67,7 @@ class SessionStore:
             return created
 
     def delete(self, name: str) -> bool:
-        with self.db.begin() as db:
+        with self.database.session.begin() as db:
             row = self._row(db, name)
             if row is None:
                 return False
@@ -79,7 +79,7 @@ class SessionStore:
         """Add ``entries`` to the roster in one transaction: (added, already present) usernames in file
         order, or None if there is no such session. A present student's name and email are updated
         when the file gives them."""
-        with self.db.begin() as db:
+        with self.database.session.begin() as db:
             row = self._row(db, name)
             if row is None:
                 return None
@@ -96,7 +96,7 @@ class SessionStore:
             return added, present
 
     def roster(self, name: str) -> list[dict] | None:
-        with self.db() as db:
+        with self.database.read() as db:
             row = self._row(db, name)
             if row is None:
                 return None
@@ -104,7 +104,7 @@ class SessionStore:
             return [{"username": r.username, "name": r.name, "email": r.email, "added": r.added} for r in rows]
 
     def remove_student(self, name: str, username: str) -> bool:
-        with self.db.begin() as db:
+        with self.database.session.begin() as db:
             row = self._row(db, name)
             if row is None:
                 return False
@@ -112,7 +112,7 @@ class SessionStore:
             return result.rowcount > 0
 
     def on_roster(self, name: str, username: str) -> bool:
-        with self.db() as db:
+        with self.database.read() as db:
             found = db.execute(
                 select(RosterRow.id).join(SessionRow, SessionRow.id == RosterRow.session_id).where(
                     SessionRow.name == name, RosterRow.username == username
@@ -122,7 +122,7 @@ class SessionStore:
 
     def sessions_of(self, username: str) -> list[Session]:
         """The sessions ``username`` is on the roster or an instructor of."""
-        with self.db() as db:
+        with self.database.read() as db:
             rostered = set(
                 db.scalars(
                     select(SessionRow.name).join(RosterRow, RosterRow.session_id == SessionRow.id).where(RosterRow.username == username)
@@ -133,7 +133,7 @@ class SessionStore:
     def request(self, name: str, action: str) -> bool:
         """Ask the agent to ``"prewarm"`` or ``"stop"`` the session's servers now."""
         column = {"prewarm": SessionRow.prewarm_requested, "stop": SessionRow.stop_requested}[action]
-        with self.db.begin() as db:
+        with self.database.session.begin() as db:
             # whole seconds: the agent hands the time back as ISO text to say which request it carried out
             asked = self.clock().replace(microsecond=0)
             result = db.execute(update(SessionRow).where(SessionRow.name == name).values({column: asked}))
@@ -142,6 +142,6 @@ class SessionStore:
     def done(self, name: str, action: str, requested: datetime) -> None:
         """The agent carried out the request made at ``requested`` (a newer one stays pending)."""
         column = {"prewarm": SessionRow.prewarm_requested, "stop": SessionRow.stop_requested}[action]
-        with self.db.begin() as db:
+        with self.database.session.begin() as db:
             db.execute(update(SessionRow).where(SessionRow.name == name, column == requested).values({column: None}))
 

@@ -69,23 +69,23 @@ class UsageStore:
 
     def used_seconds(self, username: str, since: datetime) -> float:
         """GPU-seconds ``username`` used from ``since`` to now (open records counted to now)."""
-        with self.db.session() as session:
+        with self.db.read() as session:
             return used_seconds_in(session, username, since, self.db.clock())
 
     def records(self, since: datetime, until: datetime) -> list[UsageRecord]:
         """Every usage record that overlaps [since, until), oldest first."""
-        with self.db.session() as session:
+        with self.db.read() as session:
             rows = session.scalars(_overlapping(since, until).order_by(UsageRow.start, UsageRow.id))
             return [as_record(r) for r in rows]
 
     def open_records(self) -> list[UsageRecord]:
-        with self.db.session() as session:
+        with self.db.read() as session:
             return [as_record(r) for r in session.scalars(select(UsageRow).where(UsageRow.end.is_(None)))]
 
     def closed_totals(self) -> dict[str, dict[str, float]]:
         """GPU-seconds of every closed record: ``{"user": {name: s}, "group": {name: s}}``."""
         totals: dict[str, dict[str, float]] = {"user": {}, "group": {}}
-        with self.db.session() as session:
+        with self.db.read() as session:
             for row in session.scalars(select(UsageTotalRow)):
                 totals.setdefault(row.kind, {})[row.name] = row.gpu_seconds
         return totals
