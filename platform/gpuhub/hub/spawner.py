@@ -266,7 +266,7 @@ class GPUSpawner(DockerSpawner):
         if status is None and self._label_to_read:
             self._label_to_read = False
             adopted = self.services.engine.allocation_of(await self.get_object() or {})
-            if adopted and not self.allocation_id:
+            if adopted:
                 self.allocation_id = adopted
                 self.log.warning("gpuhub %s: adopted allocation %d from its container's label", self._log_name, adopted)
         if self.allocation_id:
