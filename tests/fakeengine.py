@@ -1,9 +1,9 @@
-"""``FakeEngine``: the engine seam (``gpuhub.engine.base.Engine``) with no Docker, for unit tests of
-the services and of ``GPUSpawner``. Its inventory is a (simulated) inventory file; its devices are
-wired as the Docker engine's ``env-only`` exposure; its "containers" live in a dict and answer the
-part of Docker's API that DockerSpawner calls (``FakeDocker``). A test can make a call fail
-(``FakeDocker.fail``) or a container stop (``FakeDocker.exit``). Real parts are tested in the
-integration tier; this stands in only where a unit test needs no engine at all.
+"""``FakeEngine``: gpuhub's real ``DockerEngine`` over an in-memory Docker (``FakeDocker``), for unit
+tests of the services and of ``GPUSpawner`` with no engine at all. Its inventory is a (simulated)
+inventory file and its devices are wired as the ``env-only`` exposure; its "containers" live in a
+dict and answer the part of docker-py's ``APIClient`` that DockerSpawner and the engine call. A test
+can make a call fail (``FakeDocker.fail``) or a container stop (``FakeDocker.exit``). Real parts are
+tested in the integration tier; this stands in only where a unit test needs no engine at all.
 """
 
 from __future__ import annotations
@@ -13,9 +13,8 @@ from types import SimpleNamespace
 
 from docker.errors import APIError, NotFound
 
-from gpuhub import contract
-from gpuhub.engine.base import Engine, RunningServer
-from gpuhub.engine.docker import docker_wiring
+from gpuhub.config.schema import Gpus
+from gpuhub.engine.docker import DockerEngine
 from gpuhub.inventory.model import Inventory
 
 
@@ -28,16 +27,10 @@ class FakeDocker:
 
     def __init__(self, ip: str = "127.0.0.1"):
         self.ip = ip
-        self.containers: dict[str, dict] = {}
-        self.calls: list[str] = []
-        self.fail: dict[str, Exception] = {}  # method -> the error its next call raises
+        self.by_id: dict[str, dict] = {}  # the containers
+        self.calls: list[str] = []  # every API call made through the engine, in order
+        self.fail: dict[str, Exception] = {}  # method -> the error its next call through the engine raises
         self._ids = itertools.count(1)
-
-    def __call__(self, method: str, *args, **kwargs):
-        self.calls.append(method)
-        if method in self.fail:
-            raise self.fail.pop(method)
-        return getattr(self, method)(*args, **kwargs)
 
     def create_host_config(self, **kwargs):
         return kwargs
@@ -47,7 +40,7 @@ class FakeDocker:
 
     def create_container(self, image, name, labels=None, host_config=None, environment=None, **kwargs):
         cid = f"{next(self._ids):064x}"
-        self.containers[cid] = {
+        self.by_id[cid] = {
             "Id": cid,
             "Name": "/" + name,
             "Image": image,
@@ -59,7 +52,7 @@ class FakeDocker:
         return {"Id": cid}
 
     def _find(self, key: str) -> dict:
-        for c in self.containers.values():
+        for c in self.by_id.values():
             if key in (c["Id"], c["Name"].lstrip("/")):
                 return c
         raise _missing(key)
@@ -79,43 +72,29 @@ class FakeDocker:
         c["State"].update(Running=False, ExitCode=code, FinishedAt="2026-01-05T09:00:00Z")
 
     def remove_container(self, key, v=False):
-        del self.containers[self._find(key)["Id"]]
+        del self.by_id[self._find(key)["Id"]]
 
-    def containers_list(self, all=False, filters=None):
+    def containers(self, all=False, filters=None):
         label = (filters or {}).get("label")
         return [
             {"Id": c["Id"], "Names": [c["Name"]], "Labels": c["Config"]["Labels"], "State": "running" if c["State"]["Running"] else "exited"}
-            for c in self.containers.values()
+            for c in self.by_id.values()
             if (all or c["State"]["Running"]) and (label is None or label in c["Config"]["Labels"])
         ]
 
 
-class FakeEngine(Engine):
-    name = "fake"
-    exposure = contract.ENV_ONLY
+class FakeEngine(DockerEngine):
+    """The Docker engine's own code (wiring, finding servers again, the call wrapper) on ``FakeDocker``."""
 
     def __init__(self, inventory: Inventory):
-        self._inventory = inventory
-        self.docker = FakeDocker()
-        self.client = self.docker
+        super().__init__(Gpus(exposure="env-only"), read_inventory=lambda: inventory, client_factory=FakeDocker)
+        self.docker: FakeDocker = self.client
 
-    async def call(self, method, *args, **kwargs):
-        return self.docker("containers_list" if method == "containers" else method, *args, **kwargs)
-
-    async def inventory(self) -> Inventory:
-        return self._inventory
-
-    def wiring(self, gpu):
-        return docker_wiring(gpu, self.exposure, self._inventory.simulated)
-
-    async def running_servers(self) -> list[RunningServer]:
-        found = []
-        for c in self.docker.containers_list(all=True, filters={"label": contract.ALLOCATION_LABEL}):
-            found.append(RunningServer(contract.allocation_of(c["Labels"]), c["Names"][0].lstrip("/"), c["State"] == "running"))
-        return found
-
-    def allocation_of(self, server_object: dict) -> int | None:
-        return contract.allocation_of((server_object.get("Config") or {}).get("Labels"))
+    async def call(self, method: str, *args, **kwargs):
+        self.docker.calls.append(method)
+        if method in self.docker.fail:
+            raise self.docker.fail.pop(method)
+        return await super().call(method, *args, **kwargs)
 
 
 __all__ = ["APIError", "FakeDocker", "FakeEngine"]

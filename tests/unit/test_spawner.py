@@ -94,7 +94,7 @@ async def test_a_start_allocates_and_wires_and_a_stop_releases_once(hub_db, serv
     assert await spawner.poll() is None and await services.allocation.still_held(live.id)
     await spawner.stop()
     # the stop path: the container is gone, the allocation released once, the state holds no allocation
-    assert spawner.object_name not in [c["Name"].lstrip("/") for c in services.engine.docker.containers.values()]
+    assert spawner.object_name not in [c["Name"].lstrip("/") for c in services.engine.docker.by_id.values()]
     assert await services.allocation.live() == [] and spawner.allocation_id == 0
     assert STATE_KEY not in spawner.get_state() and "object_id" not in spawner.get_state()
     assert not await services.allocation.release(live.id, "again")  # already released
@@ -182,4 +182,4 @@ async def test_refusals_come_before_anything_is_created(hub_db, services, server
         with pytest.raises(SpawnRefused) as e:
             await spawner._run_apply_user_options(options)
         assert e.value.status_code == status
-    assert services.engine.docker.containers == {} and await services.allocation.live() == []
+    assert services.engine.docker.by_id == {} and await services.allocation.live() == []

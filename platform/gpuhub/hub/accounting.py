@@ -28,7 +28,7 @@ from ..inventory.model import Inventory
 from ..policy.accounting import UsageRecord, running_verdict
 from ..policy.quotas import resolve
 from ..worker import Worker
-from .database import DatabaseOpener
+from .database import DatabaseOpener, StoreCalls
 from .log import log
 from .notices import HUB_SOURCE, NoticeService
 
@@ -53,15 +53,11 @@ class AccountingService:
     def __init__(self, settings: Settings, database: DatabaseOpener, allocation, quotas, notices: NoticeService, clock: Callable[[], datetime]):
         self.settings = settings
         self.metrics: MetricsInputs | None = None
-        self._database = database
+        self._run = StoreCalls(database, UsageStore, Worker("gpuhub-accounting"))
         self._allocation = allocation
         self._quotas = quotas
         self._notices = notices
         self._clock = clock
-        self._worker = Worker("gpuhub-accounting")
-
-    async def _run(self, method: str, *args):
-        return await self._worker.run(getattr(UsageStore(await self._database.get()), method), *args)
 
     async def records(self, since: datetime, until: datetime) -> list[UsageRecord]:
         """Every usage record that overlaps [since, until) (the usage reports)."""

@@ -30,10 +30,9 @@ from ..inventory.model import Inventory
 from ..policy.allocator import Capacity, GpuRequest, NeverFits, capacity, pool_of
 from ..policy.decide import Refused, SiteRules, Start, quota_refusal
 from ..policy.errors import SpawnRefused
-from ..policy.quotas import rule_from
 from ..policy.sessions import Session, usable_devices
 from ..worker import Worker
-from .database import DatabaseOpener
+from .database import DatabaseOpener, StoreCalls
 from .log import log
 from .progress import StartProgress
 from .waitqueue import Ticket, WaitQueue, ordinal
@@ -48,14 +47,6 @@ class ReconcileReport:
     strays: list[str]  # servers that run with an allocation that is no longer live
 
 
-def site_rules(settings: Settings) -> SiteRules:
-    return SiteRules(
-        quota_rules=tuple(rule_from(*q.scope, q, origin="settings") for q in settings.quotas),
-        max_shares=settings.gpus.max_shares_per_gpu,
-        week=settings.accounting.week,
-    )
-
-
 def _human_seconds(seconds: int) -> str:
     return f"{seconds // 60} minutes" if seconds >= 120 and seconds % 60 == 0 else f"{seconds} seconds"
 
@@ -64,22 +55,15 @@ class AllocationService:
     def __init__(self, settings: Settings, database: DatabaseOpener, engine: Engine, quotas, sessions, clock: Callable[[], datetime]):
         self.settings = settings
         self.engine = engine
-        self.rules = site_rules(settings)
+        self.rules = SiteRules(tuple(quotas.settings_rules), settings.gpus.max_shares_per_gpu, settings.accounting.week)
         self.lines = WaitQueue(clock)
         self.last_reconcile: ReconcileReport | None = None
-        self._database = database
+        self._run = StoreCalls(database, AllocationStore, Worker("gpuhub-allocation"))
         self._quotas = quotas
         self._sessions = sessions
         self._clock = clock
-        self._worker = Worker("gpuhub-allocation")
-        self._store: AllocationStore | None = None
         self._ready = False
         self._ready_lock = asyncio.Lock()
-
-    async def _run(self, method: str, *args):
-        if self._store is None:
-            self._store = AllocationStore(await self._database.get())
-        return await self._worker.run(getattr(self._store, method), *args)
 
     def capacity_changed(self) -> None:
         """A device may have been freed, a quota raised, a reservation moved: every waiter tries again."""

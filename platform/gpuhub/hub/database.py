@@ -1,5 +1,6 @@
 """``DatabaseOpener``: the hub's connection to gpuhub's tables, opened (and migrated) once, on first
-use, off the event loop. Every service asks it for the ``db.database.Database``."""
+use, off the event loop. ``StoreCalls``: how a service calls one of the stores (``db/``) on its own
+worker thread."""
 
 from __future__ import annotations
 
@@ -25,3 +26,19 @@ class DatabaseOpener:
                 if self._database is None:
                     self._database = await Worker("gpuhub-migrate").run(Database.open, self.db_url, self.clock)
         return self._database
+
+
+class StoreCalls:
+    """``await calls("method", *args)``: ``store_class(database).method(*args)`` on ``worker``, the
+    store made once, when first called. A service holds one per store it uses, all on its own worker."""
+
+    def __init__(self, database: DatabaseOpener, store_class, worker: Worker):
+        self._database = database
+        self._store_class = store_class
+        self._worker = worker
+        self._store = None
+
+    async def __call__(self, method: str, *args):
+        if self._store is None:
+            self._store = self._store_class(await self._database.get())
+        return await self._worker.run(getattr(self._store, method), *args)

@@ -16,7 +16,7 @@ from ..db.usage import UsageStore
 from ..policy.accounting import week_start
 from ..policy.quotas import EffectiveQuota, QuotaRule, resolve, rule_from
 from ..worker import Worker
-from .database import DatabaseOpener
+from .database import DatabaseOpener, StoreCalls
 from .log import log
 from .waitqueue import Listeners
 
@@ -25,37 +25,31 @@ class QuotaService:
     def __init__(self, settings: Settings, database: DatabaseOpener, clock: Callable[[], datetime]):
         self.settings = settings
         self.settings_rules = [rule_from(*q.scope, q, origin="settings") for q in settings.quotas]
-        self._database = database
+        worker = Worker("gpuhub-quotas")
+        self._rules = StoreCalls(database, QuotaStore, worker)
+        self._usage = StoreCalls(database, UsageStore, worker)
         self._clock = clock
-        self._worker = Worker("gpuhub-quotas")
         self.changed = Listeners()  # called after every change (Services wires the GPU lines' wake-up)
-
-    async def _store(self) -> QuotaStore:
-        return QuotaStore(await self._database.get())
 
     async def rules(self) -> list[QuotaRule]:
         """Every quota rule: the settings file's, then the database's."""
-        store = await self._store()
-        return self.settings_rules + await self._worker.run(store.rules)
+        return self.settings_rules + await self._rules("rules")
 
     async def effective(self, username: str, groups: list[str]) -> EffectiveQuota:
         return resolve(username, groups, await self.rules())
 
     async def used_this_week(self, username: str) -> float:
         """GPU-seconds ``username`` used in the current ``[accounting] week`` (what ``gpu_hours_per_week`` counts)."""
-        usage = UsageStore(await self._database.get())
-        return await self._worker.run(usage.used_seconds, username, week_start(self._clock(), self.settings.accounting.week))
+        return await self._usage("used_seconds", username, week_start(self._clock(), self.settings.accounting.week))
 
     async def set(self, rule: QuotaRule, by: str) -> None:
-        store = await self._store()
-        await self._worker.run(store.set, rule)
+        await self._rules("set", rule)
         log.info("gpuhub quotas: %s set the %s quota %r", by, rule.scope, rule.name)
         self.changed()
 
     async def unset(self, scope: str, name: str, by: str) -> bool:
         """Remove the database's rule (the settings file's applies again); False if there was none."""
-        store = await self._store()
-        removed = await self._worker.run(store.unset, scope, name)
+        removed = await self._rules("unset", scope, name)
         if removed:
             log.info("gpuhub quotas: %s removed the %s quota %r", by, scope, name)
             self.changed()

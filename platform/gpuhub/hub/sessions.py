@@ -17,7 +17,7 @@ from ..db.sessions import SessionStore
 from ..policy.errors import SpawnRefused
 from ..policy.sessions import RosterEntry, Session, closed_message
 from ..worker import Worker
-from .database import DatabaseOpener
+from .database import DatabaseOpener, StoreCalls
 from .log import log
 from .waitqueue import Listeners
 
@@ -31,16 +31,9 @@ def boundaries(sessions: list[Session]) -> list[datetime]:
 
 class SessionService:
     def __init__(self, database: DatabaseOpener, clock: Callable[[], datetime]):
-        self._database = database
+        self._run = StoreCalls(database, SessionStore, Worker("gpuhub-sessions"))
         self._clock = clock
-        self._worker = Worker("gpuhub-sessions")
-        self._store: SessionStore | None = None
         self.changed = Listeners()  # called after every change (Services wires the GPU lines' wake-up)
-
-    async def _run(self, method: str, *args):
-        if self._store is None:
-            self._store = SessionStore(await self._database.get())
-        return await self._worker.run(getattr(self._store, method), *args)
 
     # --- reads ---------------------------------------------------------------------------------------
     async def all(self) -> list[Session]:
@@ -116,8 +109,6 @@ class SessionService:
                 if upcoming and self._clock() >= upcoming[0]:
                     log.info("gpuhub sessions: a window boundary passed (%s): the GPU lines try again", upcoming[0])
                     self.changed()
-            except asyncio.CancelledError:
-                raise
             except Exception:  # the database away, say: try again next round
                 log.exception("gpuhub sessions: reading the windows failed; trying again")
                 await asyncio.sleep(MAX_SLEEP_SECONDS)
