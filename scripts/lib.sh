@@ -52,3 +52,19 @@ wait_http() {  # wait_http URL SECONDS
   done
   return 1
 }
+
+remove_replaced_images() {  # gpuhub's images a rebuild replaced (untagged, labelled by images/build.sh) that no container uses
+  local id removed=0 kept=0
+  for id in $(docker images -q --no-trunc -f dangling=true -f label=org.gpuhub.inputs 2>/dev/null | sort -u); do
+    if docker image rm "$id" >/dev/null 2>&1; then removed=$((removed + 1)); else kept=$((kept + 1)); fi
+  done
+  [ "$removed" = 0 ] || say "removed $removed image(s) replaced by a rebuild"
+  [ "$kept" = 0 ] || say "kept $kept replaced image(s) still used by a container (scripts/up removes them once unused)"
+  return 0
+}
+
+ensure_network() {  # ensure_network NAME: the network the hub and users' containers share (external to compose)
+  docker network inspect "$1" >/dev/null 2>&1 && return 0
+  say "creating the Docker network $1 (the hub and the users' servers)"
+  docker network create --label org.gpuhub.network=true "$1" >/dev/null || die "docker network create $1 failed"
+}

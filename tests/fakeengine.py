@@ -11,7 +11,7 @@ from __future__ import annotations
 import itertools
 from types import SimpleNamespace
 
-from docker.errors import APIError, NotFound
+from docker.errors import APIError, ImageNotFound, NotFound
 
 from gpuhub.config.schema import Gpus
 from gpuhub.engine.docker import DockerEngine
@@ -30,12 +30,15 @@ class FakeDocker:
         self.by_id: dict[str, dict] = {}  # the containers
         self.calls: list[str] = []  # every API call made through the engine, in order
         self.fail: dict[str, Exception] = {}  # method -> the error its next call through the engine raises
+        self.missing_images: set[str] = set()  # images this engine does not have (every other one it has)
         self._ids = itertools.count(1)
 
     def create_host_config(self, **kwargs):
         return kwargs
 
     def inspect_image(self, image):
+        if image in self.missing_images:
+            raise ImageNotFound(f"No such image: {image}", response=SimpleNamespace(status_code=404, reason="Not Found", url=""))
         return {"Config": {"Cmd": ["jupyterhub-singleuser"]}}
 
     def create_container(self, image, name, labels=None, host_config=None, environment=None, **kwargs):

@@ -15,8 +15,11 @@
     gpuhub session roster NAME roster.csv
 
 It talks to ``$GPUHUB_URL`` (default ``http://127.0.0.1:8000``) with the token in ``$GPUHUB_TOKEN``
-or ``$JUPYTERHUB_API_TOKEN`` (a token of a user or service with the ``gpuhub-admin`` role, from
-``/hub/token``; ``session`` needs the ``gpuhub-instructor`` role). On the hub's host, in the compose setup: ``docker-compose exec hub gpuhub gpus``.
+or ``$JUPYTERHUB_API_TOKEN``: a token of a user or service with the ``gpuhub-admin`` role
+(``gpuhub-viewer``: reading only; ``session`` needs ``gpuhub-instructor``), made on the hub's
+``/hub/token`` page, or on the hub's host with ``docker-compose exec -T hub jupyterhub token NAME``
+(docs/admin.md, "API tokens"). On the hub's host, in the compose setup:
+``docker-compose exec -e GPUHUB_TOKEN=... hub gpuhub gpus``.
 The API's errors are printed as they come (the field and what is accepted), exit status 1; a usage
 mistake exits 2.
 """
@@ -32,6 +35,12 @@ import urllib.parse
 import urllib.request
 
 PREFIX = "/hub/api/gpuhub/v1/"
+TOKEN_HELP = (
+    "GPUHUB_URL: the hub (default http://127.0.0.1:8000). GPUHUB_TOKEN (or JUPYTERHUB_API_TOKEN): an API token of a"
+    " user or service with the gpuhub-admin role (gpuhub-viewer: reading only; session needs gpuhub-instructor),"
+    " made on the hub's /hub/token page, or on the hub's host with `docker-compose exec -T hub jupyterhub token NAME`"
+    ' (docs/admin.md, "API tokens").'
+)
 
 
 class ApiError(RuntimeError):
@@ -222,7 +231,9 @@ def cmd_session(client: Client, args) -> str:
 
 
 def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="gpuhub", description="gpuhub admin: GPUs, quotas, usage, queue (over the hub's REST API)")
+    p = argparse.ArgumentParser(
+        prog="gpuhub", description="gpuhub admin: GPUs, quotas, usage, queue, sessions (over the hub's REST API)", epilog=TOKEN_HELP
+    )
     sub = p.add_subparsers(dest="command", required=True)
     sub.add_parser("gpus", help="every GPU and MIG slice, its state and holder").set_defaults(run=cmd_gpus)
     free = sub.add_parser("free", help="force-free a device (its holders' servers stop; files kept)")
@@ -292,7 +303,7 @@ def main(argv=None) -> int:
         p.error(str(e))
     token = os.environ.get("GPUHUB_TOKEN") or os.environ.get("JUPYTERHUB_API_TOKEN")
     if not token:
-        print("gpuhub: set GPUHUB_TOKEN to a token with the gpuhub-admin role (make one at /hub/token)", file=sys.stderr)
+        print(f"gpuhub: GPUHUB_TOKEN is not set. {TOKEN_HELP}", file=sys.stderr)
         return 2
     client = Client(os.environ.get("GPUHUB_URL", "http://127.0.0.1:8000"), token)
     try:

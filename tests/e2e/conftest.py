@@ -20,6 +20,7 @@ import pytest
 from tests.hubprocess import REPO, answers_within, free_port, remove_prefixed, require_engine_and_image
 
 PREFIX = "gpuhube2e"
+MISSING_IMAGE = "gpuhub/pytorch-cuda:2.7-cuda12.6"  # allowed, but never built on a host without GPUs
 ARTIFACTS = REPO / "build" / "e2e"
 E2E_SETTINGS = f'''
 [hub]
@@ -32,7 +33,7 @@ admin_users = ["admin"]
 
 [spawner]
 network = "{PREFIX}-net"
-allowed_images = ["gpuhub/pytorch-cuda:cpu"]
+allowed_images = ["gpuhub/pytorch-cuda:cpu", "{MISSING_IMAGE}"]
 pull_policy = "never"
 home_volume = "{PREFIX}-home-{{slug}}"
 container_name = "{PREFIX}-{{slug}}"
@@ -68,6 +69,15 @@ name = "gpu-1"
 display_name = "1 × GPU"
 description = "A whole GPU."
 image = "gpuhub/pytorch-cuda:cpu"
+mem_limit = "2G"
+gpus = 1
+gpu_mode = "exclusive"
+
+[[profiles]]
+name = "gpu-cuda"
+display_name = "1 × GPU · CUDA 12.6"
+description = "A profile whose image this host has not built (no registry here): shown disabled."
+image = "{MISSING_IMAGE}"
 mem_limit = "2G"
 gpus = 1
 gpu_mode = "exclusive"
@@ -111,7 +121,8 @@ class Platform:
 @contextmanager
 def composed_platform(workdir: Path, prefix: str = PREFIX, settings: str = E2E_SETTINGS, inventory: str = E2E_INVENTORY):
     """``docker-compose -p PREFIX up -d hub`` with ``settings`` (and a simulated ``inventory``) written to
-    ``workdir``, its own network, port, password and name prefix; yields the healthy ``Platform``.
+    ``workdir``, its own network (``PREFIX-net``, created here: compose's file names it external), port,
+    password and name prefix; yields the healthy ``Platform``.
     Everything of the project (users' containers and volumes too) is removed at the end. Used by this
     tier and by ``benchmarks/load.py``."""
     (workdir / "settings.toml").write_text(settings)
@@ -132,8 +143,11 @@ def composed_platform(workdir: Path, prefix: str = PREFIX, settings: str = E2E_S
     }
     compose = compose_command()
     down = [*compose, "down", "-v", "--remove-orphans"]
+    remove_network = ["docker", "network", "rm", env["GPUHUB_NETWORK"]]  # external to compose, as scripts/up makes it
     remove_prefixed(prefix)
     subprocess.run(down, cwd=REPO, env=env, capture_output=True)
+    subprocess.run(remove_network, capture_output=True)
+    subprocess.run(["docker", "network", "create", env["GPUHUB_NETWORK"]], check=True, capture_output=True)
     subprocess.run([*compose, "up", "-d", "--no-build", "hub"], cwd=REPO, env=env, check=True)
     p = Platform(url=f"http://127.0.0.1:{port}", admin_password=password, compose=compose, env=env)
     try:
@@ -144,6 +158,7 @@ def composed_platform(workdir: Path, prefix: str = PREFIX, settings: str = E2E_S
         # the spawned containers first: they hold the project's network
         remove_prefixed(prefix)
         subprocess.run(down, cwd=REPO, env=env, capture_output=True)
+        subprocess.run(remove_network, capture_output=True)
 
 
 class PlatformError(RuntimeError):

@@ -78,7 +78,9 @@ def test_form_escapes_markup_from_settings():
         ({"profile": ["x", "y"]}, {"profile": "x"}),
         ({"profile": []}, {}),
         ({}, {}),
-        ({"image": ["evil:1"], "profile": ["cpu-small"]}, {"profile": "cpu-small"}),
+        # passed on, so the one check refuses it as the REST API does (it used to be dropped silently)
+        ({"image": ["evil:1"], "profile": ["cpu-small"]}, {"image": "evil:1", "profile": "cpu-small"}),
+        ({"colour": ["red"], "_xsrf": ["t0k"]}, {"colour": "red"}),
     ],
 )
 def test_options_from_form(formdata, options):

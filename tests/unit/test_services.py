@@ -205,3 +205,112 @@ async def test_the_accounting_rounds_warn_then_stop_and_free(tmp_path, clock):
     await accounting.refresh_metrics()
     assert accounting.metrics.closed_totals["user"]["alice"] == pytest.approx(61 * 60)
     assert accounting.metrics.open_records == [] and accounting.metrics.live == []
+
+
+# --- one order across kinds of request, with a bound on overtaking ---------------------------------------
+SHARED_PROFILE = '''
+[[profiles]]
+name = "gpu-shared"
+image = "gpuhub/pytorch-cuda:cpu"
+gpus = 1
+gpu_mode = "shared"
+gpu_memory = "10G"
+'''
+
+
+async def test_an_exclusive_request_is_passed_over_at_most_overtake_limit_times(tmp_path, clock):
+    """Before one order across lines, every shared request that fitted went ahead of the exclusive one
+    waiting for a whole GPU, without end: here s2 would be placed at once."""
+    services = make_services(tmp_path, clock, extra="overtake_limit = 1\n" + SHARED_PROFILE)
+    await services.allocation.ready()
+    await take(services, "a")  # GPU 0, exclusive
+    s0 = await take(services, "s0", "gpu-shared")  # a slot on GPU 1
+    progress = StartProgress()
+    x = asyncio.ensure_future(take(services, "x", progress=progress))
+    await asyncio.sleep(0.1)
+    assert not x.done() and progress.message == "waiting for a GPU (exclusive×1): 1st of 1 in line"
+    s1 = await asyncio.wait_for(take(services, "s1", "gpu-shared"), 5)  # fits beside s0: overtakes x once
+    s2 = asyncio.ensure_future(take(services, "s2", "gpu-shared"))
+    await asyncio.sleep(0.3)
+    assert not s2.done()  # it would fit, but x was passed over once already: GPU 1 is kept for x
+    await services.allocation.release(s0.id, "stopped")
+    await asyncio.sleep(0.1)
+    assert not x.done() and not s2.done()
+    await services.allocation.release(s1.id, "stopped")
+    got = await asyncio.wait_for(x, 5)  # the whole GPU 1 goes to x, who asked before s2
+    assert got.uuids == s1.uuids and not s2.done()
+    s2.cancel()
+
+
+# --- the wait lines survive a hub restart ---------------------------------------------------------------
+def running_container(services, name, allocation):
+    docker = services.engine.docker
+    docker.start(docker.create_container("img", name, labels={"org.gpuhub.allocation": str(allocation.id)}, host_config={})["Id"])
+
+
+async def test_waiters_left_by_a_stopping_hub_are_served_again_in_order(tmp_path, clock, services):
+    for name in ("a", "b"):  # their servers run on: the restarted hub keeps their GPUs
+        running_container(services, f"gpuhub-{name}", await take(services, name))
+    waiting = {}
+    for name in ("c", "d"):
+        start = start_of(services, name)
+        waiting[name] = asyncio.ensure_future(services.allocation.acquire(start, name, StartProgress(), None, {"profile": "gpu-1"}))
+        await asyncio.sleep(0.05)
+        clock.now += timedelta(seconds=1)
+    gone = asyncio.ensure_future(take(services, "e"))  # a start that ends while waiting: not kept
+    await asyncio.sleep(0.1)
+    assert services.allocation.lines.lines() == {"exclusive×1": ["c", "d", "e"]}
+    services.allocation.remove_waiting(services.allocation.waiting()[-1].number, "admin")
+    with pytest.raises(SpawnRefused):
+        await gone
+    for task in waiting.values():  # the hub stops: JupyterHub cancels the pending spawns
+        task.cancel()
+    await asyncio.gather(*waiting.values(), return_exceptions=True)
+
+    # a new hub process on the same database and engine re-serves c and d (asked in reverse order)
+    restarted = Services(services.settings, engine=services.engine, database=await services.database.get(), clock=clock)
+    progress, tasks, asked = {}, {}, []
+
+    async def start_server(waiter):
+        asked.append(waiter.username)
+        progress[waiter.username] = StartProgress()
+        start = start_of(restarted, waiter.username, waiter.options["profile"])
+        tasks[waiter.username] = asyncio.ensure_future(
+            restarted.allocation.acquire(start, waiter.username, progress[waiter.username], None, waiter.options)
+        )
+        await asyncio.sleep(0.05 if waiter.username == "c" else 0)  # d joins the new line first
+        return True, ""
+
+    await restarted.allocation.restore_waiters(start_server)
+    await asyncio.sleep(0.1)
+    assert sorted(asked) == ["c", "d"]  # e's start ended on its own: it was not kept
+    assert restarted.allocation.lines.lines() == {"exclusive×1": ["c", "d"]}  # their order from before
+    assert progress["c"].message == (
+        "waiting for a GPU (exclusive×1): 1st of 2 in line (your place was kept across a hub restart)"
+    )
+    held = await restarted.allocation.live()
+    await restarted.allocation.release(held[0].id, "stopped")
+    assert (await asyncio.wait_for(tasks["c"], 5)).username == "c" and not tasks["d"].done()
+    tasks["d"].cancel()
+
+
+async def test_a_kept_waiter_the_hub_cannot_start_again_is_forgotten(tmp_path, clock, services):
+    await take(services, "a"), await take(services, "b")
+    task = asyncio.ensure_future(services.allocation.acquire(start_of(services, "c"), "c", StartProgress(), None, {"profile": "gpu-1"}))
+    await asyncio.sleep(0.1)
+    task.cancel()
+    await asyncio.gather(task, return_exceptions=True)
+    restarted = Services(services.settings, engine=services.engine, database=await services.database.get(), clock=clock)
+
+    async def refused(waiter):
+        return False, "400: c is already running"
+
+    await restarted.allocation.restore_waiters(refused)
+    asked = []
+
+    async def start_server(waiter):
+        asked.append(waiter)
+        return True, ""
+
+    await restarted.allocation.restore_waiters(start_server)
+    assert asked == []

@@ -314,7 +314,7 @@ def test_bad_session_bodies_name_the_field(name, body, field, fragment):
         ({"profile": ["gpu-1"]}, {"profile": "gpu-1"}),
         ({"profile": ["session:ml101"]}, {"session": "ml101"}),
         ({"session": ["ml101"]}, {"session": "ml101"}),  # a start link: /hub/spawn?session=ml101
-        ({"profile": ["cpu-small"], "other": ["x"]}, {"profile": "cpu-small"}),
+        ({"profile": ["cpu-small"], "other": ["x"]}, {"profile": "cpu-small", "other": "x"}),  # refused by the one check
     ],
 )
 def test_form_and_start_link_options(formdata, options):

@@ -70,6 +70,7 @@ def spawner_of(hub_db, services, name: str, port: int, state: dict | None = None
     return user._new_spawner(
         "", spawner_class=GPUSpawner, hub=Hub(), site_settings=services.settings, services=services, port=port,
         use_internal_ip=True, network_name="bridge", remove=True,  # as gpuhub.hub.hubconfig configures it
+        allowed_images=list(services.settings.spawner.allowed_images), pull_policy=services.settings.spawner.pull_policy,
     )
 
 
@@ -183,3 +184,32 @@ async def test_refusals_come_before_anything_is_created(hub_db, services, server
             await spawner._run_apply_user_options(options)
         assert e.value.status_code == status
     assert services.engine.docker.by_id == {} and await services.allocation.live() == []
+
+
+async def test_an_image_the_host_lacks_is_refused_before_anything_and_shown_on_the_form(hub_db, services, server_port):
+    """Before: the start allocated a GPU, then DockerSpawner's create failed with ImageNotFound (500)."""
+    services.engine.docker.missing_images.add("gpuhub/pytorch-cuda:cpu")
+    spawner = spawner_of(hub_db, services, "alice", server_port)
+    spawner.pull_policy = "never"  # as in settings.toml: images are built on the host
+    with pytest.raises(SpawnRefused) as e:
+        await spawner._run_apply_user_options({"profile": "gpu-1"})
+    assert (e.value.status_code, e.value.why) == (409, "image-missing")
+    assert "'gpuhub/pytorch-cuda:cpu' of profile 'gpu-1' is not on this host" in e.value.message
+    assert "bash images/build.sh cpu" in e.value.message
+    assert services.engine.docker.by_id == {} and await services.allocation.live() == []
+    # an allowed image the host lacks, asked for by name: the same refusal
+    services.engine.docker.missing_images.add("example/other:1")
+    with pytest.raises(SpawnRefused) as e:
+        await spawner._run_apply_user_options({"profile": "cpu-small", "image": "example/other:1"})
+    assert e.value.status_code == 409 and "docker pull example/other:1" in e.value.message, e.value.message
+    # the form shows every profile on that image disabled, with the reason
+    page = await spawner.render_options_form()
+    assert 'id="gpuhub-profile-gpu-1" value="gpu-1" disabled' in page
+    assert "is not on this host" in page
+
+
+async def test_an_image_outside_the_allowed_list_is_refused_as_gpuhub_refuses(hub_db, services, server_port):
+    spawner = spawner_of(hub_db, services, "alice", server_port)
+    with pytest.raises(SpawnRefused) as e:
+        await spawner._run_apply_user_options(spawner.options_from_form({"profile": ["cpu-small"], "image": ["evil:1"]}))
+    assert (e.value.status_code, e.value.why) == (400, "image") and "evil:1 not in allowed list" in e.value.message

@@ -43,7 +43,10 @@ def main() -> int:
         f"after {reclaim.idle_timeout}s (sessions {reclaim.session_idle_timeout or reclaim.idle_timeout}s)" if agent.reclaim.enabled else "off",
         reclaim.activity,
     )
-    asyncio.run(run_forever(agent, settings.sessions.check_interval))
+    try:
+        asyncio.run(run_forever(agent, settings.sessions.check_interval))
+    except KeyboardInterrupt:  # the hub stops its services with SIGINT: a normal stop
+        log.info("gpuhub-agent: stopped")
     return 0
 
 

@@ -64,8 +64,8 @@ class Hub(Section):
 
     db_url = Unicode(
         "sqlite:///jupyterhub.sqlite",
-        help="""The hub's database (users, servers, and later gpuhub's allocations). SQLite by default;
-        PostgreSQL for larger sites. Examples: ``"sqlite:////srv/gpuhub/data/jupyterhub.sqlite"``,
+        help="""The hub's database (users, servers, tokens, and gpuhub's allocations, quotas, sessions and
+        usage records). SQLite by default; PostgreSQL for larger sites. Examples: ``"sqlite:////srv/gpuhub/data/jupyterhub.sqlite"``,
         ``"postgresql://gpuhub:secret@postgres:5432/gpuhub"``. A relative SQLite path is relative
         to the hub's working directory.""",
     ).tag(accepted="a sqlite:/// or postgresql:// URL")
@@ -492,6 +492,19 @@ class Gpus(Section):
         Example: ``600`` (10 minutes); ``0`` refuses at once when nothing is free.""",
         min=0,
         max=86400,
+    )
+
+    overtake_limit = Integer(
+        3,
+        help="""How many later GPU requests of another kind may start ahead of one that waits, before
+        what frees up is kept for it. The lines (exclusive, shared, each MIG profile) are served in
+        arrival order across kinds; a later request that fits (a shared slot on a half-used GPU) may go
+        ahead of an earlier one that does not (an exclusive request needing a whole GPU), but only this
+        many times: after that, nobody behind the earlier request on the same GPUs starts until it has
+        its GPU. ``0``: strict arrival order across kinds (a free shared slot stays unused while an
+        earlier exclusive request waits). Example: ``3``.""",
+        min=0,
+        max=1000,
     )
 
     @validate("inventory")

@@ -85,6 +85,21 @@ class UsageTotalRow(Base):
     gpu_seconds: Mapped[float] = mapped_column(Float, default=0.0)
 
 
+class WaiterRow(Base):
+    """A GPU start waiting in line, kept so that a hub restart does not drop it: the restarted hub
+    starts it again with the same options, at its place (``waiters.WaiterStore``)."""
+
+    __tablename__ = "gpuhub_waiters"
+    __table_args__ = (UniqueConstraint("username", "server_name", name="uq_gpuhub_waiters_server"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    username: Mapped[str] = mapped_column(Unicode(255))
+    server_name: Mapped[str] = mapped_column(Unicode(255), default="")
+    profile: Mapped[str] = mapped_column(Unicode(63))
+    options: Mapped[dict] = mapped_column(JSON)
+    joined: Mapped[datetime] = mapped_column(DateTime)
+    boot: Mapped[str] = mapped_column(Unicode(32))  # the hub process that serves it
+
+
 class SessionRow(Base):
     __tablename__ = "gpuhub_sessions"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)

@@ -28,3 +28,16 @@ class Allocation:
     def assignment(self) -> GpuAssignment:
         """What the engine wires into the server's container."""
         return GpuAssignment(self.id, self.mode, self.uuids, self.memory_bytes)
+
+
+@dataclass(frozen=True)
+class Waiter:
+    """A GPU start waiting in line, as kept in the database (``waiters.WaiterStore``)."""
+
+    id: int
+    username: str
+    server_name: str
+    profile: str
+    options: dict
+    joined: datetime
+    boot: str

@@ -48,6 +48,10 @@ class Engine(ABC):
         """What a container is created with to get exactly ``gpu``'s devices (None: no GPU at all)."""
 
     @abstractmethod
+    async def has_image(self, image: str) -> bool:
+        """Whether servers can be started from ``image`` here without fetching it."""
+
+    @abstractmethod
     async def running_servers(self) -> list[RunningServer]:
         """Every server carrying an allocation label, running or not (the restart reconcile)."""
 

@@ -119,6 +119,15 @@ class DockerEngine(Engine):
     def wiring(self, gpu: GpuAssignment | None) -> DeviceWiring:
         return docker_wiring(gpu, self.exposure, self.simulated)
 
+    async def has_image(self, image: str) -> bool:
+        from docker.errors import ImageNotFound, NotFound
+
+        try:
+            await self.call("inspect_image", image)
+            return True
+        except (ImageNotFound, NotFound):
+            return False
+
     async def running_servers(self) -> list[RunningServer]:
         found = []
         for container in await self.call("containers", all=True, filters={"label": c.ALLOCATION_LABEL}):

@@ -4,9 +4,11 @@
 
 - its worker thread for the allocation store (``db.allocations``: one serialised transaction per
   decision, ``policy.decide`` inside it);
-- the GPU wait lines (``waitqueue``: one FIFO per kind of request; only the first of a line tries to
-  place) and their wake-ups: ``capacity_changed`` is called by this service on every release, and
-  by the quota and session services on every change that can let a waiter in;
+- the GPU wait lines (``waitqueue``: one FIFO per kind of request, served across kinds in arrival
+  order with a bound on overtaking, ``policy.lineorder``) and their wake-ups: ``capacity_changed`` is
+  called by this service on every release, and by the quota and session services on every change
+  that can let a waiter in;
+- the waiters kept in the database (``db.waiters``), so that a hub restart re-serves them in order;
 - the restart reconcile: the first time it is used after the hub starts, live allocations whose
   server the engine still runs are kept, the others freed (``engine.running_servers``).
 
@@ -18,18 +20,22 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Callable
+import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
 
 from ..config.schema import Settings
 from ..db.allocations import AllocationStore
-from ..db.records import Allocation
+from ..contract import iso
+from ..db.records import Allocation, Waiter
+from ..db.waiters import WaiterStore
 from ..engine.base import Engine
 from ..inventory.model import Inventory
 from ..policy.allocator import Capacity, GpuRequest, NeverFits, capacity, pool_of
 from ..policy.decide import Refused, SiteRules, Start, quota_refusal
 from ..policy.errors import SpawnRefused
+from ..policy.lineorder import dispatch, draws_on
 from ..policy.sessions import Session, usable_devices
 from ..worker import Worker
 from .database import DatabaseOpener, StoreCalls
@@ -58,12 +64,17 @@ class AllocationService:
         self.rules = SiteRules(tuple(quotas.settings_rules), settings.gpus.max_shares_per_gpu, settings.accounting.week)
         self.lines = WaitQueue(clock)
         self.last_reconcile: ReconcileReport | None = None
-        self._run = StoreCalls(database, AllocationStore, Worker("gpuhub-allocation"))
+        worker = Worker("gpuhub-allocation")
+        self._run = StoreCalls(database, AllocationStore, worker)
+        self._waiters = StoreCalls(database, WaiterStore, worker)
         self._quotas = quotas
         self._sessions = sessions
         self._clock = clock
         self._ready = False
         self._ready_lock = asyncio.Lock()
+        self.boot = uuid.uuid4().hex  # this hub process, in the kept waiters' rows
+        self._round: asyncio.Future | None = None
+        self._retry_at = 0.0
 
     def capacity_changed(self) -> None:
         """A device may have been freed, a quota raised, a reservation moved: every waiter tries again."""
@@ -129,19 +140,35 @@ class AllocationService:
         if message:
             raise SpawnRefused(403, message, why="quota")
 
-    async def acquire(self, start: Start, holder: str, progress: StartProgress, session: Session | None = None) -> Allocation:
+    async def acquire(
+        self, start: Start, holder: str, progress: StartProgress, session: Session | None = None, options: dict | None = None
+    ) -> Allocation:
         """Place ``start``'s GPU request, waiting in line while nothing fits. Raises SpawnRefused:
         403 over quota, 409 can never fit (or an admin took it out of the line), 503 nothing became
         free within ``[gpus] queue_timeout``. A start for a ``session`` with reserved devices waits in
-        that session's own line."""
+        that session's own line. While it waits, the start is kept in the database with its
+        ``options``: a hub restart starts it again at the same place (``restore_waiters``)."""
         timeout = self.settings.gpus.queue_timeout
         deadline = time.monotonic() + timeout
         line = f"session {session.name}" if session is not None and session.devices else pool_of(start.request)
-        ticket = self.lines.join(line, holder, start.profile)
-        tried_at, retry_at, reason = None, 0.0, ""  # the lines' generation and time of the last try
+        kept = await self._waiters("keep", start.username, start.server_name, start.profile, options or {}, self.boot)
+        ticket = self.lines.join(
+            line, holder, start.profile, since=kept.joined, devices=draws_on(start.request, line),
+            kept=kept.boot != self.boot, payload=start,
+        )
+        if ticket.kept:
+            log.info("gpuhub %s: back in line for a GPU at its place from before the hub restarted (joined %s)", holder, kept.joined)
+        got, cancelled = None, False
         try:
             while True:
-                progress.update(10, self.lines.describe(ticket))
+                await self._serve_lines()
+                if isinstance(ticket.outcome, BaseException):
+                    raise ticket.outcome
+                if isinstance(ticket.outcome, Allocation):
+                    got = ticket.outcome
+                    log.info("gpuhub %s: allocation %d: %s %s", holder, got.id, start.request.mode, ",".join(got.uuids))
+                    progress.update(50, "GPU assigned; starting your server")
+                    return got
                 if ticket.removed_by:
                     raise SpawnRefused(
                         409,
@@ -149,41 +176,105 @@ class AllocationService:
                         " Start again, or pick another profile",
                         why="removed",
                     )
-                first, moved = self.lines.is_first(ticket), tried_at != self.lines.generation
-                if first and (moved or time.monotonic() >= retry_at):
-                    tried_at, retry_at = self.lines.generation, time.monotonic() + RECHECK_SECONDS
-                    decision = await self._run("allocate", await self.inventory(), start, self.rules)
-                    if isinstance(decision, Allocation):
-                        log.info("gpuhub %s: allocation %d: %s %s", holder, decision.id, start.request.mode, ",".join(decision.uuids))
-                        progress.update(50, "GPU assigned; starting your server")
-                        return decision
-                    if isinstance(decision, Refused):
-                        raise SpawnRefused(403, decision.message, why="quota")
-                    if isinstance(decision, NeverFits):
-                        inventory = await self.inventory()
-                        why = decision.reason if inventory.gpus else f"this hub has no GPU: {inventory.label()}"
-                        raise SpawnRefused(
-                            409,
-                            f"Profile {start.profile!r} can never start on this hub: {why}."
-                            " Pick another profile, or ask an admin to fix this one",
-                            why="never-fits",
-                        )
-                    reason = decision.reason
+                progress.update(10, self.lines.describe(ticket))
                 place, total = self.lines.position(ticket)
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     raise SpawnRefused(
                         503,
                         f"No GPU for profile {start.profile!r} became free within {_human_seconds(timeout)}"
-                        f" ({reason if self.lines.is_first(ticket) else 'others were ahead of you'};"
+                        f" ({ticket.reason or 'others were ahead of you'};"
                         f" you were {ordinal(place)} of {total} in line). Try again later, or pick another profile",
                         why="capacity",
                     )
                 log.debug("gpuhub %s: %s", holder, self.lines.describe(ticket))
-                until_retry = retry_at - time.monotonic()
-                await self.lines.wait_for_change(min(remaining, until_retry if until_retry > 0 else RECHECK_SECONDS))
+                await self.lines.wait_for_change(min(remaining, RECHECK_SECONDS))
+        except asyncio.CancelledError:
+            # JupyterHub cancels pending spawns when it stops: the start stays kept for the next hub
+            # process. (A user who cancels is stopped next: ``forget_waiter`` from the spawner's stop.)
+            cancelled = True
+            raise
         finally:
             self.lines.leave(ticket)
+            if isinstance(ticket.outcome, Allocation) and got is None:  # placed, but its start is gone
+                await self.release(ticket.outcome.id, "its start ended before it took its GPU")
+            if not cancelled:
+                await self.forget_waiter(start.username, start.server_name)
+
+    async def forget_waiter(self, username: str, server_name: str) -> None:
+        """The server's start no longer waits (it ended, or the server was stopped): not re-served."""
+        await self._waiters("forget", username, server_name)
+
+    async def _serve_lines(self) -> None:
+        """Let the waiters that may try now try (``policy.lineorder``). One round at a time, in its own
+        task: a waiter's cancellation never interrupts a placement half-recorded."""
+        if self._round is None or self._round.done():
+            self._round = asyncio.ensure_future(self._round_of_placements())
+        await asyncio.shield(self._round)
+
+    async def _round_of_placements(self) -> None:
+        generation, now = self.lines.generation, time.monotonic()
+        again = now >= self._retry_at  # the safety net: everyone tries again every few seconds
+        if again:
+            self._retry_at = now + RECHECK_SECONDS
+        waiting = [t for t in self.lines.in_order() if t.outcome is None and not t.removed_by]
+        order = dispatch(waiting, self.settings.gpus.overtake_limit)
+        inventory = None
+        try:
+            ticket = next(order)
+            while True:
+                placed = False
+                if again or ticket.tried_at != generation:  # nothing freed since it last tried: it still does not fit
+                    ticket.tried_at = generation
+                    inventory = inventory or await self.inventory()
+                    placed = await self._place(ticket, inventory)
+                ticket = order.send(placed)
+        except StopIteration:
+            pass
+
+    async def _place(self, ticket: Ticket, inventory: Inventory) -> bool:
+        """Try to allocate ``ticket``'s start; its outcome is set unless it has to wait on."""
+        start: Start = ticket.payload
+        try:
+            decision = await self._run("allocate", inventory, start, self.rules)
+        except Exception as e:  # the database: that start fails, the others try on
+            ticket.outcome = e
+            return False
+        if isinstance(decision, Allocation):
+            ticket.outcome = decision
+            return True
+        if isinstance(decision, Refused):
+            ticket.outcome = SpawnRefused(403, decision.message, why="quota")
+        elif isinstance(decision, NeverFits):
+            why = decision.reason if inventory.gpus else f"this hub has no GPU: {inventory.label()}"
+            ticket.outcome = SpawnRefused(
+                409,
+                f"Profile {start.profile!r} can never start on this hub: {why}. Pick another profile, or ask an admin to fix this one",
+                why="never-fits",
+            )
+        else:
+            ticket.reason = decision.reason
+        return False
+
+    async def restore_waiters(self, start_server: Callable[[Waiter], Awaitable[tuple[bool, str]]]) -> None:
+        """Start again, at their places, the GPU starts an earlier hub process left waiting in line.
+        ``start_server`` asks the hub to start one (True, or False and why not)."""
+        await self.ready()
+        left = await self._waiters("left_behind", self.boot)
+        if not left:
+            return
+        log.info("gpuhub: %d start(s) were waiting for a GPU when the hub stopped: starting them again, in their order", len(left))
+
+        async def restore(waiter: Waiter) -> None:
+            name = f"{waiter.username}:{waiter.server_name}"
+            started, why = await start_server(waiter)
+            if started:
+                log.info("gpuhub %s: start re-served after the hub restart (waiting since %s)", name, iso(waiter.joined))
+            else:
+                await self._waiters("forget", waiter.username, waiter.server_name)
+                log.warning("gpuhub %s: the start left waiting by the previous hub was not re-served: %s", name, why)
+
+        await asyncio.gather(*(restore(w) for w in left))
 
     # --- releases -----------------------------------------------------------------------------------
     async def release(self, allocation_id: int, reason: str) -> bool:

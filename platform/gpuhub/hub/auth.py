@@ -33,6 +33,13 @@ class GPUHubAuthenticator(NativeAuthenticator):
         Example: ``"admin"``.""",
     ).tag(config=True)
 
+    @default("db")
+    def _hub_db_session(self):
+        # NativeAuthenticator keeps its sign-ups in the hub's database through this shared session; it
+        # is how that (kept) library works, not something the operator can change, so the session is
+        # handed over without JupyterHub's notice to authenticator authors.
+        return self._deprecated_db_session
+
     @default("allow_all")
     def _default_allow_all(self):
         # Authorisation is NativeAuthenticator's own: only accounts an admin approved can log in.

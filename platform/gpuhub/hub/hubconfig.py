@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import glob
 import os
+import secrets
 import sys
 
 from ..config.schema import Settings, load_settings
@@ -14,6 +15,8 @@ from ..config.sections import SettingsError
 from ..web import metrics
 from ..web.routes import handlers
 from ..web.scopes import ADMIN, CUSTOM_SCOPES, READ, SESSIONS
+from .hubapi import HubApi, api_url_of
+from .log import quiet_the_hub_log
 from .services import Services
 
 TEMPLATES = os.path.join(os.path.dirname(os.path.dirname(__file__)), "templates")
@@ -68,18 +71,42 @@ def apply_site_settings(c, path: str) -> Settings:
     # gpuhub's own line ([admission]) bounds the starts; the hub-wide 429 would turn a class away
     c.JupyterHub.concurrent_spawn_limit = 0
     apply_admin(c, settings)
-    c.JupyterHub.services = services(settings, os.path.abspath(path))
-    start_hub_tasks(settings)
+    own_token = hub_token(hub.state_dir)
+    c.JupyterHub.services = services(settings, os.path.abspath(path), own_token)
+    start_hub_tasks(settings, HubApi(api_url_of(hub.hub_bind_url), own_token))
     return settings
 
 
 AGENT = "gpuhub-agent"
 CULLER = "idle-culler"
+HUB_ITSELF = "gpuhub-hub"
 
 
-def services(settings: Settings, settings_file: str) -> list[dict]:
+def hub_token(state_dir: str) -> str:
+    """The hub process's token for its own API (``hubapi``): made once and kept in ``state_dir``
+    (mode 0600, like the cookie secret), so restarts do not pile up tokens; without a state dir (or
+    where it does not exist: the config read outside a hub), a new one per start."""
+    if not state_dir or not os.path.isdir(state_dir):
+        return secrets.token_hex(32)
+    path = os.path.join(state_dir, "gpuhub-hub-token")
+    try:
+        with open(path) as f:
+            token = f.read().strip()
+        if len(token) >= 32:
+            return token
+    except FileNotFoundError:
+        pass
+    token = secrets.token_hex(32)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(token)
+    return token
+
+
+def services(settings: Settings, settings_file: str, own_token: str) -> list[dict]:
     """The hub-managed services: ``gpuhub-agent`` (sessions' prewarm and stop, GPU-idle reclaim) and,
-    with ``[culling] timeout``, jupyterhub-idle-culler."""
+    with ``[culling] timeout``, jupyterhub-idle-culler; and ``gpuhub-hub``, the hub process's own
+    token (it re-serves the GPU starts a previous process left waiting)."""
     environment = {"GPUHUB_SETTINGS": settings_file}
     if os.environ.get("DOCKER_HOST"):
         environment["DOCKER_HOST"] = os.environ["DOCKER_HOST"]
@@ -93,6 +120,7 @@ def services(settings: Settings, settings_file: str) -> list[dict]:
         if cull.max_age:
             command.append(f"--max-age={cull.max_age}")
         found.append({"name": CULLER, "command": command})
+    found.append({"name": HUB_ITSELF, "api_token": own_token, "display": False})
     return found
 
 
@@ -126,6 +154,12 @@ def admin_roles(settings: Settings) -> list[dict]:
             "services": [AGENT],
         },
         {
+            "name": HUB_ITSELF,
+            "description": "the hub process itself: starts again the GPU starts a previous process left waiting",
+            "scopes": ["servers", "read:users"],
+            "services": [HUB_ITSELF],
+        },
+        {
             "name": CULLER,
             "description": "jupyterhub-idle-culler: stops servers without activity",
             "scopes": ["list:users", "read:users:activity", "read:servers", "delete:servers"],
@@ -143,13 +177,15 @@ def apply_admin(c, settings: Settings) -> None:
     c.JupyterHub.template_paths = [TEMPLATES]
 
 
-def start_hub_tasks(settings: Settings) -> None:
+def start_hub_tasks(settings: Settings, hub_api: HubApi | None = None) -> None:
     """Start the services' background loops (``Services.start``) once JupyterHub runs. JupyterHub
     loads its config inside its running event loop; anywhere else (config tests, docs) nothing starts."""
     try:
         loop = asyncio.get_running_loop()
     except RuntimeError:
         return
+    quiet_the_hub_log()  # before JupyterHub applies this config (its deprecation notices)
+    loop.call_soon(quiet_the_hub_log)  # and on the handlers JupyterHub sets up after
     services = Services.for_settings(settings)
     metrics.register(lambda: services.accounting.metrics)
-    loop.call_soon(services.start)
+    loop.call_soon(services.start, hub_api)

@@ -31,6 +31,8 @@ from .accounting import AccountingService
 from .admission import StartGate
 from .allocation import AllocationService
 from .database import DatabaseOpener
+from .hubapi import HubApi
+from .log import log
 from .notices import NoticeService
 from .quotas import QuotaService
 from .sessions import SessionService
@@ -70,7 +72,16 @@ class Services:
         self.sessions.changed.add(self.allocation.capacity_changed)
         self._tasks: list[asyncio.Task] = []
 
-    def start(self) -> None:
-        """Start the background loops (the accounting rounds, the window boundaries) once."""
+    def start(self, hub_api: HubApi | None = None) -> None:
+        """Start the background loops (the accounting rounds, the window boundaries) once, and, with
+        the hub's own API, re-serve the GPU starts a previous hub process left waiting."""
         if not self._tasks:
             self._tasks = [asyncio.ensure_future(self.accounting.run()), asyncio.ensure_future(self.sessions.run())]
+            if hub_api is not None:
+                self._tasks.append(asyncio.ensure_future(self._restore_waiters(hub_api)))
+
+    async def _restore_waiters(self, hub_api: HubApi) -> None:
+        if await hub_api.wait_until_up():
+            await self.allocation.restore_waiters(hub_api.start_server)
+        else:
+            log.error("gpuhub: the hub's API at %s did not answer: the starts left waiting were not re-served", hub_api.api_url)

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from dockerspawner import DockerSpawner
+from tornado import web
 from traitlets import Any, Instance, Integer, default
 
 from jupyterhub.utils import wait_for_http_server
@@ -18,8 +19,8 @@ from jupyterhub.utils import wait_for_http_server
 from ..config.schema import Profile, Settings
 from ..policy import containers, form
 from ..policy.decide import Start
-from ..policy.errors import ServerDidNotAnswer
-from ..policy.profiles import choose_profile, gpu_request, session_name
+from ..policy.errors import ServerDidNotAnswer, SpawnRefused
+from ..policy.profiles import choose_profile, gpu_request, missing_image_text, session_name
 from ..policy.sessions import Session, status_text
 from ..policy.slugs import user_slug
 from .progress import StartProgress
@@ -148,7 +149,18 @@ class GPUSpawner(DockerSpawner):
             availability,
             form.gpu_source_text(inventory.label(), inventory.simulated, services.engine.exposure),
             await self._session_choices(),
+            await self._profiles_without_image(),
         )
+
+    async def _profiles_without_image(self) -> dict[str, str]:
+        """Profiles whose image this host does not have (``pull_policy = "never"``), with why."""
+        if self.pull_policy.lower() != "never":
+            return {}
+        missing = {}
+        for image in {p.image for p in self.settings.profiles}:
+            if not await self.services.engine.has_image(image):
+                missing[image] = True
+        return {p.name: missing_image_text(p.image, p.name) for p in self.settings.profiles if p.image in missing}
 
     async def _session_choices(self) -> list[form.SessionChoice]:
         now, choices = self.services.clock(), []
@@ -171,8 +183,15 @@ class GPUSpawner(DockerSpawner):
         return GPUSpawner.apply_profile
 
     async def apply_profile(self, user_options) -> None:
-        """Validate the request against the profiles, the classroom session it names (roster, window)
-        and the user's quota; refuse with a 4xx naming why."""
+        """Validate the request against the profiles, the classroom session it names (roster, window),
+        the user's quota and the images this host has; refuse with a 4xx naming why."""
+        try:
+            await self._apply_profile(user_options)
+        except SpawnRefused as e:
+            e.holder = self._log_name  # for the one log line (``log.QuietRefusals``)
+            raise
+
+    async def _apply_profile(self, user_options) -> None:
         services = self.services
         await services.allocation.ready()
         groups = self._user_groups()
@@ -183,7 +202,8 @@ class GPUSpawner(DockerSpawner):
         profile = choose_profile(self.settings, options, groups, session.profile if session else None)
         image = profile.image
         if user_options and user_options.get("image"):
-            image = await self.check_allowed(user_options["image"])
+            image = await self._allowed_image(user_options["image"])
+        await self._image_here(image, profile)
         request = gpu_request(profile)
         start = Start(
             self.user.name, self.name, tuple(groups), profile.name, request, profile.mem_limit, profile.cpu_limit,
@@ -200,6 +220,19 @@ class GPUSpawner(DockerSpawner):
             + (self.settings.gpus.queue_timeout if request else 0)
         )
 
+    async def _allowed_image(self, image) -> str:
+        """DockerSpawner's allowed-images check, refused as gpuhub refuses (one shape, one log line)."""
+        try:
+            return await self.check_allowed(image)
+        except web.HTTPError as e:
+            raise SpawnRefused(e.status_code, e.log_message or str(e), why="image") from None
+
+    async def _image_here(self, image: str, profile: Profile) -> None:
+        """With ``pull_policy = "never"``, refuse (409) an image this host does not have, before anything
+        is allocated or created; say how to get it."""
+        if self.pull_policy.lower() == "never" and not await self.services.engine.has_image(image):
+            raise SpawnRefused(409, missing_image_text(image, profile.name), why="image-missing")
+
     # --- start: wait in line and allocate, then create the container with exactly those devices ------
     async def start(self):
         plan, progress, services = self._plan, self._progress, self.services
@@ -207,7 +240,7 @@ class GPUSpawner(DockerSpawner):
         assignment = None
         try:
             if plan.start.request is not None:
-                allocation = await services.allocation.acquire(plan.start, self._log_name, progress, plan.session)
+                allocation = await services.allocation.acquire(plan.start, self._log_name, progress, plan.session, self.user_options)
                 self.allocation_id = allocation.id
                 assignment = allocation.assignment()
             spec = containers.build(
@@ -239,7 +272,9 @@ class GPUSpawner(DockerSpawner):
                         f" happens again, tell an admin: the image {self.image!r} may be broken"
                     ) from None
             return ip, port
-        except BaseException:  # a refusal, a failure, or the start cancelled: its GPU goes back
+        except BaseException as e:  # a refusal, a failure, or the start cancelled: its GPU goes back
+            if isinstance(e, SpawnRefused):
+                e.holder = self._log_name
             await self._release(self.allocation_id, "the server failed to start")
             raise
 
@@ -260,6 +295,7 @@ class GPUSpawner(DockerSpawner):
         allocation_id = self.allocation_id  # DockerSpawner's stop clears the state, this id included
         await super().stop(now)
         await self._release(allocation_id, "server stopped")
+        await self.services.allocation.forget_waiter(self.user.name, self.name)  # a start cancelled in line
 
     async def poll(self):
         status = await super().poll()

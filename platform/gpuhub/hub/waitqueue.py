@@ -1,13 +1,12 @@
-"""Fair lines for GPU spawns that cannot be placed yet: one FIFO per pool (``allocator.pool_of``).
+"""Fair lines for starts that cannot go ahead yet: one FIFO per pool (``allocator.pool_of`` for GPU
+requests), each ticket ordered by when its request first joined (``since``: a request re-served after
+a hub restart keeps its place).
 
-Only the first in a line tries to take a device, so a later request never overtakes an earlier one
-for the same kind of device. Everything that may free a device or move a line calls ``changed()``;
-waiters wake and try again (and, as a safety net, every few seconds anyway). A newcomer joining a
-line wakes the waiters too, to update the places they show, but ``generation`` does not move: nothing
-was freed, so nobody retries a placement for it. The lines live
-in the hub process, the only writer of allocation state (``allocation.AllocationService`` owns the GPU
-lines, ``admission.StartGate`` the line for a turn to start): a hub restart ends pending spawns, and
-their users start again.
+Everything that may free a device or move a line calls ``changed()``; waiters wake and try again
+(and, as a safety net, every few seconds anyway). A newcomer joining a line wakes the waiters too, to
+update the places they show, but ``generation`` does not move: nothing was freed. Who tries first
+across the GPU lines is ``policy.lineorder``'s rule (``allocation.AllocationService`` applies it);
+``admission.StartGate`` uses one line for a turn to start.
 """
 
 from __future__ import annotations
@@ -29,6 +28,16 @@ class Ticket:
     profile: str = ""
     since: datetime | None = None
     removed_by: str = ""  # an admin took it out of the line (its spawn ends with a message)
+    devices: str = ""  # what it draws on (``policy.lineorder.draws_on``)
+    passed_over: int = 0  # later requests placed while it waited (``policy.lineorder``)
+    kept: bool = False  # re-served after a hub restart, its place kept
+    outcome: object = None  # set by whoever placed it (an allocation, or a refusal)
+    tried_at: int | None = None  # the queue's generation when it last tried to take a device
+    reason: str = ""  # why it did not fit when it last tried
+    payload: object = None  # what its owner needs to place it (a ``Start``)
+
+    def order(self) -> tuple:
+        return (self.since, self.number)
 
 
 def ordinal(n: int) -> str:
@@ -44,15 +53,22 @@ class WaitQueue:
         self._clock = clock
         self.generation = 0  # counts changed(): a waiter retries a placement only when it moved
 
-    def join(self, pool: str, holder: str, profile: str = "") -> Ticket:
-        ticket = Ticket(pool, holder, next(self._numbers), profile, self._clock())
-        self._lines.setdefault(pool, []).append(ticket)
+    def join(self, pool: str, holder: str, profile: str = "", since: datetime | None = None, **fields) -> Ticket:
+        """A new ticket at its place in ``pool``: after everyone who joined before ``since`` (default
+        now; a request re-served after a restart passes the time it first joined)."""
+        ticket = Ticket(pool, holder, next(self._numbers), profile, since or self._clock(), **fields)
+        line = self._lines.setdefault(pool, [])
+        line.insert(sum(1 for t in line if t.order() <= ticket.order()), ticket)
         self._wake()  # the others' "of N" moved; nothing was freed
         return ticket
 
     def tickets(self) -> list[Ticket]:
         """Everyone waiting, line by line, in order (for admins)."""
         return [t for line in self._lines.values() for t in line]
+
+    def in_order(self) -> list[Ticket]:
+        """Everyone waiting, across lines, oldest request first."""
+        return sorted(self.tickets(), key=Ticket.order)
 
     def remove(self, number: int, by: str) -> Ticket | None:
         """An admin takes ticket ``number`` out of its line; its waiter ends its spawn with a message.
@@ -86,7 +102,8 @@ class WaitQueue:
 
     def describe(self, ticket: Ticket) -> str:
         place, total = self.position(ticket)
-        return f"waiting for a GPU ({ticket.pool}): {ordinal(place)} of {total} in line"
+        kept = " (your place was kept across a hub restart)" if ticket.kept else ""
+        return f"waiting for a GPU ({ticket.pool}): {ordinal(place)} of {total} in line{kept}"
 
     def changed(self) -> None:
         """A device may have been freed, or someone left a line: wake every waiter to try again."""

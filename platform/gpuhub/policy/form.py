@@ -75,13 +75,16 @@ def render_form(
     availability: dict[str, Availability] | None = None,
     gpu_source: str = "",
     sessions: list[SessionChoice] = (),
+    cannot_start: dict[str, str] | None = None,
 ) -> str:
     """The form for a member of ``groups`` whose quota allows ``allowed_profiles`` (None: all),
     with each GPU profile's ``availability`` and where the GPU figures come from (``gpu_source``).
-    The user's classroom ``sessions`` come first; an open one is preselected."""
+    The user's classroom ``sessions`` come first; an open one is preselected. A profile named in
+    ``cannot_start`` (its image is not on the host, say) is shown disabled with that reason."""
     availability = availability or {}
+    cannot_start = cannot_start or {}
     profiles = [p for p in profiles_for(settings, groups) if allowed_profiles is None or p.name in allowed_profiles]
-    usable = [p for p in profiles if availability.get(p.name, Availability("")).possible]
+    usable = [p for p in profiles if availability.get(p.name, Availability("")).possible and p.name not in cannot_start]
     selected = default_profile(usable)
     selected_name = selected.name if selected else ""
     rows = []
@@ -107,8 +110,8 @@ def render_form(
                 "title": p.title,
                 "description": p.description,
                 "facts": profile_facts(p),
-                "capacity": availability_text(a) if a else "",
-                "unavailable": a is not None and not a.possible,
+                "capacity": cannot_start.get(p.name) or (availability_text(a) if a else ""),
+                "unavailable": p.name in cannot_start or (a is not None and not a.possible),
             }
         )
     return _template().render(
@@ -119,11 +122,16 @@ def render_form(
     )
 
 
+FORM_FIELDS_OF_THE_HUB = ("_xsrf",)  # JupyterHub's own fields on the spawn page
+
+
 def options_from_form(formdata: dict) -> dict:
     """``{"profile": ["cpu-small"]}`` → ``{"profile": "cpu-small"}``; a session's radio
     (``"session:ml101"``) or a start link's query (``?session=ml101``) → ``{"session": "ml101"}``.
-    Nothing is checked here."""
-    options = {key: values[0] for key, values in formdata.items() if key in ("profile", "session") and values}
+    Every other field is passed on too (``{"image": ["x"]}`` → ``{"image": "x"}``), so that the one
+    check (``profiles.choose_profile``, the allowed images) refuses the form exactly as the REST API;
+    nothing is checked or dropped here."""
+    options = {key: values[0] for key, values in formdata.items() if key not in FORM_FIELDS_OF_THE_HUB and values}
     if options.get("profile", "").startswith(SESSION_PREFIX):
         options["session"] = options.pop("profile")[len(SESSION_PREFIX):]
     return options

@@ -91,3 +91,17 @@ def choose_profile(settings: Settings, user_options: dict, groups, session_profi
     if image is not None and not isinstance(image, str):
         raise SpawnRefused(400, f"image must be an image reference (text), got {image!r}", why="options")
     return profile
+
+
+def missing_image_text(image: str, profile: str) -> str:
+    """Why a profile cannot start when its image is not on the host (``pull_policy = "never"``), and
+    how an admin gets it: gpuhub's own images are built by ``images/build.sh``."""
+    repository, _, tag = image.rpartition(":")
+    if repository == "gpuhub/pytorch-cuda" and tag:
+        how = f"build it (bash images/build.sh {'cpu' if tag == 'cpu' else 'cuda ' + tag})"
+    else:
+        how = f"pull or build it on the host (docker pull {image})"
+    return (
+        f"The image {image!r} of profile {profile!r} is not on this host, and the hub does not pull images"
+        f' (pull_policy = "never"). An admin must {how}, or point the profile at an image the host has'
+    )

@@ -5,7 +5,7 @@
   "use strict";
   const root = document.querySelector(".gpuhub-admin");
   if (!root) return;
-  const { api, call, say, cell, button, body } = window.gpuhubPage;
+  const { api, call, say, cell, button, body, empty } = window.gpuhubPage;
   const canChange = root.dataset.canChange === "true";
   const errorBox = document.getElementById("gpuhub-error");
   const okBox = document.getElementById("gpuhub-ok");
@@ -54,6 +54,8 @@
       }
       tbody.appendChild(tr);
     }
+    empty(tbody, "No GPUs on this hub: GPU profiles cannot start here (inventory: " + data.source + "). " +
+      "Name where GPUs come from in the settings file, [gpus] inventory (docs/admin.md, \"GPUs\").");
   }
 
   // --- quotas -------------------------------------------------------------------------------------
@@ -90,6 +92,8 @@
       }
       tbody.appendChild(tr);
     }
+    empty(tbody, "No quota rules: nobody has a limit. " +
+      (canChange ? "Set one below, or in [[quotas]] of the settings file." : "An admin sets them here, or in [[quotas]] of the settings file."));
   }
 
   // The form only shapes data: numbers where the text is a number, the rest as typed (the API says
@@ -170,6 +174,7 @@
     const days = Object.keys(daily || {});
     if (!days.length) return;
     const totals = days.map((d) => Object.values(daily[d]).reduce((a, b) => a + b, 0));
+    if (!totals.some((t) => t > 0)) return; // no use in the range: the table's line says so
     const max = Math.max(...totals, 0.001);
     const ns = "http://www.w3.org/2000/svg";
     const w = Math.max(300, days.length * 24), h = 160;
@@ -210,6 +215,7 @@
       cell(tr, t.gpu_hours.toFixed(2));
       tbody.appendChild(tr);
     }
+    empty(tbody, "No GPU-hours from " + data.since.slice(0, 10) + " to " + data.until.slice(0, 10) + " (UTC): nobody held a GPU in this range.");
     chart(data.daily_gpu_hours);
     document.getElementById("usage-csv").href = api + "usage?" + usageQuery({ format: "csv" });
     document.getElementById("usage-records-csv").href = api + "usage?" + usageQuery({ format: "csv", records: "true" });
@@ -252,6 +258,7 @@
       }
       tbody.appendChild(tr);
     }
+    empty(tbody, "Nobody is waiting for a GPU: every start that asked for one got it (a start waits here only while no GPU of its kind is free).");
   }
 
   // --- tabs ---------------------------------------------------------------------------------------

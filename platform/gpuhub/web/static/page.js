@@ -1,5 +1,6 @@
 // Shared by gpuhub's pages (admin.js, sessions.js): the REST client over /hub/api/gpuhub/v1 (JupyterHub's
-// XSRF token on writes; errors carry the API's message and field), the message boxes, table cells.
+// XSRF token on writes; errors carry the API's message and field), the message boxes, table cells,
+// the line an empty table shows, and how a time is shown.
 // Text only through textContent: names are user-chosen.
 window.gpuhubPage = (function () {
   "use strict";
@@ -61,5 +62,20 @@ window.gpuhubPage = (function () {
     return tbody;
   }
 
-  return { api, call, say, cell, button, body };
+  // An empty table says what its emptiness means: one row across every column, class gpuhub-empty.
+  function empty(tbody, text) {
+    if (tbody.rows.length) return;
+    const tr = document.createElement("tr");
+    tr.className = "gpuhub-empty";
+    const td = cell(tr, text, "text-muted");
+    td.colSpan = tbody.closest("table").querySelectorAll("thead th").length || 1;
+    tbody.appendChild(tr);
+  }
+
+  // How the pages name a time from the API (ISO 8601 UTC): the full date and the minute, "2026-12-01 22:00".
+  function when(iso) {
+    return iso ? iso.replace("T", " ").slice(0, 16) : "";
+  }
+
+  return { api, call, say, cell, button, body, empty, when };
 })();

@@ -4,9 +4,10 @@
   "use strict";
   const root = document.querySelector(".gpuhub-sessions");
   if (!root) return;
-  const { call, say, cell, button, body } = window.gpuhubPage;
+  const { call, say, cell, button, body, empty, when } = window.gpuhubPage;
   const errorBox = document.getElementById("gpuhub-error");
   const okBox = document.getElementById("gpuhub-ok");
+  const canCreate = root.dataset.canCreate === "true";
   const base = (window.jhdata && window.jhdata.base_url) || "/hub/";
   let current = null;
 
@@ -18,8 +19,9 @@
     return value ? value + (value.length === 16 ? ":00Z" : "Z") : "";
   }
 
+  // Both ends with their dates: a window may end on another day ("2026-12-01 22:00 to 2026-12-02 00:00").
   function windowsText(windows) {
-    return windows.map((w) => w.start.replace("T", " ").slice(0, 16) + " to " + w.end.slice(11, 16)).join("; ");
+    return windows.map((w) => when(w.start) + " to " + when(w.end)).join("; ");
   }
 
   async function loadSessions() {
@@ -43,7 +45,7 @@
       cell(tr, (s.title || s.name) + " (" + s.name + ")");
       cell(tr, s.profile + (s.devices.length ? " · " + s.devices.length + " GPU(s) reserved" : ""));
       cell(tr, windowsText(s.windows));
-      cell(tr, s.open_now ? "open until " + s.open_until.slice(11, 16) : s.next_start ? "opens " + s.next_start.replace("T", " ").slice(0, 16) : "over");
+      cell(tr, s.open_now ? "open until " + when(s.open_until) : s.next_start ? "opens " + when(s.next_start) : "over");
       cell(tr, s.roster_size);
       cell(tr, window.location.origin + base.replace(/hub\/$/, "") + s.start_link.replace(/^\//, ""));
       const actions = cell(tr, "");
@@ -54,6 +56,7 @@
       });
       tbody.appendChild(tr);
     }
+    empty(tbody, canCreate ? "No sessions yet: create one with the form below." : "No sessions yet: an instructor's sessions show here.");
   }
 
   async function act(name, action) {
@@ -91,6 +94,7 @@
       });
       tbody.appendChild(tr);
     }
+    empty(tbody, "No roster yet: nobody can start this session but its instructors. Import a CSV above.");
   }
 
   function report(data) {
@@ -105,6 +109,7 @@
       cell(tr, r.text || r.username);
       tbody.appendChild(tr);
     }
+    empty(tbody, "No problems: every row was read.");
   }
 
   document.getElementById("roster-form").addEventListener("submit", async (event) => {

@@ -1,0 +1,69 @@
+"""The hub's own REST API, called from inside the hub process with a token of its own (the
+``gpuhub-hub`` service, ``hubconfig``): for what only JupyterHub's request machinery does right,
+starting a user's server with its progress, proxy route and spawn-page state. Used to re-serve the
+GPU starts a previous hub process left waiting (``AllocationService.restore_waiters``)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from urllib.parse import quote, urlsplit
+
+from tornado.httpclient import AsyncHTTPClient, HTTPClientError
+
+from ..db.records import Waiter
+from .log import log
+
+
+def api_url_of(hub_bind_url: str) -> str:
+    """Where this process reaches its own API: ``hub_bind_url`` with a wildcard host made loopback."""
+    parts = urlsplit(hub_bind_url)
+    host = parts.hostname or "127.0.0.1"
+    if host in ("0.0.0.0", "::"):
+        host = "127.0.0.1"
+    host = f"[{host}]" if ":" in host else host
+    return f"{parts.scheme}://{host}:{parts.port or 8081}/hub/api"
+
+
+class HubApi:
+    def __init__(self, api_url: str, token: str):
+        self.api_url = api_url
+        self._headers = {"Authorization": f"token {token}", "Content-Type": "application/json"}
+
+    async def _request(self, method: str, path: str, body: dict | None = None) -> tuple[int, str]:
+        try:
+            r = await AsyncHTTPClient().fetch(
+                self.api_url + path, method=method, headers=self._headers,
+                body=None if body is None else json.dumps(body), request_timeout=60,
+            )
+            return r.code, r.body.decode(errors="replace")
+        except HTTPClientError as e:
+            return e.code, e.response.body.decode(errors="replace") if e.response is not None else str(e)
+
+    async def wait_until_up(self, seconds: float = 120) -> bool:
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            try:
+                code, _ = await self._request("GET", "/")
+                if code == 200:
+                    return True
+            except OSError:
+                pass
+            await asyncio.sleep(0.5)
+        return False
+
+    async def start_server(self, waiter: Waiter) -> tuple[bool, str]:
+        """Ask the hub to start ``waiter``'s server with its options: (True, "") once the start is under
+        way, else (False, the hub's answer)."""
+        user = quote(waiter.username, safe="")
+        path = f"/users/{user}/servers/{quote(waiter.server_name, safe='')}" if waiter.server_name else f"/users/{user}/server"
+        code, text = await self._request("POST", path, waiter.options)
+        if code in (201, 202):
+            return True, ""
+        try:
+            text = json.loads(text).get("message", text)
+        except (ValueError, AttributeError):
+            pass
+        log.debug("gpuhub: POST %s answered %s: %s", path, code, text)
+        return False, f"{code}: {text}"

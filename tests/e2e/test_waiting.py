@@ -1,0 +1,89 @@
+"""A person in Chromium meets gpuhub's refusals and the GPU line (runs last in the tier: it restarts
+the composed hub):
+
+- a profile whose image the host lacks is shown disabled, with the reason and how to get it; the
+  form's start of it anyway, and an image outside the allowed list, are refused on the form page with
+  the same message and status as the REST API, and nothing starts;
+- waiting in line for a GPU, the hub restarts (``docker-compose restart hub``): the spawn page says
+  the hub was lost, then shows the same place in line "kept across a hub restart", and opens
+  JupyterLab when a GPU frees."""
+
+import re
+import subprocess
+import time
+
+from tests.e2e.conftest import MISSING_IMAGE, REPO
+from tests.e2e.test_admin_page import hub_api, stop_own_server
+from tests.e2e.test_browser import log_in
+
+
+def form_post(page, platform, fields: dict):
+    """The spawn form posted with ``fields`` (as a person with the browser's devtools could)."""
+    token = page.evaluate("window.jhdata.xsrf_token")
+    return page.request.post(f"{platform.url}/hub/spawn", form={"_xsrf": token, **fields}, max_redirects=0)
+
+
+def server_of(page, platform, user):
+    return hub_api(page, platform, "GET", f"/users/{user}").json()["servers"].get("")
+
+
+def test_missing_image_and_disallowed_image_are_refused_on_the_form(page, platform):
+    log_in(page, platform)
+    page.wait_for_url(re.compile(r"/hub/|/user/"), timeout=60_000)
+    stop_own_server(page, platform)
+    page.goto(f"{platform.url}/hub/spawn")
+    page.wait_for_selector("input[name=profile]")
+    assert page.is_disabled("#gpuhub-profile-gpu-cuda")
+    reason = page.locator("label[for=gpuhub-profile-gpu-cuda] .gpuhub-profile-capacity").inner_text()
+    assert f"The image '{MISSING_IMAGE}' of profile 'gpu-cuda' is not on this host" in reason
+    assert "bash images/build.sh cuda 2.7-cuda12.6" in reason
+
+    # started anyway: 409 with the same reason, on the form page, before anything was allocated
+    r = form_post(page, platform, {"profile": "gpu-cuda"})
+    assert r.status == 409 and "is not on this host" in r.text()
+    api = hub_api(page, platform, "POST", "/users/admin/server", data={"profile": "gpu-cuda"})
+    assert api.status == 409 and "is not on this host" in api.json()["message"]
+    # an image outside the allowed list: the form used to drop it silently and start the default
+    r = form_post(page, platform, {"profile": "cpu-small", "image": "evil/miner:1"})
+    assert r.status == 400 and "evil/miner:1 not in allowed list" in r.text()
+    assert server_of(page, platform, "admin") is None
+    gpus = hub_api(page, platform, "GET", "/gpuhub/v1/gpus").json()["devices"]
+    assert all(d["state"] == "free" for d in gpus)
+
+
+def test_a_waiter_keeps_its_place_across_a_hub_restart(page, platform):
+    log_in(page, platform)
+    page.wait_for_url(re.compile(r"/hub/|/user/"), timeout=60_000)
+    stop_own_server(page, platform)
+    holders = ["holder1", "holder2"]
+    for user in holders:  # both simulated GPUs held
+        hub_api(page, platform, "POST", f"/users/{user}")
+        hub_api(page, platform, "POST", f"/users/{user}/server", data={"profile": "gpu-1"})
+    for user in holders:
+        deadline = time.monotonic() + 120
+        while not (server_of(page, platform, user) or {}).get("ready"):
+            assert time.monotonic() < deadline, f"{user}'s server did not start"
+            time.sleep(1)
+    page.goto(f"{platform.url}/hub/spawn")
+    page.click("label[for=gpuhub-profile-gpu-1]")
+    page.get_by_role("button", name=re.compile("^Start$", re.I)).click()
+    message = page.locator("#progress-message")
+    page.wait_for_function(
+        "() => document.querySelector('#progress-message').innerText.includes('1st of 1 in line')", timeout=60_000
+    )
+
+    subprocess.run([*platform.compose, "restart", "hub"], cwd=REPO, env=platform.env, check=True, capture_output=True)
+    page.wait_for_function(
+        "() => document.querySelector('#progress-message').innerText.includes('kept across a hub restart')",
+        timeout=150_000,
+    )
+    assert message.inner_text() == (
+        "waiting for a GPU (exclusive×1): 1st of 1 in line (your place was kept across a hub restart)"
+    )
+    log_in_again = page.context.new_page()  # the admin's cookie still works after the restart
+    log_in_again.goto(f"{platform.url}/hub/home")
+    hub_api(log_in_again, platform, "DELETE", "/users/holder1/server")  # a GPU frees
+    page.wait_for_url(re.compile(r"/user/admin/lab"), timeout=150_000)
+    page.wait_for_selector("#jp-main-dock-panel", timeout=90_000)
+    for user in ["admin", "holder2"]:
+        hub_api(log_in_again, platform, "DELETE", f"/users/{user}/server")
