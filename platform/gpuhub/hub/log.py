@@ -71,3 +71,7 @@ def quiet_the_hub_log() -> None:
         warnings.filterwarnings("ignore", category=JupyterEventsVersionWarning)
     except ImportError:
         pass
+    # JupyterHub's own column type (orm.JSONDict, e.g. Spawner.user_options, which the sessions page
+    # reads) does not say whether SQLAlchemy may cache it: a performance note about upstream code that
+    # an operator cannot act on
+    warnings.filterwarnings("ignore", message=r"TypeDecorator JSONDict\(\) will not produce a cache key")
