@@ -13,6 +13,8 @@
                           [--title T] [--devices 0,1] [--datasets D] [--prewarm-minutes 10]
                           [--shared-folder] [--stop-at-end] [--instructors a,b]
     gpuhub session roster NAME roster.csv
+    gpuhub nodes                        (a Swarm's nodes: state, GPUs, held)
+    gpuhub home list | move USER NODE   (a Swarm with homes on the nodes)
 
 It talks to ``$GPUHUB_URL`` (default ``http://127.0.0.1:8000``) with the token in ``$GPUHUB_TOKEN``
 or ``$JUPYTERHUB_API_TOKEN``: a token of a user or service with the ``gpuhub-admin`` role
@@ -230,6 +232,28 @@ def cmd_session(client: Client, args) -> str:
     return f"deleted session {args.name} (its group, users and their files stay)"
 
 
+def cmd_nodes(client: Client, args) -> str:
+    data = client.call("GET", "nodes")
+    if not data["nodes"]:
+        return f"engine {data['engine']}: one host, no nodes"
+    rows = [["NODE", "ROLE", "STATE", "AVAILABILITY", "GPUS", "HELD", "TAKES SERVERS", "INVENTORY"]]
+    for n in data["nodes"]:
+        takes = "yes" if n["takes_servers"] else f"no: {n['why_not']}"
+        source = n["source"] + (" (SIMULATED)" if n["simulated"] else "")
+        rows.append([n["hostname"], n["role"], n["state"], n["availability"], n["gpus"], n["gpus_held"], takes, source])
+    return _table(rows)
+
+
+def cmd_home(client: Client, args) -> str:
+    if args.action == "list":
+        homes = client.call("GET", "homes")["homes"]
+        return _table([["USER", "NODE", "SINCE"]] + [[h["user"], h["node"], h["since"]] for h in homes]) if homes else "no homes on nodes"
+    if not args.user or not args.node:
+        raise ApiError("home move needs USER and NODE")
+    home = client.call("POST", f"homes/{urllib.parse.quote(args.user, safe='')}/move", {"to": args.node})
+    return f"{home['user']}'s home is now on {home['node']} (the old copy stays on the old node until you remove it there)"
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="gpuhub", description="gpuhub admin: GPUs, quotas, usage, queue, sessions (over the hub's REST API)", epilog=TOKEN_HELP
@@ -272,6 +296,12 @@ def parser() -> argparse.ArgumentParser:
     session.add_argument("--shared-folder", action="store_true")
     session.add_argument("--stop-at-end", action="store_true")
     session.set_defaults(run=cmd_session)
+    sub.add_parser("nodes", help="a Swarm's nodes: state, GPUs, what they hold, whether they take servers").set_defaults(run=cmd_nodes)
+    home = sub.add_parser("home", help="a Swarm with homes on the nodes: where homes are; move one (its servers stopped)")
+    home.add_argument("action", choices=["list", "move"])
+    home.add_argument("user", nargs="?")
+    home.add_argument("node", nargs="?", help="move: the node's hostname")
+    home.set_defaults(run=cmd_home)
     return p
 
 

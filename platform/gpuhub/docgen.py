@@ -14,7 +14,7 @@ from jupyterhub.traitlets import ByteSpecification
 from traitlets import HasTraits, Instance, List
 
 from .config.sections import accepted
-from .config.schema import Accounting, Admission, Culling, Dataset, Gpus, Hub, Profile, Quota, Reclaim, Sessions, Spawner
+from .config.schema import Accounting, Admission, Culling, Dataset, Engine, Gpus, Hub, Profile, Quota, Reclaim, Sessions, Spawner
 from .hub.auth import GPUHubAuthenticator
 from .hub.spawner import GPUSpawner
 from .inventory.file import InventoryFile, InventoryGpu, InventoryMig
@@ -27,6 +27,7 @@ SECTIONS = [
     ("[[datasets]]", Dataset),
     ("[[profiles]]", Profile),
     ("[gpus]", Gpus),
+    ("[engine]", Engine),
     ("[[quotas]]", Quota),
     ("[accounting]", Accounting),
     ("[admission]", Admission),

@@ -141,3 +141,46 @@ def test_sequences_of_placements_never_double_assign_or_overfill(requests, max_s
             gpu = INV.by_uuid[uuid]
             assert len(on) <= max_shares and sum(h.memory_bytes for h in on) <= gpu.memory_bytes
         assert INV.by_uuid.get(uuid) is None or INV.by_uuid[uuid].healthy
+
+
+# --- several nodes (a Swarm): a server's GPUs are in one machine; best fit across nodes -------------
+def _two_nodes():
+    """node "big": GPUs 0-3 (0-1, 2-3 NVLinked); node "small": GPUs 6-7 (not linked)."""
+    from dataclasses import replace as copy
+
+    gpus = [copy(g, node="big") for g in INV.gpus if g.index < 4]
+    text = "\n".join(
+        f'[[gpus]]\nuuid = "{G(i)}"\nname = "simulated H100"\nmemory = "80G"\n' for i in (6, 7)
+    )
+    gpus += [copy(g, node="small") for g in parse_inventory(text, "file:small.toml").gpus]
+    return copy(INV, gpus=tuple(gpus))
+
+
+NODES = _two_nodes()
+NODE_TABLE = [
+    ("one GPU: the fuller node first (best fit)", excl(6), GpuRequest("exclusive"), (G(7),)),
+    ("two GPUs: the node they fill", [], GpuRequest("exclusive", count=2), (G(6), G(7))),
+    ("two GPUs: the other node when one is short", excl(7), GpuRequest("exclusive", count=2), (G(0), G(1))),
+    ("three GPUs: only the big node has them", [], GpuRequest("exclusive", count=3), (G(0), G(1), G(2))),
+    ("free in total but split across nodes", excl(0, 1, 2, 6), GpuRequest("exclusive", count=2), NoFitNow),
+    ("more than any one node", [], GpuRequest("exclusive", count=5), NeverFits),
+]
+
+
+@pytest.mark.parametrize("what, holdings, request_, expected", NODE_TABLE, ids=[t[0] for t in NODE_TABLE])
+def test_place_across_nodes(what, holdings, request_, expected):
+    decision = place(NODES, holdings, request_, max_shares=4)
+    if isinstance(expected, tuple):
+        assert isinstance(decision, Placement), decision
+        assert decision.uuids == expected
+        assert len({NODES.by_uuid[u].node for u in decision.uuids}) == 1
+    else:
+        assert isinstance(decision, expected), decision
+        assert decision.reason
+
+
+def test_split_free_gpus_say_why_and_a_too_large_request_names_the_largest_node():
+    split = place(NODES, excl(0, 1, 2, 6), GpuRequest("exclusive", count=2))
+    assert "no node has that many free together" in split.reason
+    never = place(NODES, [], GpuRequest("exclusive", count=5))
+    assert "the largest node has 4" in never.reason

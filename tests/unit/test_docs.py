@@ -131,3 +131,12 @@ def test_admin_guide_says_how_to_get_an_api_token(repo_root):
         for needed in ["GPUHUB_URL", "GPUHUB_TOKEN", "JUPYTERHUB_API_TOKEN", "/hub/token", command, "gpuhub-admin",
                        "gpuhub-viewer", "gpuhub-instructor", '(docs/admin.md, "API tokens")']:
             assert needed in " ".join(text.split()), f"the CLI's help does not say {needed!r}"
+
+
+def test_every_table_of_the_settings_is_in_the_reference():
+    from gpuhub.config.schema import Settings
+    from gpuhub.docgen import SECTIONS
+
+    tables = {trait.metadata["section"] if not isinstance(trait.metadata["section"], list) else trait.metadata["section"][0]
+              for trait in Settings.class_traits().values() if "section" in trait.metadata}
+    assert tables <= {cls for _, cls in SECTIONS}

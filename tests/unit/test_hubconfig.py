@@ -70,7 +70,11 @@ def test_the_admin_pages_roles_scopes_and_routes(tmp_path, hub_table, admins, vi
     path.write_text(f"[hub]\n{hub_table}\n" + BASE_SETTINGS)
     c = Config()
     apply_site_settings(c, str(path))
-    assert set(c.JupyterHub.custom_scopes) == {"custom:gpuhub:read", "custom:gpuhub:sessions", "custom:gpuhub:admin"}
+    assert set(c.JupyterHub.custom_scopes) == {
+        "custom:gpuhub:read", "custom:gpuhub:sessions", "custom:gpuhub:admin", "custom:gpuhub:report-nodes"
+    }
+    # the node reporters' scope is theirs alone: no admin role includes it
+    assert "custom:gpuhub:report-nodes" not in c.JupyterHub.custom_scopes["custom:gpuhub:admin"]["subscopes"]
     assert c.JupyterHub.custom_scopes["custom:gpuhub:admin"]["subscopes"] == ["custom:gpuhub:read", "custom:gpuhub:sessions"]
     roles = {r["name"]: r for r in c.JupyterHub.load_roles}
     assert roles["gpuhub-admin"]["users"] == admins and "custom:gpuhub:admin" in roles["gpuhub-admin"]["scopes"]

@@ -26,6 +26,8 @@ ALLOWED = {
     "web": {"hub", "engine", "db", "policy", "inventory", "config", "contract"},
     "agent": {"policy", "config", "contract"},  # talks to the hub over its REST API only
     "singleuser": {"contract"},  # runs in the user's container
+    "reporter": {"inventory", "config", "contract"},
+    "homecopy": set(),  # the two halves of a Swarm home move: the standard library only  # a Swarm node's reporter: runs in a single-user image, talks to the hub over HTTP
     "cli": set(),  # the REST API from a terminal: the standard library only
     "docgen": {"config", "hub", "inventory"},  # writes the reference from the schema and the classes' traits
 }
@@ -162,3 +164,16 @@ def test_the_blocker_blocks(blocked):
     code = CONTAINER_SIDE.format(blocked=(blocked,)).replace("import gpuhub.singleuser,", "import gpuhub.hub.spawner, gpuhub.singleuser,")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=REPO)
     assert result.returncode != 0 and "is not installed here" in result.stderr
+
+
+def test_the_node_reporter_imports_without_the_hub_side():
+    """The Swarm node reporter runs in a single-user image too (no dockerspawner, no docker-py)."""
+    code = CONTAINER_SIDE.format(blocked=HUB_ONLY).replace(
+        "import gpuhub.singleuser, gpuhub.singleuser.app, gpuhub.singleuser.gpus, gpuhub.singleuser.envcheck\n"
+        "import gpuhub.singleuser.notices, gpuhub.singleuser.budget, gpuhub.singleuser.cgroups",
+        "import gpuhub.reporter, gpuhub.inventory.nvml",
+    )
+    assert "import gpuhub.reporter" in code
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=REPO)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "gpuhub.reporter" in result.stdout.split()

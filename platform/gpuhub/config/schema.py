@@ -853,6 +853,68 @@ class Culling(Section):
         return value
 
 
+class Engine(Section):
+    section_help = """Where users' servers run: this host's Docker engine (default), or the nodes of a Docker
+    Swarm whose manager the hub runs on (docs/scale-out.md)."""
+
+    kind = Enum(
+        ["docker", "swarm"],
+        default_value="docker",
+        help="""``"docker"`` (default): every server is a container on the hub's own Docker host.
+        ``"swarm"``: every server is a Swarm service pinned to the node the allocator chose (its GPUs
+        exposed by UUID through the nodes' default NVIDIA runtime); each GPU node runs gpuhub's node
+        reporter (a global service the hub deploys), which reads ``[gpus] inventory`` on that node and
+        reports it. ``[spawner] network`` must then be an attachable overlay network that the hub is
+        on. Example: ``"swarm"``.""",
+    ).tag(accepted='"docker" or "swarm"')
+
+    report_interval = Integer(
+        10,
+        help="""Swarm: seconds between a node reporter's reports (its GPUs, their health and memory in
+        use). A node that has not reported for three intervals gets no new servers until it reports
+        again; node joins, drains and losses are seen at the same pace. Example: ``10``.""",
+        min=2,
+        max=300,
+    )
+
+    homes = Enum(
+        ["node", "shared"],
+        default_value="node",
+        help="""Swarm: where users' homes live. ``"node"`` (default): the home volume
+        (``[spawner] home_volume``) on the node a user's first server ran on; their later servers
+        run on that node too (``gpuhub-admin home move`` moves a home to another node).
+        ``"shared"``: a folder per user under ``shared_homes``, a path every node mounts from shared
+        storage (NFS, CephFS): servers may run on any node. Example: ``"shared"``.""",
+    ).tag(accepted='"node" or "shared"')
+
+    shared_homes = Unicode(
+        "",
+        help="""Swarm with ``homes = "shared"``: the path, the same on every node, of the shared
+        storage holding one folder per user (created by the hub, owned by ``[spawner] uid``).
+        Example: ``"/srv/nfs/gpuhub-homes"``.""",
+    ).tag(accepted="an absolute path")
+
+    reporter_image = Unicode(
+        "",
+        help="""Swarm: the image the node reporter runs (it needs gpuhub and nvidia-ml-py: gpuhub's
+        single-user images have both). Default: the default profile's image, which the nodes pull
+        anyway. Example: ``"registry.example.org:5000/gpuhub/pytorch-cuda:2.7-cuda12.6"``.""",
+    ).tag(accepted="an image reference")
+
+    @validate("shared_homes")
+    def _validate_shared_homes(self, proposal):
+        value = proposal["value"]
+        if value:
+            _absolute_path(value)
+        return value
+
+    def check(self, root, where: str) -> None:
+        if self.kind == "swarm" and self.homes == "shared" and not self.shared_homes:
+            raise SettingsError(
+                f"{where}.shared_homes: homes = \"shared\" needs the shared storage's path. Accepted: an absolute path", f"{where}.shared_homes"
+            )
+
+
 class Settings(Section):
     section_help = "The whole file."
 
@@ -867,6 +929,7 @@ class Settings(Section):
         section=[Profile], accepted="[[profiles]] blocks"
     )
     gpus = Instance(Gpus, args=(), help="The ``[gpus]`` table.").tag(section=Gpus, accepted="a [gpus] table")
+    engine = Instance(Engine, args=(), help="The ``[engine]`` table.").tag(section=Engine, accepted="an [engine] table")
     quotas = List(Instance(Quota), help="``[[quotas]]`` blocks.").tag(section=[Quota], accepted="[[quotas]] blocks")
     accounting = Instance(Accounting, args=(), help="The ``[accounting]`` table.").tag(
         section=Accounting, accepted="an [accounting] table"

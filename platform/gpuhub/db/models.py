@@ -121,3 +121,14 @@ class RosterRow(Base):
     name: Mapped[str] = mapped_column(Unicode(200), default="")
     email: Mapped[str] = mapped_column(Unicode(254), default="")
     added: Mapped[datetime] = mapped_column(DateTime)
+
+
+class HomeRow(Base):
+    """Where a user's home lives on an engine of several hosts with homes on the nodes
+    (``[engine] homes = "node"``): the node their servers run on (``homes.HomeStore``)."""
+
+    __tablename__ = "gpuhub_homes"
+    username: Mapped[str] = mapped_column(Unicode(255), primary_key=True)
+    node_id: Mapped[str] = mapped_column(Unicode(64))
+    hostname: Mapped[str] = mapped_column(Unicode(255))
+    since: Mapped[datetime] = mapped_column(DateTime)

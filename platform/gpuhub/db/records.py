@@ -41,3 +41,13 @@ class Waiter:
     options: dict
     joined: datetime
     boot: str
+
+
+@dataclass(frozen=True)
+class Home:
+    """The node a user's home lives on (Swarm, homes on the nodes)."""
+
+    username: str
+    node_id: str
+    hostname: str
+    since: datetime

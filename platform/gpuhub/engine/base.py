@@ -16,6 +16,7 @@ three things:
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 from ..inventory.model import Inventory
@@ -58,3 +59,26 @@ class Engine(ABC):
     @abstractmethod
     def allocation_of(self, server_object: dict) -> int | None:
         """The allocation one server's object (as the engine describes it) is labelled with."""
+
+    # --- several hosts (``engine.swarm``); one host has none of this -------------------------------------
+    async def nodes(self) -> list:
+        """The hosts servers run on, with their states (``policy.nodes.NodeStatus``); [] on one host."""
+        return []
+
+    def node_of(self, uuid: str) -> str | None:
+        """The node a device is in; None on one host."""
+        return None
+
+    def listen(self, capacity_changed: Callable[[], None], node_back: Callable[[str], Awaitable[None]]) -> None:
+        """Whom to tell when the pool may have grown (a node joined, came back, reported more GPUs),
+        and when a node that was down is back or removed (what was held for it can be handed back).
+        One host: its pool changes only with its inventory, which the services read themselves."""
+        return None
+
+    async def settle(self) -> None:
+        """Wait, once after hub start, until the inventory is whole (every node has reported); one host: at once."""
+        return None
+
+    async def run(self) -> None:
+        """The engine's own wake-ups (the node list's poll), run by ``Services.start``; one host has none."""
+        return None

@@ -47,6 +47,8 @@ class MetricsInputs:
     now: datetime
     max_users: int
     max_groups: int
+    nodes: tuple = ()  # a Swarm's nodes (``policy.nodes.NodeStatus``); () on one host
+    held_per_node: dict | None = None  # node id → devices held there
 
 
 class AccountingService:
@@ -120,4 +122,6 @@ class AccountingService:
             now=self._clock(),
             max_users=acc.metrics_max_users,
             max_groups=acc.metrics_max_groups,
+            nodes=tuple(await self._allocation.engine.nodes()),
+            held_per_node=await self._allocation.held_per_node(),
         )

@@ -75,6 +75,8 @@ class AllocationService:
         self.boot = uuid.uuid4().hex  # this hub process, in the kept waiters' rows
         self._round: asyncio.Future | None = None
         self._retry_at = 0.0
+        self._held_for_lost: dict[int, str] = {}  # allocation id → the down node its stopped server was on
+        engine.listen(self.capacity_changed, self.node_back)
 
     def capacity_changed(self) -> None:
         """A device may have been freed, a quota raised, a reservation moved: every waiter tries again."""
@@ -149,6 +151,7 @@ class AllocationService:
         that session's own line. While it waits, the start is kept in the database with its
         ``options``: a hub restart starts it again at the same place (``restore_waiters``)."""
         timeout = self.settings.gpus.queue_timeout
+        await self.engine.settle()  # a pool short of nodes not heard from yet would refuse what fits
         deadline = time.monotonic() + timeout
         line = f"session {session.name}" if session is not None and session.devices else pool_of(start.request)
         kept = await self._waiters("keep", start.username, start.server_name, start.profile, options or {}, self.boot)
@@ -298,6 +301,30 @@ class AllocationService:
                 log.warning("gpuhub: allocation %d of %s:%s force-freed by %s", a.id, a.username, a.server_name, by)
                 freed.append(a)
         return freed
+
+    # --- several hosts: a node lost with servers on it -----------------------------------------------
+    def hold_for_lost_node(self, allocation_id: int, node_id: str, holder: str) -> None:
+        """A server on a node that is down was stopped: its devices stay held (the node's engine may
+        still run its container) until the node is back, which removes it, or leaves the Swarm."""
+        self._held_for_lost[allocation_id] = node_id
+        log.warning("gpuhub %s: its node %s is down: allocation %d stays held until the node is back or removed", holder, node_id[:10], allocation_id)
+
+    async def node_back(self, node_id: str) -> None:
+        """``node_id`` takes servers again (its engine removed the servers the hub stopped while it was
+        down), or left the Swarm: what was held for its lost servers is handed back."""
+        for allocation_id in [a for a, n in self._held_for_lost.items() if n == node_id]:
+            del self._held_for_lost[allocation_id]
+            await self.release(allocation_id, "its server's node was lost; the node is back or removed")
+            log.info("gpuhub: allocation %d held for lost node %s released", allocation_id, node_id[:10])
+
+    async def held_per_node(self) -> dict[str, int]:
+        """Node id → how many of its devices live allocations hold (empty on one host)."""
+        counts: dict[str, int] = {}
+        for a in await self.live():
+            for device in a.uuids:
+                if (node := self.engine.node_of(device)) is not None:
+                    counts[node] = counts.get(node, 0) + 1
+        return counts
 
     # --- what pages show ------------------------------------------------------------------------------
     async def live(self) -> list[Allocation]:

@@ -14,7 +14,7 @@ from ..config.schema import Settings, load_settings
 from ..config.sections import SettingsError
 from ..web import metrics
 from ..web.routes import handlers
-from ..web.scopes import ADMIN, CUSTOM_SCOPES, READ, SESSIONS
+from ..web.scopes import ADMIN, CUSTOM_SCOPES, READ, REPORT, SESSIONS
 from .hubapi import HubApi, api_url_of
 from .log import quiet_the_hub_log
 from .services import Services
@@ -43,7 +43,7 @@ def apply_site_settings(c, path: str) -> Settings:
         raise SystemExit(f"gpuhub: the hub does not start: bad settings file.\n  {e}") from None
     hub, sp = settings.hub, settings.spawner
 
-    c.JupyterHub.spawner_class = "gpuhub"
+    c.JupyterHub.spawner_class = "gpuhub-swarm" if settings.engine.kind == "swarm" else "gpuhub"
     c.JupyterHub.authenticator_class = "gpuhub-native" if hub.authenticator == "native" else hub.authenticator
     c.JupyterHub.bind_url = hub.bind_url
     c.JupyterHub.hub_bind_url = hub.hub_bind_url
@@ -65,6 +65,8 @@ def apply_site_settings(c, path: str) -> Settings:
     c.DockerSpawner.remove = True  # a fresh container each start; the home lives in its volume
     c.DockerSpawner.allowed_images = list(sp.allowed_images)
     c.DockerSpawner.pull_policy = sp.pull_policy
+    if settings.engine.kind == "swarm":
+        c.GPUSwarmSpawner.pull_policy = "skip"  # the nodes pull from the registry, which the start checks
     c.Spawner.default_url = sp.default_url
     c.Spawner.start_timeout = sp.start_timeout
     c.Spawner.http_timeout = sp.start_timeout
@@ -72,23 +74,26 @@ def apply_site_settings(c, path: str) -> Settings:
     c.JupyterHub.concurrent_spawn_limit = 0
     apply_admin(c, settings)
     own_token = hub_token(hub.state_dir)
-    c.JupyterHub.services = services(settings, os.path.abspath(path), own_token)
-    start_hub_tasks(settings, HubApi(api_url_of(hub.hub_bind_url), own_token))
+    reporter_token = hub_token(hub.state_dir, "gpuhub-reporter-token") if settings.engine.kind == "swarm" else ""
+    c.JupyterHub.services = services(settings, os.path.abspath(path), own_token, reporter_token)
+    start_hub_tasks(settings, HubApi(api_url_of(hub.hub_bind_url), own_token), reporter_token)
     return settings
 
 
 AGENT = "gpuhub-agent"
 CULLER = "idle-culler"
 HUB_ITSELF = "gpuhub-hub"
+REPORTERS = "gpuhub-node-reporter"
 
 
-def hub_token(state_dir: str) -> str:
-    """The hub process's token for its own API (``hubapi``): made once and kept in ``state_dir``
-    (mode 0600, like the cookie secret), so restarts do not pile up tokens; without a state dir (or
-    where it does not exist: the config read outside a hub), a new one per start."""
+def hub_token(state_dir: str, name: str = "gpuhub-hub-token") -> str:
+    """A token the hub gives one of its own (its own API client ``hubapi``; the Swarm node reporters):
+    made once and kept in ``state_dir`` as ``name`` (mode 0600, like the cookie secret), so restarts do
+    not pile up tokens; without a state dir (or where it does not exist: the config read outside a
+    hub), a new one per start."""
     if not state_dir or not os.path.isdir(state_dir):
         return secrets.token_hex(32)
-    path = os.path.join(state_dir, "gpuhub-hub-token")
+    path = os.path.join(state_dir, name)
     try:
         with open(path) as f:
             token = f.read().strip()
@@ -103,10 +108,11 @@ def hub_token(state_dir: str) -> str:
     return token
 
 
-def services(settings: Settings, settings_file: str, own_token: str) -> list[dict]:
+def services(settings: Settings, settings_file: str, own_token: str, reporter_token: str = "") -> list[dict]:
     """The hub-managed services: ``gpuhub-agent`` (sessions' prewarm and stop, GPU-idle reclaim) and,
-    with ``[culling] timeout``, jupyterhub-idle-culler; and ``gpuhub-hub``, the hub process's own
-    token (it re-serves the GPU starts a previous process left waiting)."""
+    with ``[culling] timeout``, jupyterhub-idle-culler; ``gpuhub-hub``, the hub process's own
+    token (it re-serves the GPU starts a previous process left waiting); on a Swarm,
+    ``gpuhub-node-reporter``, the token of the nodes' reporters (they run on the nodes, not here)."""
     environment = {"GPUHUB_SETTINGS": settings_file}
     if os.environ.get("DOCKER_HOST"):
         environment["DOCKER_HOST"] = os.environ["DOCKER_HOST"]
@@ -121,6 +127,8 @@ def services(settings: Settings, settings_file: str, own_token: str) -> list[dic
             command.append(f"--max-age={cull.max_age}")
         found.append({"name": CULLER, "command": command})
     found.append({"name": HUB_ITSELF, "api_token": own_token, "display": False})
+    if reporter_token:
+        found.append({"name": REPORTERS, "api_token": reporter_token, "display": False})
     return found
 
 
@@ -160,6 +168,12 @@ def admin_roles(settings: Settings) -> list[dict]:
             "services": [HUB_ITSELF],
         },
         {
+            "name": REPORTERS,
+            "description": "gpuhub's Swarm node reporters: report their node's GPUs, nothing else",
+            "scopes": [REPORT],
+            "services": [REPORTERS] if settings.engine.kind == "swarm" else [],
+        },
+        {
             "name": CULLER,
             "description": "jupyterhub-idle-culler: stops servers without activity",
             "scopes": ["list:users", "read:users:activity", "read:servers", "delete:servers"],
@@ -177,7 +191,7 @@ def apply_admin(c, settings: Settings) -> None:
     c.JupyterHub.template_paths = [TEMPLATES]
 
 
-def start_hub_tasks(settings: Settings, hub_api: HubApi | None = None) -> None:
+def start_hub_tasks(settings: Settings, hub_api: HubApi | None = None, reporter_token: str = "") -> None:
     """Start the services' background loops (``Services.start``) once JupyterHub runs. JupyterHub
     loads its config inside its running event loop; anywhere else (config tests, docs) nothing starts."""
     try:
@@ -188,4 +202,4 @@ def start_hub_tasks(settings: Settings, hub_api: HubApi | None = None) -> None:
     loop.call_soon(quiet_the_hub_log)  # and on the handlers JupyterHub sets up after
     services = Services.for_settings(settings)
     metrics.register(lambda: services.accounting.metrics)
-    loop.call_soon(services.start, hub_api)
+    loop.call_soon(services.start, hub_api, reporter_token)

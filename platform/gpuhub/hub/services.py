@@ -9,6 +9,7 @@ handler and background task.
 | ``notices`` | what users' JupyterLab status bars show |
 | ``accounting`` | usage reports, the weekly GPU-hours of running servers, the metrics' inputs |
 | ``starts`` | admission control: the line for a turn to start (``admission.StartGate``) |
+| ``homes`` | on a Swarm with homes on the nodes: which node each user's home lives on |
 
 Each owns its worker thread and its wake-ups: a quota or session change wakes the GPU lines from
 inside the quota or session service (wired here), never from a handler. ``engine`` is where servers
@@ -31,11 +32,22 @@ from .accounting import AccountingService
 from .admission import StartGate
 from .allocation import AllocationService
 from .database import DatabaseOpener
-from .hubapi import HubApi
+from ..policy.services import reporter_spec
+from .homes import HomeService
+from .hubapi import HubApi, api_url_of
 from .log import log
 from .notices import NoticeService
 from .quotas import QuotaService
 from .sessions import SessionService
+
+
+def engine_for(settings: Settings) -> Engine:
+    """The engine ``[engine] kind`` names: this Docker host, or a Swarm's nodes."""
+    if settings.engine.kind == "swarm":
+        from ..engine.swarm import SwarmEngine
+
+        return SwarmEngine(settings)
+    return DockerEngine(settings.gpus)
 
 
 class Services:
@@ -59,11 +71,12 @@ class Services:
     ):
         self.settings = settings
         self.clock = clock
-        self.engine = engine or DockerEngine(settings.gpus)
+        self.engine = engine or engine_for(settings)
         self.database = DatabaseOpener(settings.hub.db_url, database, clock)
         self.quotas = QuotaService(settings, self.database, clock)
         self.sessions = SessionService(self.database, clock)
         self.notices = NoticeService(clock)
+        self.homes = HomeService(settings, self.database, self.engine, clock)
         self.allocation = AllocationService(settings, self.database, self.engine, self.quotas, self.sessions, clock)
         self.accounting = AccountingService(settings, self.database, self.allocation, self.quotas, self.notices, clock)
         self.starts = StartGate(settings.admission.max_concurrent_starts, clock)
@@ -72,13 +85,32 @@ class Services:
         self.sessions.changed.add(self.allocation.capacity_changed)
         self._tasks: list[asyncio.Task] = []
 
-    def start(self, hub_api: HubApi | None = None) -> None:
-        """Start the background loops (the accounting rounds, the window boundaries) once, and, with
-        the hub's own API, re-serve the GPU starts a previous hub process left waiting."""
+    def start(self, hub_api: HubApi | None = None, reporter_token: str = "") -> None:
+        """Start the background loops (the accounting rounds, the window boundaries, the engine's node
+        poll) once; with the hub's own API, re-serve the GPU starts a previous hub process left
+        waiting; on a Swarm, deploy the node reporters with their token."""
         if not self._tasks:
-            self._tasks = [asyncio.ensure_future(self.accounting.run()), asyncio.ensure_future(self.sessions.run())]
+            self._tasks = [
+                asyncio.ensure_future(self.accounting.run()),
+                asyncio.ensure_future(self.sessions.run()),
+                asyncio.ensure_future(self.engine.run()),
+            ]
             if hub_api is not None:
                 self._tasks.append(asyncio.ensure_future(self._restore_waiters(hub_api)))
+            if reporter_token and hasattr(self.engine, "deploy_reporters"):
+                self._tasks.append(asyncio.ensure_future(self._deploy_reporters(reporter_token)))
+
+    async def _deploy_reporters(self, token: str) -> None:
+        s = self.settings
+        default = next((p for p in s.profiles if p.default), s.profiles[0])
+        hub_api = api_url_of(s.hub.hub_connect_url or s.hub.hub_bind_url)
+        spec = reporter_spec(
+            s.gpus.inventory, s.engine.report_interval, s.engine.reporter_image or default.image, hub_api, s.spawner.network, s.spawner.uid
+        )
+        try:
+            await self.engine.deploy_reporters(spec, token)
+        except Exception:
+            log.exception("gpuhub swarm: the node reporters were not deployed: no node will report its GPUs")
 
     async def _restore_waiters(self, hub_api: HubApi) -> None:
         if await hub_api.wait_until_up():

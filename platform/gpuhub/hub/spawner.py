@@ -154,7 +154,7 @@ class GPUSpawner(DockerSpawner):
 
     async def _profiles_without_image(self) -> dict[str, str]:
         """Profiles whose image this host does not have (``pull_policy = "never"``), with why."""
-        if self.pull_policy.lower() != "never":
+        if not self._must_have_image():
             return {}
         missing = {}
         for image in {p.image for p in self.settings.profiles}:
@@ -209,6 +209,7 @@ class GPUSpawner(DockerSpawner):
             self.user.name, self.name, tuple(groups), profile.name, request, profile.mem_limit, profile.cpu_limit,
             session.name if session else "",
         )
+        start = await self.bind_start(start)
         await services.allocation.check_start(start)
         self._plan = StartPlan(profile, start, image, session)
         self.image = image
@@ -220,6 +221,10 @@ class GPUSpawner(DockerSpawner):
             + (self.settings.gpus.queue_timeout if request else 0)
         )
 
+    async def bind_start(self, start: Start) -> Start:
+        """Where the start may be placed: anywhere on one host (the Swarm spawner binds it to a home)."""
+        return start
+
     async def _allowed_image(self, image) -> str:
         """DockerSpawner's allowed-images check, refused as gpuhub refuses (one shape, one log line)."""
         try:
@@ -227,10 +232,14 @@ class GPUSpawner(DockerSpawner):
         except web.HTTPError as e:
             raise SpawnRefused(e.status_code, e.log_message or str(e), why="image") from None
 
+    def _must_have_image(self) -> bool:
+        """Whether a start needs the image already where servers run (here: ``pull_policy = "never"``)."""
+        return self.pull_policy.lower() == "never"
+
     async def _image_here(self, image: str, profile: Profile) -> None:
         """With ``pull_policy = "never"``, refuse (409) an image this host does not have, before anything
         is allocated or created; say how to get it."""
-        if self.pull_policy.lower() == "never" and not await self.services.engine.has_image(image):
+        if self._must_have_image() and not await self.services.engine.has_image(image):
             raise SpawnRefused(409, missing_image_text(image, profile.name), why="image-missing")
 
     # --- start: wait in line and allocate, then create the container with exactly those devices ------
@@ -250,12 +259,7 @@ class GPUSpawner(DockerSpawner):
                 "gpuhub %s: profile %s, image %s, home volume %s, GPUs %s",
                 self._log_name, plan.profile.name, spec.image, spec.home_volume, ",".join(assignment.uuids) if assignment else "none",
             )
-            self.mem_limit = spec.mem_limit
-            self.cpu_limit = spec.cpu_limit
-            self.volumes = spec.volumes
-            self.extra_host_config = spec.host_config
-            self.extra_create_kwargs = spec.create_kwargs
-            self.environment = {**self.environment, **spec.environment}
+            await self.use_spec(spec, assignment)
             gate = services.starts
             async with gate.turn(self._log_name, self.settings.admission.queue_timeout, progress):
                 self.log.info("gpuhub %s: start turn taken (%d of at most %d starting)", self._log_name, gate.running, gate.slots)
@@ -278,6 +282,15 @@ class GPUSpawner(DockerSpawner):
             await self._release(self.allocation_id, "the server failed to start")
             raise
 
+    async def use_spec(self, spec: containers.ContainerSpec, assignment) -> None:
+        """Move the built container onto DockerSpawner's traits (the Swarm spawner builds a service)."""
+        self.mem_limit = spec.mem_limit
+        self.cpu_limit = spec.cpu_limit
+        self.volumes = spec.volumes
+        self.extra_host_config = spec.host_config
+        self.extra_create_kwargs = spec.create_kwargs
+        self.environment = {**self.environment, **spec.environment}
+
     async def progress(self):
         """Spawn-page progress: the place in the GPU line, then in the line for a turn to start."""
         if self._progress is not None:
@@ -297,8 +310,12 @@ class GPUSpawner(DockerSpawner):
         await self._release(allocation_id, "server stopped")
         await self.services.allocation.forget_waiter(self.user.name, self.name)  # a start cancelled in line
 
+    async def server_status(self):
+        """The engine's answer to "does the server still run?" (None: yes), as JupyterHub's ``poll``."""
+        return await super().poll()
+
     async def poll(self):
-        status = await super().poll()
+        status = await self.server_status()
         if status is None and self._label_to_read:
             self._label_to_read = False
             adopted = self.services.engine.allocation_of(await self.get_object() or {})

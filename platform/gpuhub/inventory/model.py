@@ -29,6 +29,7 @@ class Gpu:
     health_reason: str = ""
     nvlink_peers: frozenset[str] = frozenset()
     mig: tuple[MigSlice, ...] = ()
+    node: str = ""  # the host it is in, on an engine of several (a Swarm node's hostname); "" on one host
 
     @property
     def mig_enabled(self) -> bool:
@@ -45,6 +46,14 @@ class Inventory:
 
     def __post_init__(self):
         object.__setattr__(self, "by_uuid", {g.uuid: g for g in self.gpus})
+
+    def nodes(self) -> list[str]:
+        """The hosts the devices are in, in inventory order ([""] on one host)."""
+        return list(dict.fromkeys(g.node for g in self.gpus))
+
+    def on_node(self, node: str) -> Inventory:
+        """Only the devices of ``node`` (a home that lives on one node keeps its servers there)."""
+        return replace(self, gpus=tuple(g for g in self.gpus if g.node == node))
 
     def slices(self) -> list[tuple[Gpu, MigSlice]]:
         return [(g, s) for g in self.gpus for s in g.mig]
@@ -69,11 +78,13 @@ class Inventory:
 
     def device_rows(self) -> list[tuple[str, str, Gpu, MigSlice | None]]:
         """(index name, UUID, GPU, slice or None) of every GPU and MIG slice: ``("0", "GPU-…", gpu,
-        None)``, ``("0:1", "MIG-…", gpu, slice)``."""
+        None)``, ``("0:1", "MIG-…", gpu, slice)``; on several nodes the name starts with the node's:
+        ``("gpu-3/0", …)``."""
         rows = []
         for g in self.gpus:
-            rows.append((device_index(g.index), g.uuid, g, None))
-            rows += [(device_index(g.index, j), s.uuid, g, s) for j, s in enumerate(g.mig)]
+            at = f"{g.node}/" if g.node else ""  # several nodes: "gpu-3/0", "gpu-3/0:1"
+            rows.append((at + device_index(g.index), g.uuid, g, None))
+            rows += [(at + device_index(g.index, j), s.uuid, g, s) for j, s in enumerate(g.mig)]
         return rows
 
     def find(self, key: str) -> str | None:

@@ -7,9 +7,11 @@ give: refused at once). The store calls it inside one transaction, so two decisi
 same free device.
 
 Rules:
-- exclusive: whole, healthy, non-MIG GPUs nobody holds in any mode; for several GPUs, a set whose
-  members are all NVLink peers of each other is preferred, then the set with the most NVLink pairs,
-  then the lowest indices.
+- exclusive: whole, healthy, non-MIG GPUs nobody holds in any mode, all on one node (an engine of
+  several hosts: a server's GPUs are in the machine it runs on); the node with the fewest free GPUs
+  that still fit (best fit, so nodes with many free GPUs stay whole for multi-GPU requests); within
+  it, for several GPUs, a set whose members are all NVLink peers of each other is preferred, then the
+  set with the most NVLink pairs, then the lowest indices.
 - shared: a healthy non-MIG GPU not held exclusively, with fewer than ``max_shares`` holders and
   enough unbudgeted memory; best fit (the GPU left with the least spare budget), so partly shared
   GPUs fill up before whole GPUs are broken into.
@@ -94,12 +96,24 @@ def _whole(inventory: Inventory) -> list[Gpu]:
 
 def _exclusive(inventory: Inventory, holdings: list[Holding], request: GpuRequest) -> Decision:
     whole = _whole(inventory)
-    if request.count > len(whole):
+    per_node: dict[str, list[Gpu]] = {}
+    for g in whole:
+        per_node.setdefault(g.node, []).append(g)
+    largest = max((len(gpus) for gpus in per_node.values()), default=0)
+    if request.count > largest:
+        if len(per_node) > 1:
+            return NeverFits(f"{_gpus(request.count)} asked; the largest node has {largest} (a server's GPUs are all in one machine)")
         return NeverFits(f"{_gpus(request.count)} asked; this pool has {len(whole)}")
     held = {h.uuid for h in holdings}
-    free = [g for g in whole if g.healthy and g.uuid not in held]
-    if len(free) < request.count:
-        return NoFitNow(f"{len(free)} of {len(whole)} whole GPUs free; {request.count} asked")
+    free_per_node = {node: [g for g in gpus if g.healthy and g.uuid not in held] for node, gpus in per_node.items()}
+    fitting = [(len(free), i, free) for i, free in enumerate(free_per_node.values()) if len(free) >= request.count]
+    if not fitting:
+        free_total = sum(len(free) for free in free_per_node.values())
+        text = f"{free_total} of {len(whole)} whole GPUs free; {request.count} asked"
+        if free_total >= request.count:
+            text += ", but no node has that many free together"
+        return NoFitNow(text)
+    _, _, free = min(fitting)  # best fit: the node left with the fewest free GPUs
     if request.count == 1:
         return Placement((free[0].uuid,))
     best = max(combinations(free, request.count), key=_nvlink_score)

@@ -31,6 +31,7 @@ class Start:
     mem_limit: int
     cpu_limit: float
     session: str = ""  # the classroom session it starts for
+    node: str = ""  # only on this node (a Swarm with homes on the nodes: the home's), by hostname
 
     def ask(self) -> Ask:
         mode, count = (self.request.mode, self.request.count) if self.request else ("none", 0)
@@ -75,15 +76,21 @@ def quota_refusal(quota: EffectiveQuota, start: Start, held: list[Held], used_se
 
 
 def decide(inventory: Inventory, start: Start, rules: SiteRules, snapshot: Snapshot) -> Decision:
-    """Where ``start``'s GPU request (not None) goes (or why not). A start for a session with reserved devices
-    uses only those; every other start stays off the devices sessions open now hold, and waits
+    """Where ``start``'s GPU request (not None) goes (or why not). A start bound to a node (its home's)
+    is placed only there. A start for a session with reserved devices uses only those; every other start stays off the devices sessions open now hold, and waits
     (``NoFitNow``) rather than being refused when only a reservation is in its way."""
     quota = resolve(start.username, start.groups, [*rules.quota_rules, *snapshot.database_rules])
     message = quota_refusal(quota, start, snapshot.held_elsewhere, snapshot.used_seconds, rules.week)
     if message:
         return Refused(message)
     usable = inventory.restricted(*usable_devices(snapshot.sessions, start.session, snapshot.now))
+    if start.node:
+        usable = usable.on_node(start.node)
     decision = place(usable, snapshot.holdings, start.request, rules.max_shares)
+    if isinstance(decision, NeverFits) and start.node:
+        if start.node not in inventory.nodes():
+            return NoFitNow(f"node {start.node}, where your home is, takes no new servers now")
+        return NeverFits(f"{decision.reason} on node {start.node}, where your home is (an admin can move your home to a node that has them)")
     if isinstance(decision, NeverFits) and usable is not inventory:
         if start.session:  # the session's own devices can never hold its profile: the session is wrong
             return NeverFits(f"{decision.reason} (among the devices reserved for session {start.session!r})")

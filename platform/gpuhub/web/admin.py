@@ -202,5 +202,6 @@ class AdminPageHandler(GpuhubPageHandler):
             profiles=[p.name for p in self.site.profiles],
             quota_fields=views.quota_fields(),
             week=accounting.week_text(self.site.accounting.week),
+            swarm=self.site.engine.kind == "swarm",
         )
         self.finish(html)

@@ -51,7 +51,20 @@ def snapshot(inputs: MetricsInputs) -> dict[str, Family]:
         for g in r.groups:
             by_group[g] += seconds
     modes = Counter(a.mode for a in live)
+    held = inputs.held_per_node or {}
     return {
+        "gpuhub_node_takes_servers": Family(
+            "gauge", "A Swarm node takes new servers (1) or not (0: down, drained, paused, or silent)", ("node", "state", "availability"),
+            [((n.hostname, n.state, n.availability), int(n.schedulable)) for n in inputs.nodes],
+        ),
+        "gpuhub_node_devices": Family(
+            "gauge", "GPUs (and MIG slices) a Swarm node reports, and how many of them live allocations hold", ("node", "what", "simulated"),
+            [
+                ((n.hostname, what, "true" if n.simulated else "false"), value)
+                for n in inputs.nodes
+                for what, value in (("gpus", n.gpus), ("mig_slices", n.mig_slices), ("held", held.get(n.id, 0)))
+            ],
+        ),
         "gpuhub_devices": Family(
             "gauge", "GPUs and MIG slices of the hub's inventory", ("kind", "model", "simulated"),
             [(k, v) for k, v in sorted(totals.items())],

@@ -7,7 +7,7 @@ import os
 from tornado import web
 
 from ..config.schema import Settings
-from . import admin, sessions
+from . import admin, nodes, sessions
 from .base import API
 
 STATIC = os.path.join(os.path.dirname(__file__), "static")
@@ -32,6 +32,10 @@ def handlers(settings: Settings) -> list[tuple]:
         (rf"{API}/queue", admin.QueueHandler, kw),
         (rf"{API}/queue/(\d+)", admin.QueueEntryHandler, kw),
         (rf"{API}/notices/([^/]+)", admin.NoticesHandler, kw),
+        (rf"{API}/nodes", nodes.NodesHandler, kw),
+        (rf"{API}/nodes/([^/]+)/report", nodes.NodeReportHandler, kw),
+        (rf"{API}/homes", nodes.HomesHandler, kw),
+        (rf"{API}/homes/([^/]+)/move", nodes.HomeMoveHandler, kw),
         (r"/gpuhub/admin", admin.AdminPageHandler, kw),
         (r"/gpuhub/static/(.*)", web.StaticFileHandler, {"path": STATIC}),
     ]

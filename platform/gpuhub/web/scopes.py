@@ -7,6 +7,7 @@ from tornado import web
 READ = "custom:gpuhub:read"
 SESSIONS = "custom:gpuhub:sessions"
 ADMIN = "custom:gpuhub:admin"
+REPORT = "custom:gpuhub:report-nodes"
 CUSTOM_SCOPES = {
     READ: {"description": "See gpuhub's GPUs and who holds them, quotas, GPU-hours usage, the wait line and every session."},
     SESSIONS: {"description": "Create classroom sessions; change, prewarm and stop the sessions you are an instructor of."},
@@ -14,6 +15,7 @@ CUSTOM_SCOPES = {
         "description": "Change gpuhub quotas, force-free a GPU, take a spawn out of the wait line, manage every session.",
         "subscopes": [READ, SESSIONS],
     },
+    REPORT: {"description": "Report a Swarm node's GPUs to the hub (gpuhub's node reporters only)."},
 }
 
 

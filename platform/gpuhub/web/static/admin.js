@@ -261,8 +261,39 @@
     empty(tbody, "Nobody is waiting for a GPU: every start that asked for one got it (a start waits here only while no GPU of its kind is free).");
   }
 
+  // --- nodes (a Swarm) ------------------------------------------------------------------------------
+  async function loadNodes() {
+    const data = await call("GET", "nodes");
+    const tbody = body("nodes-table");
+    for (const n of data.nodes) {
+      const tr = document.createElement("tr");
+      tr.dataset.node = n.hostname;
+      cell(tr, n.hostname);
+      cell(tr, n.role);
+      cell(tr, n.state + (n.availability !== "active" ? " (" + n.availability + ")" : ""), "gpuhub-node-" + n.state);
+      cell(tr, n.takes_servers ? "yes" : "no: " + n.why_not);
+      const free = n.takes_servers ? Math.max(0, n.gpus - n.gpus_held) : 0;
+      cell(tr, free + " / " + n.gpus_held + " / " + n.gpus + (n.mig_slices ? " (" + n.mig_slices + " MIG slices)" : ""));
+      cell(tr, (n.source || "none yet") + (n.simulated ? " (SIMULATED)" : ""));
+      cell(tr, n.reported || "never");
+      tbody.appendChild(tr);
+    }
+    empty(tbody, "No nodes: the hub's engine is " + data.engine + ". Join GPU nodes to the Swarm (docs/scale-out.md).");
+    const homes = (await call("GET", "homes")).homes;
+    const hbody = body("homes-table");
+    for (const h of homes) {
+      const tr = document.createElement("tr");
+      cell(tr, h.user);
+      cell(tr, h.node);
+      cell(tr, h.since);
+      hbody.appendChild(tr);
+    }
+    empty(hbody, "No home lives on a node yet (a user's first server makes one; with shared homes, none ever does).");
+  }
+
   // --- tabs ---------------------------------------------------------------------------------------
   const loaders = { gpus: loadGpus, quotas: loadQuotas, usage: loadUsage, queue: loadQueue };
+  if (document.getElementById("tab-nodes")) loaders.nodes = loadNodes;
   async function show(tab) {
     for (const b of root.querySelectorAll("[data-tab]")) b.classList.toggle("active", b.dataset.tab === tab);
     for (const s of root.querySelectorAll(".gpuhub-tab")) s.classList.toggle("d-none", s.id !== "tab-" + tab);

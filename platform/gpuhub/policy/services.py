@@ -1,0 +1,140 @@
+"""A user's server as a Swarm service: pure builders from the same ``containers.ContainerSpec`` one
+host uses, so the limits and security defaults are one piece of code. No Docker, no hub.
+
+``service_parts`` turns a ContainerSpec (and where the server must run) into the keyword arguments of
+docker-py's ``ContainerSpec``, ``Resources``, ``Placement``, ``TaskTemplate`` and ``EndpointSpec`` and
+the service's labels, as plain data (``ServiceParts``); ``GPUSwarmSpawner`` hands them to
+DockerSpawner's ``SwarmSpawner``. What carries over from one host, and how:
+
+| one host (container) | Swarm service |
+|---|---|
+| ``user``, ``cap_drop: ALL``, labels | ContainerSpec ``user``, ``cap_drop``, ``labels`` |
+| memory and CPU caps | the task's resource limits (and the memory as reservation: no overcommit) |
+| ``shm_size`` | a tmpfs mount at ``/dev/shm`` of that size |
+| home volume | a volume on the node (``[engine] homes = "node"``) or a folder on shared storage (``"shared"``) |
+| datasets (read-only binds) | read-only bind mounts (the path must exist on every node) |
+| ``no-new-privileges`` | the nodes' daemon default (``"no-new-privileges": true``: services cannot set it on API 1.41) |
+| GPU device requests | ``NVIDIA_VISIBLE_DEVICES`` for the nodes' default runtime, and a ``node.id`` constraint |
+| restart: never | restart condition ``none``: a server that ends stays ended; the hub's poll sees it |
+| reached on the hub's network | the attachable overlay, endpoint mode ``dnsrr`` (no virtual IP, no published port) |
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import PurePosixPath
+
+from .containers import ContainerSpec
+
+SHM_PATH = "/dev/shm"
+
+
+@dataclass(frozen=True)
+class Mount:
+    """One mount of the service's container (docker-py ``Mount`` keyword arguments)."""
+
+    target: str
+    source: str
+    type: str  # "volume", "bind" or "tmpfs"
+    read_only: bool = False
+    tmpfs_size: int | None = None
+
+
+@dataclass(frozen=True)
+class ServiceParts:
+    container: dict  # ContainerSpec keyword arguments, less image, env and args (SwarmSpawner's)
+    mounts: tuple[Mount, ...]
+    resources: dict  # Resources keyword arguments beyond mem_limit and cpu_limit (SwarmSpawner's)
+    constraints: tuple[str, ...]
+    restart_condition: str
+    endpoint_mode: str
+    labels: dict = field(default_factory=dict)  # the service's own labels (the reconcile finds it by them)
+
+
+def is_path(source: str) -> bool:
+    return source.startswith("/")
+
+
+def shared_home(shared_homes: str, home_volume: str) -> str:
+    """A user's folder on shared storage: named as their home volume would be."""
+    return str(PurePosixPath(shared_homes) / home_volume)
+
+
+def service_parts(spec: ContainerSpec, node_id: str | None, shared_homes: str = "", home_node: str | None = None) -> ServiceParts:
+    """The service running ``spec``: on ``node_id`` (the node of its GPUs) or, without GPUs, on the
+    user's ``home_node`` (a home kept on one node), else anywhere; its home on ``shared_homes``
+    when set (a folder per user there), else a volume on the node."""
+    mounts = []
+    for source, mount in spec.volumes.items():
+        read_only = mount["mode"] == "ro"
+        if source == spec.home_volume and shared_homes:
+            mounts.append(Mount(mount["bind"], shared_home(shared_homes, source), "bind", read_only))
+        else:
+            mounts.append(Mount(mount["bind"], source, "bind" if is_path(source) else "volume", read_only))
+    host = spec.host_config
+    if host.get("shm_size"):
+        mounts.append(Mount(SHM_PATH, "", "tmpfs", False, int(host["shm_size"])))
+    pinned = node_id or home_node
+    labels = dict(spec.create_kwargs.get("labels") or {})
+    return ServiceParts(
+        container={
+            "user": spec.create_kwargs.get("user"),
+            "cap_drop": list(host.get("cap_drop") or []),
+            "labels": labels,
+        },
+        mounts=tuple(mounts),
+        resources={"mem_reservation": spec.mem_limit},
+        constraints=(f"node.id=={pinned}",) if pinned else (),
+        restart_condition="none",
+        endpoint_mode="dnsrr",
+        labels=labels,
+    )
+
+
+REPORTER_SERVICE = "gpuhub-node-reporter"
+REPORTER_SECRET_PATH = "/run/secrets/gpuhub-reporter-token"
+REPORTER_PYTHON = "/opt/gpuhub/venv/bin/python"  # gpuhub's single-user images
+
+
+@dataclass(frozen=True)
+class ReporterSpec:
+    """The node reporters' global service (``gpuhub.reporter`` on every node), as plain data."""
+
+    name: str
+    image: str
+    command: tuple[str, ...]
+    env: dict
+    mounts: tuple[Mount, ...]
+    user: str
+    network: str
+    secret_target: str
+    labels: dict
+
+
+def reporter_spec(inventory: str, interval: int, image: str, hub_api: str, network: str, uid: int) -> ReporterSpec:
+    """Every node reads ``inventory`` (``[gpus] inventory``; ``{node}`` in a file path is the node's
+    hostname) and reports to ``hub_api`` every ``interval`` seconds, seeing every GPU of its node."""
+    mounts = ()
+    if inventory.startswith("file:"):  # a SIMULATED inventory: its folder on each node, read-only
+        folder = str(PurePosixPath(inventory[len("file:"):]).parent)
+        mounts = (Mount(folder, folder, "bind", True),)
+    return ReporterSpec(
+        name=REPORTER_SERVICE,
+        image=image,
+        command=(REPORTER_PYTHON, "-m", "gpuhub.reporter"),
+        env={
+            "GPUHUB_HUB_API": hub_api,
+            "GPUHUB_NODE_ID": "{{.Node.ID}}",
+            "GPUHUB_NODE_HOSTNAME": "{{.Node.Hostname}}",
+            "GPUHUB_INVENTORY": inventory,
+            "GPUHUB_REPORT_INTERVAL": str(interval),
+            "GPUHUB_REPORTER_TOKEN_FILE": REPORTER_SECRET_PATH,
+            "NVIDIA_VISIBLE_DEVICES": "all",  # the reporter reads every GPU of its node (NVML only: no compute)
+            "NVIDIA_DRIVER_CAPABILITIES": "utility",
+        },
+        mounts=mounts,
+        user=f"{uid}:{uid}",
+        network=network,
+        secret_target=PurePosixPath(REPORTER_SECRET_PATH).name,
+        labels={"org.gpuhub.role": "node-reporter"},
+    )
