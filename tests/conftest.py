@@ -1,4 +1,4 @@
-"""Fixtures shared by the three tiers.
+"""Fixtures shared by the tiers.
 
 - ``repo_root``: the repository checkout (Path).
 - ``base_settings_text``: a minimal valid settings file (TOML text) the unit tests vary.
@@ -64,7 +64,7 @@ def base_settings_text() -> str:
     return BASE_SETTINGS
 
 
-TIERS = ("unit", "integration", "reliability", "e2e")
+TIERS = ("unit", "integration", "reliability", "swarm", "e2e")
 
 
 def pytest_sessionfinish(session, exitstatus):

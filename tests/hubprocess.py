@@ -251,7 +251,9 @@ c.JupyterHub.log_level = "DEBUG"
                 self.process.kill()
                 self.process.wait()
         # configurable-http-proxy outlives a killed hub; its pid file is in the state dir.
-        pid_file = self.workdir / "jupyterhub-proxy.pid"
+        from gpuhub.hub.hubconfig import proxy_pid_file
+
+        pid_file = Path(proxy_pid_file(str(self.workdir)))
         if pid_file.exists():
             try:
                 os.kill(int(pid_file.read_text().strip()), 15)

@@ -22,7 +22,8 @@ from tests.hubprocess import REPO, answers_within, free_port, remove_prefixed, r
 PREFIX = "gpuhube2e"
 MISSING_IMAGE = "gpuhub/pytorch-cuda:2.7-cuda12.6"  # allowed, but never built on a host without GPUs
 ARTIFACTS = REPO / "build" / "e2e"
-E2E_SETTINGS = f'''
+# the [hub] table of a hub run by docker-compose.yml (this tier's, the swarm tier's)
+COMPOSED_HUB_TABLE = '''
 [hub]
 bind_url = "http://:8000"
 hub_bind_url = "http://0.0.0.0:8081"
@@ -30,6 +31,8 @@ hub_connect_url = "http://hub:8081"
 db_url = "sqlite:////srv/gpuhub/data/jupyterhub.sqlite"
 state_dir = "/srv/gpuhub/data"
 admin_users = ["admin"]
+'''
+E2E_SETTINGS = COMPOSED_HUB_TABLE + f'''
 
 [spawner]
 network = "{PREFIX}-net"

@@ -1,5 +1,7 @@
 """The settings file becomes JupyterHub config (tested with traitlets' Config, as TLJH does)."""
 
+import os
+
 import pytest
 from traitlets.config import Config
 
@@ -119,3 +121,32 @@ def test_services_instructors_and_their_scopes(tmp_path, tables, culler_command)
         assert roles["idle-culler"]["services"] == ["idle-culler"]
         assert set(roles["idle-culler"]["scopes"]) == {"list:users", "read:users:activity", "read:servers", "delete:servers"}
     assert c.JupyterHub.concurrent_spawn_limit == 0  # gpuhub's [admission] line bounds starts instead
+
+
+def test_a_stale_proxy_pid_file_is_forgotten_and_a_live_proxys_kept(tmp_path):
+    """A hub container killed and started again keeps its state dir: the pid in the proxy's pid file
+    then names another process, and JupyterHub would wait for it as if it were the proxy."""
+    import subprocess
+
+    from gpuhub.hub.hubconfig import forget_stale_proxy_pid
+
+    pid_file = tmp_path / "jupyterhub-proxy.pid"
+    for content in (str(os.getpid()), "not a pid", "999999999"):
+        pid_file.write_text(content)
+        forget_stale_proxy_pid(str(pid_file))
+        assert not pid_file.exists(), content
+    proxy = subprocess.Popen(["bash", "-c", "exec -a configurable-http-proxy sleep 30"])
+    try:
+        import time
+
+        for _ in range(50):  # until the exec happened
+            if b"configurable-http-proxy" in open(f"/proc/{proxy.pid}/cmdline", "rb").read():
+                break
+            time.sleep(0.05)
+        pid_file.write_text(str(proxy.pid))
+        forget_stale_proxy_pid(str(pid_file))
+        assert pid_file.exists()
+    finally:
+        proxy.kill()
+        proxy.wait()
+    forget_stale_proxy_pid(str(tmp_path / "never-written.pid"))  # nothing to forget: no error

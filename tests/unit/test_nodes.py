@@ -163,3 +163,20 @@ def test_a_new_home_goes_to_a_worker_taking_servers_the_same_for_the_same_user()
     assert node_for_new_home("alice", statuses) == node_for_new_home("alice", statuses)
     assert node_for_new_home("alice", [s for s in statuses if s.role == "manager"]).hostname == "mgr"
     assert node_for_new_home("alice", []) is None
+
+
+def test_the_metrics_say_per_node_whether_it_takes_servers_and_what_it_holds():
+    from gpuhub.hub.accounting import MetricsInputs
+    from gpuhub.web.metrics import snapshot
+
+    nodes = [node("a" * 25, "gpu-a"), node("b" * 25, "gpu-b", state="down")]
+    received = {n.id: Received(report(n.id, n.hostname), FRESH) for n in nodes}
+    statuses = node_statuses(nodes, received, NOW, 30)
+    inputs = MetricsInputs(pool(statuses, received), [], {}, {}, [], NOW, 10, 10, nodes=tuple(statuses), held_per_node={"a" * 25: 2})
+    families = snapshot(inputs)
+    takes = dict(families["gpuhub_node_takes_servers"].samples)
+    assert takes == {("gpu-a", "ready", "active"): 1, ("gpu-b", "down", "active"): 0}
+    devices = dict(families["gpuhub_node_devices"].samples)
+    assert devices[("gpu-a", "held", "true")] == 2 and devices[("gpu-b", "gpus", "true")] == 6
+    one_host = snapshot(MetricsInputs(pool([], {}), [], {}, {}, [], NOW, 10, 10))
+    assert one_host["gpuhub_node_devices"].samples == []

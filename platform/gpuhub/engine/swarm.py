@@ -41,6 +41,12 @@ REPORTS_KEPT_FOR = 3  # report intervals: a node silent for longer gets no new s
 RUNNING_TASK_STATES = {"new", "pending", "assigned", "accepted", "preparing", "ready", "starting", "running"}
 
 
+# The single-user image's health check asks its Jupyter server, which the node reporter and a home copy
+# do not run: their tasks turn it off (unhealthy, Swarm would kill them, and while "starting" their
+# service names do not resolve).
+NO_HEALTH_CHECK = ["NONE"]
+
+
 class HomeMoveFailed(RuntimeError):
     """A home's copy to another node did not complete; the home stays where it was."""
 
@@ -181,7 +187,7 @@ class SwarmEngine(DockerEngine):
     async def deploy_reporters(self, spec: ReporterSpec, token: str) -> None:
         """Create, or update when its spec changed, the node reporters' global service; its token goes
         to the nodes as a Swarm secret (named by the token's hash: a new token makes a new secret)."""
-        from docker.types import ContainerSpec, EndpointSpec, Mount, SecretReference, ServiceMode, TaskTemplate
+        from docker.types import ContainerSpec, EndpointSpec, Healthcheck, Mount, SecretReference, ServiceMode, TaskTemplate
 
         secret_name = f"gpuhub-reporter-token-{hashlib.sha256(token.encode()).hexdigest()[:12]}"
         found = await self.call("secrets", filters={"name": secret_name})
@@ -197,6 +203,7 @@ class SwarmEngine(DockerEngine):
             secrets=[SecretReference(secret_id, secret_name, filename=spec.secret_target, uid=spec.user.split(":")[0], mode=0o400)],
             cap_drop=["ALL"],
             labels=spec.labels,
+            healthcheck=Healthcheck(test=NO_HEALTH_CHECK),
         )
         template = TaskTemplate(container, networks=[spec.network])
         kwargs = dict(
@@ -216,7 +223,7 @@ class SwarmEngine(DockerEngine):
         ``gpuhub.homecopy`` on the overlay (a sender on the old node, a receiver on the new one, both
         mounting the volume at ``path`` as ``user``). Raises HomeMoveFailed with the tasks' words when
         either does not complete; the old copy stays on the old node either way."""
-        from docker.types import ContainerSpec, EndpointSpec, Mount, Placement, RestartPolicy, TaskTemplate
+        from docker.types import ContainerSpec, EndpointSpec, Healthcheck, Mount, Placement, RestartPolicy, TaskTemplate
 
         tag = hashlib.sha256(f"{volume}{time.time()}".encode()).hexdigest()[:8]
         receiver, sender = f"gpuhub-home-in-{tag}", f"gpuhub-home-out-{tag}"
@@ -226,6 +233,7 @@ class SwarmEngine(DockerEngine):
             container = ContainerSpec(
                 image, command=[python, "-m", "gpuhub.homecopy", *command], user=user, cap_drop=["ALL"],
                 mounts=[Mount(path, volume, type="volume", read_only=read_only)], labels={"org.gpuhub.role": "home-move"},
+                healthcheck=Healthcheck(test=NO_HEALTH_CHECK),
             )
             return TaskTemplate(
                 container, restart_policy=RestartPolicy(condition="none"), placement=Placement(constraints=[f"node.id=={node}"]),

@@ -34,6 +34,34 @@ def config_d_files(config_dir: str) -> list[str]:
     return sorted(glob.glob(os.path.join(folder, "*.py")))
 
 
+def proxy_pid_file(state_dir: str) -> str:
+    """Where the proxy's pid file goes: the state dir, so that a proxy that outlives a killed hub on a
+    host is found again by the next hub process (``forget_stale_proxy_pid`` drops a stale one)."""
+    return os.path.join(state_dir, "jupyterhub-proxy.pid")
+
+
+def forget_stale_proxy_pid(path: str) -> None:
+    """Remove the proxy's pid file when the process it names is not configurable-http-proxy. A hub
+    container killed (``kill -9``) and started again keeps the file, and its pid now names another
+    process of the new container: JupyterHub would take that for the proxy and wait for it forever."""
+    try:
+        with open(path) as f:
+            pid = int(f.read().strip())
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            command = f.read()
+    except FileNotFoundError:
+        command = b""
+        if not os.path.exists(path):
+            return
+    except (ValueError, OSError):
+        command = b""
+    if b"configurable-http-proxy" not in command:
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            pass
+
+
 def apply_site_settings(c, path: str) -> Settings:
     """Load and validate the settings file at ``path`` and set the hub's config from it.
     A bad file stops the hub here with the reason (key, value, what is accepted)."""
@@ -52,7 +80,8 @@ def apply_site_settings(c, path: str) -> Settings:
     c.JupyterHub.db_url = hub.db_url
     if hub.state_dir:
         c.JupyterHub.cookie_secret_file = os.path.join(hub.state_dir, "jupyterhub_cookie_secret")
-        c.ConfigurableHTTPProxy.pid_file = os.path.join(hub.state_dir, "jupyterhub-proxy.pid")
+        c.ConfigurableHTTPProxy.pid_file = proxy_pid_file(hub.state_dir)
+        forget_stale_proxy_pid(c.ConfigurableHTTPProxy.pid_file)
     c.Authenticator.admin_users = set(hub.admin_users)
     if hub.admin_users:
         c.GPUHubAuthenticator.first_admin = hub.admin_users[0]  # the set above loses the order
@@ -62,7 +91,8 @@ def apply_site_settings(c, path: str) -> Settings:
     c.GPUSpawner.site_settings = settings
     c.DockerSpawner.network_name = sp.network
     c.DockerSpawner.use_internal_ip = True
-    c.DockerSpawner.remove = True  # a fresh container each start; the home lives in its volume
+    if settings.engine.kind == "docker":  # (a Swarm service is always removed: SwarmSpawner has no such setting)
+        c.DockerSpawner.remove = True  # a fresh container each start; the home lives in its volume
     c.DockerSpawner.allowed_images = list(sp.allowed_images)
     c.DockerSpawner.pull_policy = sp.pull_policy
     if settings.engine.kind == "swarm":

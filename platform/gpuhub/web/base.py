@@ -13,6 +13,7 @@ from tornado import web
 from ..config.schema import Settings
 from ..contract import API_PREFIX
 from ..hub.services import Services
+from ..policy.errors import SpawnRefused
 from .payloads import BadRequest
 
 API = "/api" + API_PREFIX  # /hub/api/gpuhub/v1
@@ -33,7 +34,7 @@ class GpuhubAPIHandler(APIHandler):
             message = exc.log_message % exc.args if exc.args else exc.log_message
         else:
             message = self._reason
-        if status_code >= 500:
+        if status_code >= 500 and not isinstance(exc, SpawnRefused):  # a refusal's words are for people
             message = "gpuhub: internal error; the hub log has the details"
         self.set_status(status_code)
         self.set_header("Content-Type", "application/json")
