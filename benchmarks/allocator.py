@@ -1,8 +1,9 @@
 """Allocator throughput: allocate + release latency on a real SQLite file at scale.
 
-    python benchmarks/allocator.py [--gpus 1000] [--users 10000] [--ops 3000] [--db sqlite|postgresql] [--no-write]
+    python benchmarks/allocator.py [--gpus 1000] [--users 10000] [--ops 3000] [--nodes 1] [--db sqlite|postgresql] [--no-write]
 
-A simulated inventory of ``--gpus`` whole GPUs (NVLinked in pairs). The pool is first filled to a
+A simulated inventory of ``--gpus`` whole GPUs (NVLinked in pairs), on one host or spread evenly over
+``--nodes`` Swarm nodes (``--nodes 125``: 8 GPUs per node, placed as the Swarm engine's pool is). The pool is first filled to a
 realistic load: half the GPUs held exclusively and the other half shared by up to 4 users each,
 spread over ``--users`` users. Then ``--ops`` times: a live allocation is released, and a random user
 allocates the same kind (1 exclusive GPU or a 20 GB shared slice, with the quota check in the same
@@ -49,8 +50,18 @@ def inventory_text(n: int) -> str:
 
 
 
+def on_nodes(inventory, nodes: int):
+    """The same GPUs spread evenly over ``nodes`` nodes (consecutive GPUs together: pairs stay linked)."""
+    from dataclasses import replace
+
+    per_node = -(-len(inventory.gpus) // nodes)
+    return replace(inventory, gpus=tuple(replace(g, node=f"node{i // per_node:03d}") for i, g in enumerate(inventory.gpus)))
+
+
 def run(args) -> dict:
     inventory = parse_inventory(inventory_text(args.gpus), "file:simulated")
+    if args.nodes > 1:
+        inventory = on_nodes(inventory, args.nodes)
     workdir = tempfile.mkdtemp(prefix="gpuhub-allocator-bench-")
     if args.db == "postgresql":
         from tests.pgserver import PostgresServer
@@ -98,6 +109,7 @@ def run(args) -> dict:
         both = [a + r for a, r in zip(allocate_ms, release_ms)]
         return {
             "db": args.db,
+            "nodes": args.nodes,
             "gpus": args.gpus,
             "users": args.users,
             "held": held,
@@ -117,7 +129,8 @@ def table(r: dict) -> str:
     when = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     return "\n".join(
         [
-            f"Run {when} on this machine (no GPU; a simulated inventory): {r['gpus']} simulated GPUs, "
+            f"Run {when} on this machine (no GPU; a simulated inventory): {r['gpus']} simulated GPUs"
+            f"{' on ' + str(r['nodes']) + ' simulated nodes' if r['nodes'] > 1 else ''}, "
             f"{r['users']} users, {r['held']} live allocations before measuring, {r['ops']} operations, {r['db']}.",
             "",
             "| figure | ms |",
@@ -138,12 +151,17 @@ def main() -> None:
     parser.add_argument("--gpus", type=int, default=1000)
     parser.add_argument("--users", type=int, default=10000)
     parser.add_argument("--ops", type=int, default=3000)
+    parser.add_argument("--nodes", type=int, default=1, help="spread the GPUs over this many Swarm nodes")
     parser.add_argument("--db", choices=["sqlite", "postgresql"], default="sqlite")
     parser.add_argument("--no-write", action="store_true")
     args = parser.parse_args()
     text = table(run(args))
     print(text)
-    if not args.no_write:
+    if args.no_write:
+        return
+    if args.nodes > 1:
+        write_section("allocator-nodes", text, "## Allocator across Swarm nodes (`benchmarks/allocator.py --nodes 125`)")
+    else:
         write_section("allocator", text, "## Allocator: allocate + release at scale (`benchmarks/allocator.py`)")
 
 
