@@ -24,7 +24,6 @@ import urllib.error
 import urllib.request
 
 from .config.sections import SettingsError
-from .inventory.model import Inventory
 from .inventory.report import NodeReport, report_json
 from .inventory.source import load_inventory
 
@@ -40,14 +39,7 @@ def read_report(node_id: str, hostname: str, spec: str) -> NodeReport:
         from .inventory.nvml import read_memory_used
 
         used = read_memory_used()
-    gpus = tuple(_on_node(g, hostname) for g in inventory.gpus)
-    return NodeReport(node_id, hostname, Inventory(gpus, inventory.source, inventory.simulated, inventory.note), used)
-
-
-def _on_node(gpu, hostname):
-    from dataclasses import replace
-
-    return replace(gpu, node=hostname)
+    return NodeReport(node_id, hostname, inventory.with_node(hostname), used)
 
 
 def send(api_url: str, token: str, report: NodeReport, timeout: float = 10) -> None:

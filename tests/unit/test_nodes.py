@@ -18,9 +18,8 @@ NODE_ID = "abcdefghijklmnopqrstuvwxy"
 def report(node_id=NODE_ID, hostname="gpu-1", text=POOL, simulated=True) -> NodeReport:
     from dataclasses import replace
 
-    inv = parse_inventory(text, f"file:/srv/{hostname}.toml")
-    gpus = tuple(replace(g, node=hostname) for g in inv.gpus)
-    return NodeReport(node_id, hostname, replace(inv, gpus=gpus, simulated=simulated), {gpus[0].uuid: (1, 2)})
+    inv = replace(parse_inventory(text, f"file:/srv/{hostname}.toml"), simulated=simulated).with_node(hostname)
+    return NodeReport(node_id, hostname, inv, {inv.gpus[0].uuid: (1, 2)})
 
 
 def test_a_report_survives_its_json_both_ways():

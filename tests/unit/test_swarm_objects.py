@@ -17,20 +17,20 @@ HOME = f"gpuhub-home-{user_slug('alice')}"
 NODE = "abcdefghijklmnopqrstuvwxy"
 
 TABLE = [
-    # (what, profile, node, shared homes, home node, constraints, home mount)
-    ("GPU server: pinned to its GPUs' node, home volume", "cpu-small", NODE, "", None, (f"node.id=={NODE}",), Mount("/home/jovyan", HOME, "volume")),
-    ("CPU server, home on a node: there", "cpu-small", None, "", "n2", ("node.id==n2",), Mount("/home/jovyan", HOME, "volume")),
-    ("CPU server, shared homes: anywhere", "cpu-small", None, "/srv/nfs/homes", None, (), Mount("/home/jovyan", f"/srv/nfs/homes/{HOME}", "bind")),
-    ("GPU server, shared homes: its GPUs' node", "cpu-small", NODE, "/srv/nfs/homes", None, (f"node.id=={NODE}",), Mount("/home/jovyan", f"/srv/nfs/homes/{HOME}", "bind")),
+    # (what, profile, a GPU server?, node it is pinned to (its GPUs' or its home's), shared homes, constraints, home mount)
+    ("GPU server: pinned to its GPUs' node, home volume", "cpu-small", True, NODE, "", (f"node.id=={NODE}",), Mount("/home/jovyan", HOME, "volume")),
+    ("CPU server, home on a node: there", "cpu-small", False, "n2", "", ("node.id==n2",), Mount("/home/jovyan", HOME, "volume")),
+    ("CPU server, shared homes: anywhere", "cpu-small", False, None, "/srv/nfs/homes", (), Mount("/home/jovyan", f"/srv/nfs/homes/{HOME}", "bind")),
+    ("GPU server, shared homes: its GPUs' node", "cpu-small", True, NODE, "/srv/nfs/homes", (f"node.id=={NODE}",), Mount("/home/jovyan", f"/srv/nfs/homes/{HOME}", "bind")),
 ]
 
 
-@pytest.mark.parametrize("what, profile, node, shared, home_node, constraints, home", TABLE, ids=[t[0] for t in TABLE])
-def test_service_parts(what, profile, node, shared, home_node, constraints, home):
+@pytest.mark.parametrize("what, profile, gpu, node, shared, constraints, home", TABLE, ids=[t[0] for t in TABLE])
+def test_service_parts(what, profile, gpu, node, shared, constraints, home):
     settings = parse_settings(BASE_SETTINGS)
-    wiring = docker_wiring(GpuAssignment(7, "exclusive", ("GPU-1",)), "default-runtime", True) if node else containers.CPU_ONLY
+    wiring = docker_wiring(GpuAssignment(7, "exclusive", ("GPU-1",)), "default-runtime", True) if gpu else containers.CPU_ONLY
     spec = containers.build(settings, settings.profile(profile), "alice", devices=wiring)
-    parts = service_parts(spec, node, shared, home_node)
+    parts = service_parts(spec, node, shared)
     assert parts.constraints == constraints
     assert parts.mounts[0] == home
     shm = [m for m in parts.mounts if m.target == "/dev/shm"]
@@ -41,9 +41,9 @@ def test_service_parts(what, profile, node, shared, home_node, constraints, home
     assert (parts.restart_condition, parts.endpoint_mode) == ("none", "dnsrr")
     # the reconcile finds the service by its labels; a GPU server's name its allocation
     assert parts.labels["org.gpuhub.managed"] == "true"
-    assert parts.labels.get("org.gpuhub.allocation") == ("7" if node else None)
+    assert parts.labels.get("org.gpuhub.allocation") == ("7" if gpu else None)
     assert "device_requests" not in spec.host_config  # a service cannot carry them: the runtime reads the variables
-    assert spec.environment["NVIDIA_VISIBLE_DEVICES"] == ("GPU-1" if node else "void")
+    assert spec.environment["NVIDIA_VISIBLE_DEVICES"] == ("GPU-1" if gpu else "void")
 
 
 def test_datasets_stay_read_only_binds():

@@ -882,7 +882,7 @@ class Engine(Section):
         default_value="node",
         help="""Swarm: where users' homes live. ``"node"`` (default): the home volume
         (``[spawner] home_volume``) on the node a user's first server ran on; their later servers
-        run on that node too (``gpuhub-admin home move`` moves a home to another node).
+        run on that node too (``gpuhub home move`` moves a home to another node).
         ``"shared"``: a folder per user under ``shared_homes``, a path every node mounts from shared
         storage (NFS, CephFS): servers may run on any node. Example: ``"shared"``.""",
     ).tag(accepted='"node" or "shared"')

@@ -31,7 +31,7 @@ from ..inventory.model import Inventory
 from ..inventory.report import NodeReport
 from ..policy.containers import DeviceWiring, GpuAssignment
 from ..policy.errors import SpawnRefused
-from ..policy.services import ReporterSpec
+from ..policy.services import IMAGE_PYTHON, ReporterSpec
 from ..policy.nodes import NodeStatus, Received, SwarmNode, node_of_devices, node_statuses, pool
 from .base import RunningServer
 from .docker import DockerEngine, docker_client, docker_wiring
@@ -81,6 +81,7 @@ class SwarmEngine(DockerEngine):
         self._nodes: list[SwarmNode] = []
         self._nodes_read_at = 0.0
         self._received: dict[str, Received] = {}
+        self._device_nodes: dict[str, str] = {}  # device UUID → node id, from the reports (``node_of``)
         self._settled = False
         self._capacity_changed: Callable[[], None] = lambda: None
         self._node_back: Callable[[str], Awaitable[None]] | None = None
@@ -94,12 +95,13 @@ class SwarmEngine(DockerEngine):
         before = self._received.get(report.node_id)
         self._received[report.node_id] = Received(report, self._clock())
         if before is None or before.report.inventory.gpus != report.inventory.gpus:
+            self._device_nodes = node_of_devices(self._received)
             log.info(
                 "gpuhub swarm: node %s (%s) reports %d GPU(s), %d MIG slice(s) from %s%s",
                 report.hostname, report.node_id[:10], len(report.inventory.gpus), len(report.inventory.slices()),
                 report.inventory.source, " (SIMULATED)" if report.inventory.simulated else "",
             )
-            self._fire_changed()
+            self._capacity_changed()
 
     async def read_nodes(self) -> list[SwarmNode]:
         """The manager's node list, read again when older than half a report interval."""
@@ -143,7 +145,7 @@ class SwarmEngine(DockerEngine):
 
     def node_of(self, uuid: str) -> str | None:
         """The Swarm node id a device is in (from the reports), or None."""
-        return node_of_devices(self._received).get(uuid)
+        return self._device_nodes.get(uuid)
 
     def hostname_of(self, node_id: str) -> str:
         got = self._received.get(node_id)
@@ -169,8 +171,9 @@ class SwarmEngine(DockerEngine):
                 for node in listed - now_listed:
                     log.warning("gpuhub swarm: node %s left the Swarm", self.hostname_of(node))
                     self._received.pop(node, None)
+                    self._device_nodes = node_of_devices(self._received)
                 if now_taking - taking:
-                    self._fire_changed()
+                    self._capacity_changed()
                 if self._node_back is not None:
                     for node in (now_taking - taking) | (listed - now_listed):
                         await self._node_back(node)
@@ -180,9 +183,6 @@ class SwarmEngine(DockerEngine):
             except Exception:
                 log.exception("gpuhub swarm: reading the manager's node list failed; trying again in %d s", self.interval)
             await asyncio.sleep(self.interval)
-
-    def _fire_changed(self) -> None:
-        self._capacity_changed()
 
     async def deploy_reporters(self, spec: ReporterSpec, token: str) -> None:
         """Create, or update when its spec changed, the node reporters' global service; its token goes
@@ -227,11 +227,10 @@ class SwarmEngine(DockerEngine):
 
         tag = hashlib.sha256(f"{volume}{time.time()}".encode()).hexdigest()[:8]
         receiver, sender = f"gpuhub-home-in-{tag}", f"gpuhub-home-out-{tag}"
-        python = "/opt/gpuhub/venv/bin/python"
 
         def task(node, command, read_only):
             container = ContainerSpec(
-                image, command=[python, "-m", "gpuhub.homecopy", *command], user=user, cap_drop=["ALL"],
+                image, command=[IMAGE_PYTHON, "-m", "gpuhub.homecopy", *command], user=user, cap_drop=["ALL"],
                 mounts=[Mount(path, volume, type="volume", read_only=read_only)], labels={"org.gpuhub.role": "home-move"},
                 healthcheck=Healthcheck(test=NO_HEALTH_CHECK),
             )

@@ -113,9 +113,10 @@ class AccountingService:
 
     async def refresh_metrics(self) -> None:
         acc = self.settings.accounting
+        live = await self._allocation.live()
         self.metrics = MetricsInputs(
             inventory=await self._allocation.inventory(),
-            live=await self._allocation.live(),
+            live=live,
             lines=self._allocation.lines.lines(),
             closed_totals=await self._run("closed_totals"),
             open_records=await self._run("open_records"),
@@ -123,5 +124,5 @@ class AccountingService:
             max_users=acc.metrics_max_users,
             max_groups=acc.metrics_max_groups,
             nodes=tuple(await self._allocation.engine.nodes()),
-            held_per_node=await self._allocation.held_per_node(),
+            held_per_node=await self._allocation.held_per_node(live),
         )

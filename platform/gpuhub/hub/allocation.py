@@ -36,6 +36,7 @@ from ..policy.allocator import Capacity, GpuRequest, NeverFits, capacity, pool_o
 from ..policy.decide import Refused, SiteRules, Start, quota_refusal
 from ..policy.errors import SpawnRefused
 from ..policy.lineorder import dispatch, draws_on
+from ..policy.nodes import held_per_node
 from ..policy.sessions import Session, usable_devices
 from ..worker import Worker
 from .database import DatabaseOpener, StoreCalls
@@ -317,14 +318,11 @@ class AllocationService:
             await self.release(allocation_id, "its server's node was lost; the node is back or removed")
             log.info("gpuhub: allocation %d held for lost node %s released", allocation_id, node_id[:10])
 
-    async def held_per_node(self) -> dict[str, int]:
-        """Node id → how many of its devices live allocations hold (empty on one host)."""
-        counts: dict[str, int] = {}
-        for a in await self.live():
-            for device in a.uuids:
-                if (node := self.engine.node_of(device)) is not None:
-                    counts[node] = counts.get(node, 0) + 1
-        return counts
+    async def held_per_node(self, live: list[Allocation] | None = None) -> dict[str, int]:
+        """Node id → how many of its devices live allocations hold (empty on one host); ``live``: the
+        live allocations when the caller has just read them."""
+        allocations = await self.live() if live is None else live
+        return held_per_node((a.uuids for a in allocations), self.engine.node_of)
 
     # --- what pages show ------------------------------------------------------------------------------
     async def live(self) -> list[Allocation]:

@@ -9,9 +9,6 @@ the first one wins), and only a move (``move``, no server running) changes it.
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from datetime import datetime
-
 from ..config.schema import Settings
 from ..db.homes import HomeStore
 from ..db.records import Home
@@ -20,17 +17,17 @@ from ..engine.base import Engine
 from ..engine.swarm import HomeMoveFailed
 from ..policy.containers import home_volume_name
 from ..policy.nodes import NodeStatus
+from ..policy.services import helper_image
 from ..worker import Worker
 from .database import DatabaseOpener, StoreCalls
 from .log import log
 
 
 class HomeService:
-    def __init__(self, settings: Settings, database: DatabaseOpener, engine: Engine, clock: Callable[[], datetime]):
+    def __init__(self, settings: Settings, database: DatabaseOpener, engine: Engine):
         self.settings = settings
         self.engine = engine
         self._run = StoreCalls(database, HomeStore, Worker("gpuhub-homes"))
-        self._clock = clock
         self._moving: set[str] = set()
 
     async def where(self, username: str) -> Home | None:
@@ -54,7 +51,7 @@ class HomeService:
                 503,
                 f"Your home folder is on node {home.hostname}, which takes no new servers now ({why})."
                 f" Try again later, or ask an admin to move your home to another node"
-                f" (gpuhub-admin home move {username} NODE)",
+                f" (gpuhub home move {username} NODE)",
                 why="home-node",
             )
         return home
@@ -87,13 +84,13 @@ class HomeService:
         if target.id == home.node_id:
             raise SpawnRefused(409, f"{username}'s home is already on node {target.hostname}", why="same-node")
         sp = self.settings.spawner
-        image = self.settings.engine.reporter_image or next((p for p in self.settings.profiles if p.default), self.settings.profiles[0]).image
         self._moving.add(username)
         try:
             log.info("gpuhub homes: %s moves %s's home from %s to %s", by, username, home.hostname, target.hostname)
             try:
                 await self.engine.move_home(
-                    home_volume_name(self.settings, username), home.node_id, target.id, image, sp.network, f"{sp.uid}:{sp.uid}", sp.home_path
+                    home_volume_name(self.settings, username), home.node_id, target.id, helper_image(self.settings), sp.network,
+                    f"{sp.uid}:{sp.uid}", sp.home_path,
                 )
             except HomeMoveFailed as e:
                 log.warning("gpuhub homes: %s's home was not moved (it stays on %s): %s", username, home.hostname, e)
@@ -103,7 +100,3 @@ class HomeService:
             return moved
         finally:
             self._moving.discard(username)
-
-    def moving(self, username: str) -> bool:
-        """A move of this user's home is under way: no server of theirs may start."""
-        return username in self._moving

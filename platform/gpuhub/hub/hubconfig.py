@@ -5,6 +5,7 @@ never appended to or mutated, so a drop-in file can override any of it."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import glob
 import os
 import secrets
@@ -46,20 +47,17 @@ def forget_stale_proxy_pid(path: str) -> None:
     process of the new container: JupyterHub would take that for the proxy and wait for it forever."""
     try:
         with open(path) as f:
-            pid = int(f.read().strip())
-        with open(f"/proc/{pid}/cmdline", "rb") as f:
-            command = f.read()
+            pid = f.read().strip()
     except FileNotFoundError:
-        command = b""
-        if not os.path.exists(path):
-            return
-    except (ValueError, OSError):
-        command = b""
-    if b"configurable-http-proxy" not in command:
-        try:
-            os.unlink(path)
-        except FileNotFoundError:
-            pass
+        return
+    try:
+        with open(f"/proc/{int(pid)}/cmdline", "rb") as f:
+            if b"configurable-http-proxy" in f.read():
+                return
+    except (ValueError, OSError):  # not a pid, or no such process
+        pass
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(path)
 
 
 def apply_site_settings(c, path: str) -> Settings:

@@ -32,7 +32,7 @@ from .accounting import AccountingService
 from .admission import StartGate
 from .allocation import AllocationService
 from .database import DatabaseOpener
-from ..policy.services import reporter_spec
+from ..policy.services import helper_image, reporter_spec
 from .homes import HomeService
 from .hubapi import HubApi, api_url_of
 from .log import log
@@ -76,7 +76,7 @@ class Services:
         self.quotas = QuotaService(settings, self.database, clock)
         self.sessions = SessionService(self.database, clock)
         self.notices = NoticeService(clock)
-        self.homes = HomeService(settings, self.database, self.engine, clock)
+        self.homes = HomeService(settings, self.database, self.engine)
         self.allocation = AllocationService(settings, self.database, self.engine, self.quotas, self.sessions, clock)
         self.accounting = AccountingService(settings, self.database, self.allocation, self.quotas, self.notices, clock)
         self.starts = StartGate(settings.admission.max_concurrent_starts, clock)
@@ -102,11 +102,8 @@ class Services:
 
     async def _deploy_reporters(self, token: str) -> None:
         s = self.settings
-        default = next((p for p in s.profiles if p.default), s.profiles[0])
         hub_api = api_url_of(s.hub.hub_connect_url or s.hub.hub_bind_url)
-        spec = reporter_spec(
-            s.gpus.inventory, s.engine.report_interval, s.engine.reporter_image or default.image, hub_api, s.spawner.network, s.spawner.uid
-        )
+        spec = reporter_spec(s.gpus.inventory, s.engine.report_interval, helper_image(s), hub_api, s.spawner.network, s.spawner.uid)
         try:
             await self.engine.deploy_reporters(spec, token)
         except Exception:

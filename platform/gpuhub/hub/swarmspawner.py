@@ -26,7 +26,6 @@ from ..policy.nodes import node_for_new_home
 from ..policy.services import service_parts
 from .spawner import GPUSpawner
 
-STARTING = {"new", "pending", "assigned", "accepted", "preparing", "ready", "starting"}
 ENDED = {"complete", "failed", "shutdown", "rejected", "orphaned", "remove"}
 
 
@@ -70,9 +69,9 @@ class GPUSwarmSpawner(GPUSpawner, SwarmSpawner):
         node = engine.placement(assignment) or await self._home_node()
         shared = homes.shared_homes if homes.homes == "shared" else ""
         parts = service_parts(spec, node, shared)
-        self.mem_limit = spec.mem_limit
-        self.cpu_limit = spec.cpu_limit
-        self.volumes = {}
+        await super().use_spec(spec, assignment)  # the caps and the environment, as on one host
+        self.volumes = {}  # a service's mounts are ``mounts``, below
+        self.extra_host_config = {}  # (a service has no host config: what it carries is in ``parts``)
         self._mounts = [
             Mount(m.target, m.source or None, type=m.type, read_only=m.read_only, tmpfs_size=m.tmpfs_size) for m in parts.mounts
         ]
@@ -82,7 +81,6 @@ class GPUSwarmSpawner(GPUSpawner, SwarmSpawner):
         self.extra_task_spec = {"restart_policy": RestartPolicy(condition=parts.restart_condition)}
         self.extra_endpoint_spec = {"mode": parts.endpoint_mode}
         self.extra_create_kwargs = {"labels": parts.labels}
-        self.environment = {**self.environment, **spec.environment}
         self._home_dir = next((m.source for m in parts.mounts if m.target == self.settings.spawner.home_path and m.type == "bind"), "")
         if homes.homes == "node" and self._home is None and node:
             await self._settle_home(node)

@@ -51,6 +51,10 @@ class Inventory:
         """The hosts the devices are in, in inventory order ([""] on one host)."""
         return list(dict.fromkeys(g.node for g in self.gpus))
 
+    def with_node(self, node: str) -> Inventory:
+        """The same devices, each marked as in ``node`` (a node reporter's inventory of its node)."""
+        return replace(self, gpus=tuple(replace(g, node=node) for g in self.gpus))
+
     def on_node(self, node: str) -> Inventory:
         """Only the devices of ``node`` (a home that lives on one node keeps its servers there)."""
         return replace(self, gpus=tuple(g for g in self.gpus if g.node == node))

@@ -105,6 +105,17 @@ def pool(statuses: list[NodeStatus], received: dict[str, Received]) -> Inventory
     return Inventory(gpus=gpus, source=f"swarm: {len(taking)} node(s), {', '.join(sources) or 'no inventory'}", simulated=simulated, note=note)
 
 
+def held_per_node(held_devices, node_of) -> dict[str, int]:
+    """Node id → how many devices are held there, from every live allocation's ``uuids``
+    (``held_devices``) and ``node_of`` (a device UUID → its node id, or None on one host)."""
+    counts: dict[str, int] = {}
+    for uuids in held_devices:
+        for device in uuids:
+            if (node := node_of(device)) is not None:
+                counts[node] = counts.get(node, 0) + 1
+    return counts
+
+
 def node_of_devices(received: dict[str, Received]) -> dict[str, str]:
     """Device UUID (GPU or MIG slice) → the Swarm node id it is in, from every node's last report."""
     found = {}

@@ -24,7 +24,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 
+from ..config.schema import Settings
 from .containers import ContainerSpec
+from .profiles import default_profile
 
 SHM_PATH = "/dev/shm"
 
@@ -60,10 +62,10 @@ def shared_home(shared_homes: str, home_volume: str) -> str:
     return str(PurePosixPath(shared_homes) / home_volume)
 
 
-def service_parts(spec: ContainerSpec, node_id: str | None, shared_homes: str = "", home_node: str | None = None) -> ServiceParts:
-    """The service running ``spec``: on ``node_id`` (the node of its GPUs) or, without GPUs, on the
-    user's ``home_node`` (a home kept on one node), else anywhere; its home on ``shared_homes``
-    when set (a folder per user there), else a volume on the node."""
+def service_parts(spec: ContainerSpec, node_id: str | None, shared_homes: str = "") -> ServiceParts:
+    """The service running ``spec``: on ``node_id`` (the node of its GPUs, or without GPUs the node of
+    the user's home) or, None, anywhere; its home on ``shared_homes`` when set (a folder per user
+    there), else a volume on the node."""
     mounts = []
     for source, mount in spec.volumes.items():
         read_only = mount["mode"] == "ro"
@@ -74,7 +76,6 @@ def service_parts(spec: ContainerSpec, node_id: str | None, shared_homes: str = 
     host = spec.host_config
     if host.get("shm_size"):
         mounts.append(Mount(SHM_PATH, "", "tmpfs", False, int(host["shm_size"])))
-    pinned = node_id or home_node
     labels = dict(spec.create_kwargs.get("labels") or {})
     return ServiceParts(
         container={
@@ -84,7 +85,7 @@ def service_parts(spec: ContainerSpec, node_id: str | None, shared_homes: str = 
         },
         mounts=tuple(mounts),
         resources={"mem_reservation": spec.mem_limit},
-        constraints=(f"node.id=={pinned}",) if pinned else (),
+        constraints=(f"node.id=={node_id}",) if node_id else (),
         restart_condition="none",
         endpoint_mode="dnsrr",
         labels=labels,
@@ -93,7 +94,13 @@ def service_parts(spec: ContainerSpec, node_id: str | None, shared_homes: str = 
 
 REPORTER_SERVICE = "gpuhub-node-reporter"
 REPORTER_SECRET_PATH = "/run/secrets/gpuhub-reporter-token"
-REPORTER_PYTHON = "/opt/gpuhub/venv/bin/python"  # gpuhub's single-user images
+IMAGE_PYTHON = "/opt/gpuhub/venv/bin/python"  # gpuhub's single-user images: the reporter's and a home copy's
+
+
+def helper_image(settings: Settings) -> str:
+    """The image of the hub's own tasks on the nodes (the node reporters, home copies):
+    ``[engine] reporter_image``, else the default profile's image, which the nodes pull anyway."""
+    return settings.engine.reporter_image or default_profile(settings.profiles).image
 
 
 @dataclass(frozen=True)
@@ -121,7 +128,7 @@ def reporter_spec(inventory: str, interval: int, image: str, hub_api: str, netwo
     return ReporterSpec(
         name=REPORTER_SERVICE,
         image=image,
-        command=(REPORTER_PYTHON, "-m", "gpuhub.reporter"),
+        command=(IMAGE_PYTHON, "-m", "gpuhub.reporter"),
         env={
             "GPUHUB_HUB_API": hub_api,
             "GPUHUB_NODE_ID": "{{.Node.ID}}",
