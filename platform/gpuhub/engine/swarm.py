@@ -83,6 +83,7 @@ class SwarmEngine(DockerEngine):
         self._received: dict[str, Received] = {}
         self._device_nodes: dict[str, str] = {}  # device UUID → node id, from the reports (``node_of``)
         self._settled = False
+        self._settling = asyncio.Lock()
         self._capacity_changed: Callable[[], None] = lambda: None
         self._node_back: Callable[[str], Awaitable[None]] | None = None
 
@@ -119,18 +120,20 @@ class SwarmEngine(DockerEngine):
     async def settle(self) -> None:
         """After hub start: wait (once, at most three report intervals) until every ready, active node
         has reported, so that the first starts do not find the pool short of the nodes not heard yet."""
-        if self._settled:
-            return
-        self._settled = True
-        deadline = time.monotonic() + self.interval * REPORTS_KEPT_FOR
-        while time.monotonic() < deadline:
-            statuses = await self.nodes()
-            if all(s.reported is not None for s in statuses if s.state == "ready" and s.availability == "active"):
+        async with self._settling:  # starts arriving meanwhile wait for the same settling
+            if self._settled:
                 return
-            self._nodes_read_at = 0.0
-            await asyncio.sleep(1)
-        log.warning("gpuhub swarm: not every node reported within %d s: %s", self.interval * REPORTS_KEPT_FOR,
-                    ", ".join(s.hostname for s in await self.nodes() if s.reported is None) or "-")
+            deadline = time.monotonic() + self.interval * REPORTS_KEPT_FOR
+            while time.monotonic() < deadline:
+                statuses = await self.nodes()
+                if all(s.reported is not None for s in statuses if s.state == "ready" and s.availability == "active"):
+                    break
+                self._nodes_read_at = 0.0
+                await asyncio.sleep(1)
+            else:
+                log.warning("gpuhub swarm: not every node reported within %d s: %s", self.interval * REPORTS_KEPT_FOR,
+                            ", ".join(s.hostname for s in await self.nodes() if s.reported is None) or "-")
+            self._settled = True
 
     async def memory_used(self) -> dict[str, tuple[int, int]] | None:
         used = {}
