@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import random
+import shutil
 import statistics
 import sys
 import tempfile
@@ -123,6 +124,7 @@ def run(args) -> dict:
     finally:
         if pg:
             pg.stop()
+        shutil.rmtree(workdir, ignore_errors=True)
 
 
 def table(r: dict) -> str:

@@ -204,8 +204,9 @@ def browser():
         b.close()
 
 
-@pytest.fixture
-def page(browser, request, platform):
+def open_page(browser, request, logs=None):
+    """A Chromium page (1280×860, 30 s timeouts) for one test; on failure a screenshot to build/e2e/
+    and, with ``logs``, the hub's log. A generator: ``yield from`` it in a fixture."""
     context = browser.new_context(viewport={"width": 1280, "height": 860})
     pg = context.new_page()
     pg.set_default_timeout(30_000)
@@ -215,8 +216,19 @@ def page(browser, request, platform):
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
         shot = ARTIFACTS / f"{request.node.name}.png"
         pg.screenshot(path=str(shot), full_page=True)
-        print(f"\nscreenshot: {shot}\n===== hub log =====\n{platform.logs()}")
+        print(f"\nscreenshot: {shot}" + (f"\n===== hub log =====\n{logs()}" if logs else ""))
     context.close()
+
+
+@pytest.fixture
+def page(browser, request, platform):
+    yield from open_page(browser, request, platform.logs)
+
+
+@pytest.fixture
+def own_page(browser, request):
+    """A Chromium page that needs no composed platform."""
+    yield from open_page(browser, request)
 
 
 @pytest.fixture(autouse=True)

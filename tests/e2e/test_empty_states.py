@@ -38,19 +38,6 @@ def gpuless_hub(tmp_path_factory):
     hub.remove_docker_objects()
 
 
-@pytest.fixture
-def own_page(browser, request):
-    """A Chromium page that needs no composed platform; a screenshot to build/e2e/ on failure."""
-    context = browser.new_context(viewport={"width": 1280, "height": 860})
-    pg = context.new_page()
-    pg.set_default_timeout(30_000)
-    yield pg
-    if getattr(request.node, "rep_call", None) and request.node.rep_call.failed:
-        ARTIFACTS.mkdir(parents=True, exist_ok=True)
-        pg.screenshot(path=str(ARTIFACTS / f"{request.node.name}.png"), full_page=True)
-    context.close()
-
-
 def empty_line(page, table: str) -> str:
     """The line an empty table shows (one row across every column), once the page has loaded it."""
     row = page.locator(f"#{table} tbody tr.gpuhub-empty")

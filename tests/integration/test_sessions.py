@@ -22,7 +22,7 @@ from datetime import timedelta
 import pytest
 import requests
 
-from gpuhub.agent.activity import read_file
+from gpuhub.agent.activity import source_for
 from gpuhub.agent.core import active_users
 from gpuhub.agent.hubapi import HubApi
 from gpuhub.agent.reclaim import Reclaimer
@@ -278,7 +278,7 @@ def test_idle_gpu_is_warned_then_reclaimed_with_files_kept(class_hub):
     assert container.exec_run(["sh", "-c", "echo precious > /home/jovyan/work.txt"]).exit_code == 0
     settings = load_settings(str(hub.workdir / "settings.toml"))
     clock = FakeClock(utcnow())  # the agent's clock, moved by the test
-    reclaimer = Reclaimer(None, settings.reclaim, lambda: read_file(str(hub.workdir / "activity.json")), logging.getLogger("test"))
+    reclaimer = Reclaimer(None, settings.reclaim, source_for(settings.reclaim.activity), logging.getLogger("test"))
 
     def round_at(now):
         clock.now = now

@@ -3,10 +3,11 @@
 Each node is a network namespace of its own with its own containerd and dockerd (own data root,
 exec root, socket, pid file, cgroup parent, hostname); the namespaces hang off one test bridge. The
 manager also runs a plain-HTTP registry (Debian's ``docker-registry``) that the workers pull from.
-The host's own engine is only read from (``docker save``); it never becomes a swarm member.
+The host's own engine pushes images to that registry (through a relay on its loopback) and saves
+images for ``load``; it never becomes a swarm member.
 
     cluster = Cluster.start(workers=2)        # builds everything; tears down again if a step fails
-    ref = cluster.push("gpuhub/debian-base:bookworm")   # host engine -> manager -> registry
+    ref = cluster.push("gpuhub/debian-base:bookworm")   # host engine -> 127.0.0.1 relay -> registry
     cluster.pull(ref)                          # on every worker, in parallel
     w1 = cluster.node("worker1")
     w1.docker("ps")                            # the docker CLI against worker1's own engine
@@ -38,13 +39,16 @@ The kernel here has no IPVS, so services must use endpoint mode ``dnsrr``; the r
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import fcntl
 import json
 import os
 import shutil
 import signal
+import socket
 import subprocess
 import tempfile
+import threading
 import time
 import urllib.request
 from pathlib import Path
@@ -489,12 +493,8 @@ disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.snapshotter.v1.a
             p.wait(timeout=30)
         self._client = None
 
-    def stop_engine(self, timeout: float = 30) -> None:
-        """Stop gracefully: remove its containers, SIGTERM dockerd, then containerd (SIGKILL after ``timeout``)."""
-        if self.engine_running():
-            ids = self.docker("ps", "-aq", check=False, timeout=30).stdout.split()
-            if ids:
-                self.docker("rm", "-f", *ids, check=False, timeout=60)
+    def _terminate_engine(self, timeout: float) -> None:
+        """SIGTERM dockerd, then containerd; SIGKILL what is still there after ``timeout``."""
         for p in (self._dockerd, self._containerd):
             if p is not None and p.poll() is None:
                 p.terminate()
@@ -503,6 +503,21 @@ disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.snapshotter.v1.a
                 except subprocess.TimeoutExpired:
                     p.kill()
                     p.wait(timeout=30)
+
+    def restart_engine(self, timeout: float = 60) -> None:
+        """Restart dockerd and containerd as a service manager does (SIGTERM, then start again): its
+        containers stop and come back by their restart policies; the node stays in the Swarm."""
+        self._terminate_engine(timeout)
+        self._client = None
+        self.start_engine(timeout)
+
+    def stop_engine(self, timeout: float = 30) -> None:
+        """Stop gracefully: remove its containers, SIGTERM dockerd, then containerd (SIGKILL after ``timeout``)."""
+        if self.engine_running():
+            ids = self.docker("ps", "-aq", check=False, timeout=30).stdout.split()
+            if ids:
+                self.docker("rm", "-f", *ids, check=False, timeout=60)
+        self._terminate_engine(timeout)
         if self._client is not None:
             self._client.close()
         self._client = None
@@ -511,6 +526,38 @@ disabled_plugins = ["io.containerd.grpc.v1.cri", "io.containerd.snapshotter.v1.a
     def swarm_state(self) -> dict:
         """This node as the manager sees it (``docker node inspect``)."""
         return self.cluster.manager.client().api.inspect_node(self.node_id)
+
+
+@contextlib.contextmanager
+def loopback_relay(address: str, port: int):
+    """A TCP relay from a free port on 127.0.0.1 to ``address:port`` (a namespace's), while in use."""
+    server = socket.create_server(("127.0.0.1", 0))
+
+    def pump(source: socket.socket, target: socket.socket) -> None:
+        try:
+            while data := source.recv(1 << 16):
+                target.sendall(data)
+            target.shutdown(socket.SHUT_WR)
+        except OSError:
+            for s in (source, target):
+                s.close()
+
+    def accept() -> None:
+        while True:
+            try:
+                client, _ = server.accept()
+                upstream = socket.create_connection((address, port), timeout=30)
+            except OSError:
+                return
+            upstream.settimeout(None)
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=pump, args=(a, b), daemon=True).start()
+
+    threading.Thread(target=accept, daemon=True).start()
+    try:
+        yield server.getsockname()[1]
+    finally:
+        server.close()
 
 
 # ---------------------------------------------------------------- the cluster
@@ -652,7 +699,7 @@ class Cluster:
 
         for image in images:
             ref = self.push(image)
-            self.pull(ref)
+            self.pull(ref, self.nodes)  # the manager's own tests run it too
         self._started = True
         self._time("setup_total", t_all)
 
@@ -813,16 +860,21 @@ http:
         self._time(f"save_load[{image}->{node.name}]", t0)
 
     def push(self, image: str, name: str | None = None) -> str:
-        """Load a host image into the manager and push it as ``10.213.0.10:5000/<name or image>``;
-        returns that reference. Done once per reference."""
+        """Push a host image to the manager's registry as ``10.213.0.10:5000/<name or image>`` and
+        return that reference (done once per reference). The host's engine pushes it itself, through
+        a relay on the host's loopback (Docker takes a 127.0.0.1 registry as plain HTTP without any
+        daemon setting): no copy of the image goes through the manager's engine."""
         ref = f"{REGISTRY}/{name or image}"
         if ref in self._pushed:
             return ref
-        if self.manager.docker("image", "inspect", image, check=False, timeout=30).returncode != 0:
-            self.load(image)
-        self.manager.docker("tag", image, ref)
         t0 = time.monotonic()
-        self.manager.docker("push", ref, timeout=900)
+        with loopback_relay(MANAGER_ADDRESS, 5000) as port:
+            local = f"127.0.0.1:{port}/{name or image}"
+            run(["docker", "tag", image, local])
+            try:
+                run(["docker", "push", local], timeout=900)
+            finally:
+                run(["docker", "rmi", local], check=False)  # the tag only: the image stays
         self._time(f"push[{ref}]", t0)
         self._pushed[ref] = image
         return ref

@@ -9,6 +9,8 @@ Fixtures:
 - ``base_image`` (package): the registry reference of gpuhub/debian-base (on every node).
 - ``user_image`` (package, on first use): gpuhub/pytorch-cuda:cpu pushed and pulled on every worker.
 - ``hub_image`` (package, on first use): gpuhub/hub:latest loaded into the manager's engine.
+- ``swarm_hub`` (package, on first use): docker-compose.yml's hub on the manager, a Swarm hub with
+  SIMULATED node inventories (``tests/swarm/swarmhub.py``), removed after the last swarm test.
 - ``services`` (function): ``services.create(image, command, name, **kwargs)`` creates a swarm
   service (docker-py, endpoint mode dnsrr, 1 s stop grace) and removes it, and waits for its
   containers to go, after the test.
@@ -20,6 +22,7 @@ import docker
 import pytest
 
 from tests.swarm.cluster import Cluster, ClusterError
+from tests.swarm.swarmhub import compose_hub
 
 _clusters: list[Cluster] = []
 
@@ -74,6 +77,12 @@ def hub_image(swarm_cluster):
     image = "gpuhub/hub:latest"
     swarm_cluster.load(image)
     return image
+
+
+@pytest.fixture(scope="package")
+def swarm_hub(swarm_cluster, user_image, hub_image):
+    with compose_hub(swarm_cluster, user_image) as hub:
+        yield hub
 
 
 @pytest.fixture(autouse=True)

@@ -1,208 +1,17 @@
-"""The hub on a real Swarm: docker-compose.yml's hub on the manager (``[engine] kind = "swarm"``), the
-user image from the manager's registry, a node reporter on every node reading that node's SIMULATED
-inventory (worker1: 2 NVLinked GPUs, worker2: 1, the manager: none). Users start servers through the
-hub's REST API as on one host; the tests check what lands where on each worker's own engine.
-
-Fixture: ``swarm_hub`` (module): the composed hub on the manager, its admin token, and helpers.
+"""The hub on a real Swarm (``tests/swarm/swarmhub.py``; fixture ``swarm_hub``): users start servers
+through the hub's REST API as on one host; the tests check what lands where on each worker's own
+engine, and what the faults of docs/reliability.md ("Swarm") leave.
 """
 
 from __future__ import annotations
 
-import json
-import secrets
 import subprocess
 import time
-from dataclasses import dataclass
-from pathlib import Path
 
-import pytest
 import requests
 
-from tests.e2e.conftest import COMPOSED_HUB_TABLE, compose_command
 from tests.hubprocess import REPO, answers_within
-from tests.swarm.cluster import MANAGER_ADDRESS, OVERLAY, Cluster
-
-PREFIX = "gpuhubsw"
-PORT = 8000
-NODE_GPUS = {"worker1": (0, 1), "worker2": (2,)}  # simulated GPU numbers per node; the manager has none
-
-
-def gpu_uuid(n: int) -> str:
-    return f"GPU-5{n:07d}-0000-0000-0000-000000000000"
-
-
-def inventory_of(node: str) -> str:
-    gpus = NODE_GPUS.get(node, ())
-    text = ""
-    for n in gpus:
-        peers = [gpu_uuid(p) for p in gpus if p != n]
-        text += f'[[gpus]]\nuuid = "{gpu_uuid(n)}"\nname = "NVIDIA H100 80GB HBM3"\nmemory = "80G"\nnvlink_peers = {json.dumps(peers)}\n\n'
-    return text
-
-
-def settings(image: str, inventories: Path) -> str:
-    return COMPOSED_HUB_TABLE + f'''
-[spawner]
-network = "{OVERLAY}"
-allowed_images = ["{image}"]
-home_volume = "{PREFIX}-home-{{slug}}"
-container_name = "{PREFIX}-{{slug}}"
-start_timeout = 180
-
-[engine]
-kind = "swarm"
-report_interval = 3
-homes = "node"
-
-[gpus]
-inventory = "file:{inventories}/{{node}}.toml"
-exposure = "env-only"
-queue_timeout = 0
-
-[[profiles]]
-name = "cpu-small"
-display_name = "CPU · small"
-image = "{image}"
-mem_limit = "1G"
-cpu_limit = 1
-shm_size = "256M"
-default = true
-
-[[profiles]]
-name = "gpu-1"
-display_name = "1 × GPU"
-image = "{image}"
-mem_limit = "1G"
-gpus = 1
-gpu_mode = "exclusive"
-
-[[profiles]]
-name = "gpu-2"
-display_name = "2 × GPU"
-image = "{image}"
-mem_limit = "1G"
-shm_size = "128M"
-gpus = 2
-gpu_mode = "exclusive"
-
-[[profiles]]
-name = "gpu-3"
-display_name = "3 × GPU"
-image = "{image}"
-mem_limit = "1G"
-gpus = 3
-gpu_mode = "exclusive"
-'''
-
-
-@dataclass
-class SwarmHub:
-    cluster: Cluster
-    url: str
-    token: str
-    env: dict
-    compose: list
-
-    def api(self, method: str, path: str, ok=(200, 201, 202, 204), **kw) -> requests.Response:
-        r = requests.request(method, f"{self.url}/hub/api{path}", headers={"Authorization": f"token {self.token}"}, timeout=60, **kw)
-        assert r.status_code in ok, f"{method} {path}: {r.status_code} {r.text[:500]}\n{self.logs()}"
-        return r
-
-    def gpuhub(self, method: str, path: str, **kw) -> requests.Response:
-        return self.api(method, f"/gpuhub/v1{path}", **kw)
-
-    def logs(self, tail: int = 60) -> str:
-        out = subprocess.run([*self.compose, "logs", "--no-color", f"--tail={tail}", "hub"], cwd=REPO, env=self.env, capture_output=True, text=True)
-        return out.stdout + out.stderr
-
-    def start(self, user: str, profile: str, ok=(201, 202)) -> requests.Response:
-        self.api("POST", f"/users/{user}", ok=(201, 409))
-        return self.api("POST", f"/users/{user}/server", json={"profile": profile}, ok=ok)
-
-    def wait_ready(self, user: str, timeout: float = 240) -> dict:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            server = self.api("GET", f"/users/{user}").json()["servers"].get("")
-            if server and server["ready"]:
-                return server
-            if server is None or not server.get("pending"):
-                pytest.fail(f"{user}'s server is neither starting nor ready: {server}\n{self.logs()}")
-            time.sleep(1)
-        pytest.fail(f"{user}'s server was not ready within {timeout} s\n{self.logs()}")
-
-    def stop(self, user: str) -> None:
-        self.api("DELETE", f"/users/{user}/server", ok=(202, 204, 400))
-        deadline = time.monotonic() + 120
-        while time.monotonic() < deadline:
-            if not self.api("GET", f"/users/{user}").json()["servers"]:
-                return
-            time.sleep(0.5)
-        pytest.fail(f"{user}'s server did not stop\n{self.logs()}")
-
-    def container_of(self, user: str) -> tuple[str, dict]:
-        """(node name, ``docker inspect`` on that node's own engine) of the user's server container."""
-        slug_prefix = f"{PREFIX}-"
-        for node in self.cluster.nodes:
-            for c in node.client().api.containers(filters={"label": f"org.gpuhub.user={user}"}):
-                if c["Names"] and c["Names"][0].lstrip("/").startswith(slug_prefix):
-                    return node.name, node.client().api.inspect_container(c["Id"])
-        pytest.fail(f"no container of {user} on any node\n{self.logs()}")
-
-
-@pytest.fixture(scope="module")
-def swarm_hub(swarm_cluster, user_image, hub_image):
-    manager = swarm_cluster.manager
-    work = swarm_cluster.dir / "hub"
-    inventories = work / "inventories"
-    inventories.mkdir(parents=True)
-    for node in swarm_cluster.nodes:
-        (inventories / f"{node.name}.toml").write_text(inventory_of(node.name))
-    (work / "config.d").mkdir()
-    # the hub polls servers every 5 s here (30 s by default): a lost node's servers are seen stopped sooner
-    (work / "config.d" / "poll.py").write_text("c.Spawner.poll_interval = 5\n")
-    (work / "settings.toml").write_text(settings(user_image, inventories))
-    (work / "inventory.toml").write_text("")  # compose mounts it; a Swarm hub reads the nodes' reports instead
-    env = {
-        **manager.env,
-        "COMPOSE_PROJECT_NAME": PREFIX,
-        "GPUHUB_DOCKER_SOCKET": str(manager.socket),
-        "GPUHUB_SETTINGS_FILE": str(work / "settings.toml"),
-        "GPUHUB_CONFIG_D": str(work / "config.d"),
-        "GPUHUB_INVENTORY_FILE": str(work / "inventory.toml"),
-        "GPUHUB_NETWORK": OVERLAY,
-        "GPUHUB_PORT": str(PORT),
-        "GPUHUB_BIND": "0.0.0.0",  # inside the manager's namespace: reachable from the test bridge only
-        "GPUHUB_ADMIN_PASSWORD": secrets.token_urlsafe(12),
-    }
-    compose = compose_command()
-    subprocess.run([*compose, "up", "-d", "--no-build", "hub"], cwd=REPO, env=env, check=True, timeout=300)
-    url = f"http://{MANAGER_ADDRESS}:{PORT}"
-    hub = SwarmHub(swarm_cluster, url, "", env, compose)
-    try:
-        if not answers_within(f"{url}/hub/health", 120, interval=1):
-            pytest.fail(f"the hub on the Swarm manager did not become healthy:\n{hub.logs()}")
-        made = subprocess.run([*compose, "exec", "-T", "hub", "jupyterhub", "token", "admin"], cwd=REPO, env=env,
-                              capture_output=True, text=True, timeout=120)
-        assert made.returncode == 0, made.stderr
-        hub.token = made.stdout.strip().splitlines()[-1]
-        yield hub
-    finally:
-        subprocess.run([*compose, "down", "-v", "--remove-orphans"], cwd=REPO, env=env, capture_output=True, timeout=300)
-        for service in manager.client().api.services(filters={"label": "org.gpuhub.managed=true"}):
-            manager.client().api.remove_service(service["ID"])
-        for service in manager.client().api.services(filters={"name": "gpuhub-node-reporter"}):
-            manager.client().api.remove_service(service["ID"])
-
-
-def wait_nodes(hub: SwarmHub, want, timeout: float = 90) -> list[dict]:
-    deadline = time.monotonic() + timeout
-    nodes = []
-    while time.monotonic() < deadline:
-        nodes = hub.gpuhub("GET", "/nodes").json()["nodes"]
-        if want(nodes):
-            return nodes
-        time.sleep(1)
-    pytest.fail(f"the nodes did not get there within {timeout} s: {nodes}\n{hub.logs()}")
+from tests.swarm.swarmhub import PREFIX, gpu_uuid, live_allocations, server_gone, wait_in_line, wait_nodes
 
 
 def test_every_node_reports_its_simulated_gpus_through_its_reporter(swarm_hub):
@@ -274,25 +83,6 @@ def test_a_users_servers_follow_their_home_and_a_move_takes_the_files_along(swar
 
 
 # --- faults (docs/reliability.md, "Swarm") ---------------------------------------------------------
-def holders(hub: SwarmHub) -> dict[str, list[str]]:
-    """Device index → who holds it, from the admin API."""
-    return {d["index"]: sorted(h["user"] for h in d["holders"]) for d in hub.gpuhub("GET", "/gpus").json()["devices"]}
-
-
-def live_allocations(hub: SwarmHub) -> list[tuple[str, str]]:
-    """(device index, holder) of every live allocation, from the admin API."""
-    return sorted((d["index"], h["user"]) for d in hub.gpuhub("GET", "/gpus").json()["devices"] for h in d["holders"])
-
-
-def server_gone(hub: SwarmHub, user: str, timeout: float = 90) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if not hub.api("GET", f"/users/{user}").json()["servers"]:
-            return
-        time.sleep(1)
-    pytest.fail(f"the hub did not see {user}'s server stop within {timeout} s\n{hub.logs()}")
-
-
 def test_the_registry_down_refuses_a_start_before_anything_is_held(swarm_hub):
     cluster = swarm_hub.cluster
     before = live_allocations(swarm_hub)
@@ -334,19 +124,23 @@ def test_a_lost_worker_keeps_its_gpus_held_until_it_is_back_and_its_users_files_
         wait_nodes(swarm_hub, lambda ns: any(n["hostname"] == "worker2" and "the node is down" in n["why_not"] for n in ns))
         server_gone(swarm_hub, "dave")
         assert "its node worker2 is down" in swarm_hub.logs(300)
-        # its GPU stays held for dave, and no other start gets a GPU on a lost node
-        r = swarm_hub.start("erin", "gpu-1", ok=(503,))
-        assert "GPU" in r.json()["message"]
+        # its GPU stays held for dave, and no other start gets a GPU on a lost node: erin waits in line
+        swarm_hub.start("erin", "gpu-1", ok=(202,))
+        waiting = wait_in_line(swarm_hub, "erin")
+        held = {n["hostname"]: n["gpus_held"] for n in swarm_hub.gpuhub("GET", "/nodes").json()["nodes"]}
+        assert waiting["position"] == 1 and held["worker2"] == 1  # dave's, on the lost node
+        assert ("worker2/0", "dave") in live_allocations(swarm_hub)  # the admin's GPU table still shows it
         # dave's home is on the lost node: his start says so
         r = swarm_hub.start("dave", "cpu-small", ok=(503,))
         assert "worker2" in r.json()["message"] and "takes no new servers" in r.json()["message"]
     finally:
         worker2.start_engine()
     wait_nodes(swarm_hub, lambda ns: all(n["takes_servers"] for n in ns))
-    deadline = time.monotonic() + 60
-    while ("worker2/0", "dave") in live_allocations(swarm_hub) and time.monotonic() < deadline:
-        time.sleep(1)
+    # back: dave's held GPU is released, and the line hands it to erin without her asking again
+    swarm_hub.wait_ready("erin")
+    assert swarm_hub.container_of("erin")[0] == "worker2"
     assert ("worker2/0", "dave") not in live_allocations(swarm_hub), "the lost node's GPU was not handed back after it returned"
+    swarm_hub.stop("erin")
     swarm_hub.start("dave", "gpu-1")
     swarm_hub.wait_ready("dave")
     node, info = swarm_hub.container_of("dave")
@@ -362,13 +156,14 @@ def test_a_drained_node_gets_nothing_new(swarm_hub):
     try:
         nodes = wait_nodes(swarm_hub, lambda ns: any(n["hostname"] == "worker2" and not n["takes_servers"] for n in ns))
         assert next(n for n in nodes if n["hostname"] == "worker2")["why_not"] == "drained by an admin"
-        r = swarm_hub.start("fred", "gpu-1", ok=(503,))  # worker1's are alice's; worker2's is drained
-        assert "GPU" in r.json()["message"]
+        swarm_hub.start("fred", "gpu-1", ok=(202,))  # worker1's are alice's; worker2's is drained: fred waits
+        assert wait_in_line(swarm_hub, "fred")["position"] == 1
+        time.sleep(6)  # a few node polls: still waiting, nothing placed on the drained node
+        assert wait_in_line(swarm_hub, "fred")["position"] == 1 and not [a for a in live_allocations(swarm_hub) if a[1] == "fred"]
     finally:
         manager.docker("node", "update", "--availability", "active", worker2.node_id)
     wait_nodes(swarm_hub, lambda ns: all(n["takes_servers"] for n in ns))
-    swarm_hub.start("fred", "gpu-1")
-    swarm_hub.wait_ready("fred")
+    swarm_hub.wait_ready("fred")  # the node's return served the line
     assert swarm_hub.container_of("fred")[0] == "worker2"
     swarm_hub.stop("fred")
     swarm_hub.stop("alice")

@@ -184,3 +184,13 @@ def test_split_free_gpus_say_why_and_a_too_large_request_names_the_largest_node(
     assert "no node has that many free together" in split.reason
     never = place(NODES, [], GpuRequest("exclusive", count=5))
     assert "the largest node has 4" in never.reason
+
+
+def test_shared_ties_across_nodes_go_to_the_first_in_inventory_order():
+    """Each node numbers its GPUs from 0: equally free GPUs of the same index on two nodes are a tie,
+    broken by inventory order (comparing the GPUs themselves raised a TypeError)."""
+    from dataclasses import replace as copy
+
+    pair = copy(INV, gpus=(copy(INV.gpus[0], node="a"), copy(INV.gpus[0], uuid=G(9), node="b")))
+    assert place(pair, [], GpuRequest("shared", memory_bytes=GiB)).uuids == (G(0),)
+    assert place(pair, [shared(0, 1)], GpuRequest("shared", memory_bytes=GiB)).uuids == (G(0),)  # best fit still first

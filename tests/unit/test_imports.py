@@ -24,7 +24,7 @@ ALLOWED = {
     "engine": {"policy", "inventory", "config", "contract", "worker"},
     "hub": {"engine", "db", "policy", "inventory", "config", "contract", "worker"},
     "web": {"hub", "engine", "db", "policy", "inventory", "config", "contract"},
-    "agent": {"policy", "config", "contract"},  # talks to the hub over its REST API only
+    "agent": {"policy", "inventory", "config", "contract"},  # talks to the hub over its REST API only
     "singleuser": {"contract"},  # runs in the user's container
     "reporter": {"inventory", "config", "contract"},
     "homecopy": set(),  # the two halves of a Swarm home move: the standard library only  # a Swarm node's reporter: runs in a single-user image, talks to the hub over HTTP

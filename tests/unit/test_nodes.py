@@ -1,29 +1,35 @@
 """Several hosts, pure: a node report's JSON both ways (and bad ones refused naming the field), which
 nodes take new servers and why not, and the pool the allocator places in."""
 
+import json
 from datetime import datetime, timedelta
 
 import pytest
 
+from gpuhub.inventory.activity import DeviceActivity, Reading
 from gpuhub.inventory.file import parse_inventory
 from gpuhub.inventory.model import Inventory
 from gpuhub.inventory.report import NodeReport, ReportError, parse_report, report_json
-from gpuhub.policy.nodes import Received, SwarmNode, node_of_devices, node_statuses, pool
+from gpuhub.policy.nodes import Received, SwarmNode, is_lost, node_activity, node_of_devices, node_statuses, pool
 from tests.unit.test_inventory import POOL
 
 NOW = datetime(2026, 12, 3, 12, 0, 0)
 NODE_ID = "abcdefghijklmnopqrstuvwxy"
 
 
-def report(node_id=NODE_ID, hostname="gpu-1", text=POOL, simulated=True) -> NodeReport:
+def report(node_id=NODE_ID, hostname="gpu-1", text=POOL, simulated=True, busy=None) -> NodeReport:
     from dataclasses import replace
 
     inv = replace(parse_inventory(text, f"file:/srv/{hostname}.toml"), simulated=simulated).with_node(hostname)
-    return NodeReport(node_id, hostname, inv, {inv.gpus[0].uuid: (1, 2)})
+    activity = Reading({g.uuid: DeviceActivity(busy) for g in inv.gpus}, simulated, f"node {hostname}")
+    return NodeReport(node_id, hostname, inv, {inv.gpus[0].uuid: (1, 2)}, activity)
 
 
-def test_a_report_survives_its_json_both_ways():
-    sent = report()
+@pytest.mark.parametrize("with_activity", [True, False])
+def test_a_report_survives_its_json_both_ways(with_activity):
+    from dataclasses import replace
+
+    sent = report(busy=40) if with_activity else replace(report(), activity=None)
     got = parse_report(report_json(sent), NODE_ID)
     assert got == sent
     assert {g.node for g in got.inventory.gpus} == {"gpu-1"}
@@ -60,6 +66,11 @@ BAD = [
     ("memory of a stranger", _mutate(["memory_used"], {"GPU-nobody": [1, 2]}), "memory_used.GPU-nobody"),
     ("memory not a pair", _mutate(["memory_used"], {report_json(report())["inventory"]["gpus"][0]["uuid"]: [1]}), "memory_used."),
     ("simulated missing", _mutate(["inventory", "simulated"], KeyError), "inventory.simulated"),
+    ("activity not an object", _mutate(["activity"], [1]), "activity"),
+    ("activity simulated missing", _mutate(["activity", "simulated"], KeyError), "activity.simulated"),
+    ("utilisation above 100", _mutate(["activity", "devices", report().inventory.gpus[0].uuid], {"utilisation": 101}), "activity.devices."),
+    ("utilisation a string", _mutate(["activity", "devices", report().inventory.gpus[0].uuid], {"utilisation": "5"}), "activity.devices."),
+    ("activity of a stranger", _mutate(["activity", "devices", "GPU-nobody"], {"utilisation": 0}), "activity.devices.GPU-nobody"),
 ]
 
 
@@ -82,6 +93,7 @@ STATUS_TABLE = [
     ("ready, active, fresh", node("a" * 25, "gpu-1"), FRESH, True, ""),
     ("down", node("a" * 25, "gpu-1", state="down"), FRESH, False, "the node is down"),
     ("disconnected", node("a" * 25, "gpu-1", state="disconnected"), FRESH, False, "disconnected"),
+    ("unknown: the manager restarted", node("a" * 25, "gpu-1", state="unknown"), FRESH, False, "does not know its state yet"),
     ("drained", node("a" * 25, "gpu-1", availability="drain"), FRESH, False, "drained by an admin"),
     ("paused", node("a" * 25, "gpu-1", availability="pause"), FRESH, False, "paused by an admin"),
     ("never reported", node("a" * 25, "gpu-1"), None, False, "no report from its node reporter yet"),
@@ -112,6 +124,7 @@ def test_the_pool_is_the_taking_nodes_gpus_in_hostname_order_and_says_simulated(
     assert [s.hostname for s in statuses] == ["gpu-a", "gpu-b", "gpu-c"]
     placed = pool(statuses, received)
     assert placed.nodes() == ["gpu-a", "gpu-b"]  # the down node's GPUs are not placed in
+    assert pool(statuses, received, taking_only=False).nodes() == ["gpu-a", "gpu-b", "gpu-c"]  # the admin sees them
     assert placed.simulated and placed.label().startswith("simulated (swarm: 2 node(s)")
     assert node_of_devices(received)[placed.gpus[0].uuid] == "a" * 25
     rows = placed.device_rows()
@@ -179,3 +192,41 @@ def test_the_metrics_say_per_node_whether_it_takes_servers_and_what_it_holds():
     assert devices[("gpu-a", "held", "true")] == 2 and devices[("gpu-b", "gpus", "true")] == 6
     one_host = snapshot(MetricsInputs(pool([], {}), [], {}, {}, [], NOW, 10, 10))
     assert one_host["gpuhub_node_devices"].samples == []
+
+
+def gpus_text(first_digit: int) -> str:
+    return "\n".join(f'[[gpus]]\nuuid = "GPU-{first_digit}{i:07d}-0000-0000-0000-000000000000"\nname = "H100"\nmemory = "80G"\n' for i in range(2))
+
+
+def test_the_reclaims_reading_is_every_nodes_fresh_activity_a_silent_nodes_left_out():
+    one, two = report("a" * 25, "gpu-1", gpus_text(1), busy=0), report("b" * 25, "gpu-2", gpus_text(2), busy=90)
+    silent = report("c" * 25, "gpu-3", gpus_text(3), busy=0)
+    received = {"a" * 25: Received(one, FRESH), "b" * 25: Received(two, FRESH), "c" * 25: Received(silent, STALE)}
+    reading = node_activity(received, NOW, 30)
+    assert set(reading.devices) == {g.uuid for g in one.inventory.gpus} | {g.uuid for g in two.inventory.gpus}
+    assert reading.devices[two.inventory.gpus[0].uuid].utilisation == 90
+    assert reading.simulated and "gpu-1, gpu-2" in reading.source
+    assert node_activity({}, NOW, 30).devices == {}
+
+
+def test_a_reporter_reads_its_nodes_own_simulated_files(tmp_path):
+    from gpuhub.reporter import read_report
+
+    (tmp_path / "gpu-2.toml").write_text(gpus_text(2))
+    uuid = "GPU-20000001-0000-0000-0000-000000000000"
+    (tmp_path / "gpu-2-activity.json").write_text(json.dumps({"devices": {uuid: {"utilisation": 7}}}))
+    got = read_report(NODE_ID, "gpu-2", f"file:{tmp_path}/{{node}}.toml", f"file:{tmp_path}/{{node}}-activity.json")
+    assert [g.node for g in got.inventory.gpus] == ["gpu-2", "gpu-2"] and got.inventory.simulated
+    assert got.activity.simulated and got.activity.devices[uuid].utilisation == 7
+    assert parse_report(report_json(got), NODE_ID).activity.devices == got.activity.devices
+    (tmp_path / "gpu-2-activity.json").write_text("{broken")
+    assert read_report(NODE_ID, "gpu-2", f"file:{tmp_path}/{{node}}.toml", f"file:{tmp_path}/{{node}}-activity.json").activity is None
+
+
+@pytest.mark.parametrize(
+    "state, lost",
+    [("ready", False), ("unknown", False), ("down", True), ("disconnected", True), (None, True)],
+)
+def test_which_nodes_servers_count_as_stopped(state, lost):
+    """``unknown`` is what a restarted manager says of every node until it registers again: not lost."""
+    assert is_lost(None if state is None else node("a" * 25, "gpu-1", state=state)) is lost

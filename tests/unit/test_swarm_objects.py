@@ -8,7 +8,7 @@ from gpuhub.config.schema import parse_settings
 from gpuhub.engine.docker import docker_wiring
 from gpuhub.policy import containers
 from gpuhub.policy.containers import GpuAssignment
-from gpuhub.policy.services import Mount, reporter_spec, service_parts, shared_home
+from gpuhub.policy.services import Mount, reporter_spec, service_parts, shared_home, task_address
 from gpuhub.policy.slugs import user_slug
 from tests.conftest import BASE_SETTINGS
 
@@ -59,17 +59,19 @@ def test_shared_home_is_named_as_the_volume_would_be():
 
 
 @pytest.mark.parametrize(
-    "inventory, mounts",
+    "inventory, activity, mounts",
     [
-        ("auto", ()),
-        ("nvml", ()),
-        ("file:/srv/gpuhub/nodes/{node}.toml", (Mount("/srv/gpuhub/nodes", "/srv/gpuhub/nodes", "bind", True),)),
+        ("auto", "nvml", ()),
+        ("nvml", "nvml", ()),
+        ("file:/srv/gpuhub/nodes/{node}.toml", "nvml", (Mount("/srv/gpuhub/nodes", "/srv/gpuhub/nodes", "bind", True),)),
+        ("file:/srv/sim/{node}.toml", "file:/srv/sim/{node}-activity.json", (Mount("/srv/sim", "/srv/sim", "bind", True),)),
+        ("nvml", "file:/srv/act/{node}.json", (Mount("/srv/act", "/srv/act", "bind", True),)),
     ],
 )
-def test_the_reporters_read_each_nodes_inventory_and_see_every_gpu(inventory, mounts):
-    spec = reporter_spec(inventory, 10, "reg:5000/gpuhub/pytorch-cuda:cpu", "http://hub:8081/hub/api", "gpuhub", 1000)
+def test_the_reporters_read_each_nodes_inventory_and_activity_and_see_every_gpu(inventory, activity, mounts):
+    spec = reporter_spec(inventory, activity, 10, "reg:5000/gpuhub/pytorch-cuda:cpu", "http://hub:8081/hub/api", "gpuhub", 1000)
     assert spec.mounts == mounts
-    assert spec.env["GPUHUB_INVENTORY"] == inventory
+    assert spec.env["GPUHUB_INVENTORY"] == inventory and spec.env["GPUHUB_ACTIVITY"] == activity
     assert spec.env["GPUHUB_NODE_ID"] == "{{.Node.ID}}" and spec.env["GPUHUB_NODE_HOSTNAME"] == "{{.Node.Hostname}}"
     assert spec.env["NVIDIA_VISIBLE_DEVICES"] == "all"
     assert spec.user == "1000:1000" and spec.network == "gpuhub"
@@ -106,3 +108,22 @@ def test_one_host_has_no_reporters(tmp_path):
     apply_site_settings(c, str(path))
     assert c.JupyterHub.spawner_class == "gpuhub"
     assert all(s["name"] != "gpuhub-node-reporter" for s in c.JupyterHub.services)
+
+
+def _task(*attachments):
+    return {"NetworksAttachments": [{"Network": {"Spec": {"Name": name}}, "Addresses": addresses} for name, addresses in attachments]}
+
+
+@pytest.mark.parametrize(
+    "task, address",
+    [
+        (_task(("gpuhub", ["10.214.1.7/24"])), "10.214.1.7"),
+        (_task(("ingress", ["10.0.0.5/24"]), ("gpuhub", ["10.214.1.9/24"])), "10.214.1.9"),
+        (_task(("other", ["10.9.0.2/24"])), None),
+        (_task(("gpuhub", [])), None),
+        ({}, None),
+        (None, None),
+    ],
+)
+def test_the_hub_reaches_a_server_by_its_tasks_address_on_the_overlay(task, address):
+    assert task_address(task, "gpuhub") == address

@@ -35,13 +35,13 @@ def main() -> int:
     except (KeyError, SettingsError) as e:
         print(f"gpuhub-agent: cannot start: {e}", file=sys.stderr)
         return 2
-    agent = Agent(api, settings, source_for(settings.reclaim.activity), utcnow)
+    agent = Agent(api, settings, source_for(settings.reclaim.activity, settings.engine.kind, api), utcnow)
     reclaim = settings.reclaim
     log.info(
         "gpuhub-agent: sessions every %ss; GPU-idle reclaim %s (activity from %s)",
         settings.sessions.check_interval,
         f"after {reclaim.idle_timeout}s (sessions {reclaim.session_idle_timeout or reclaim.idle_timeout}s)" if agent.reclaim.enabled else "off",
-        reclaim.activity,
+        f"the nodes' reporters ({reclaim.activity})" if settings.engine.kind == "swarm" else reclaim.activity,
     )
     try:
         asyncio.run(run_forever(agent, settings.sessions.check_interval))

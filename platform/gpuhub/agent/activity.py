@@ -1,116 +1,48 @@
-"""How busy each GPU is, for the reclaim: one reading per round from NVML (the host's devices) or
-from a file (SIMULATED, for CI and demos; every message built from it says so).
-
-A reading maps a device UUID to its utilisation (percent, or None where NVML has none, e.g. a MIG
-slice: counted as busy, never reclaimed on a guess) and the GPU memory held per allocation (through
-the engine: ``docker top`` of each gpuhub container gives the host PIDs NVML reports).
+"""How busy each GPU is, for the reclaim: one reading per round from NVML (the host's devices), from
+a file (SIMULATED, for CI and demos; every message built from it says so), or on a Swarm from the
+hub, which merges its nodes' reporters' readings. The readers are ``inventory.activity``'s.
 """
 
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass, field
+import asyncio
 
-from ..contract import ALLOCATION_LABEL, allocation_of, mig_children, nvml_text
+from ..contract import API_PREFIX
+from ..inventory.activity import ActivityError, DeviceActivity, NvmlActivity, Reading, devices_from_json, read_file
 
-
-@dataclass(frozen=True)
-class DeviceActivity:
-    utilisation: int | None  # percent over NVML's last sample period; None: unknown
-    memory: dict[int, int] = field(default_factory=dict)  # allocation id -> bytes its processes hold
+__all__ = ["ActivityError", "DeviceActivity", "Reading", "read_file", "NvmlActivity", "HubActivity", "source_for"]
 
 
-@dataclass(frozen=True)
-class Reading:
-    devices: dict[str, DeviceActivity]
-    simulated: bool
-    source: str
+class HubActivity:
+    """The reading of a hub on several hosts (Swarm): each node's reporter sends its devices' activity
+    with its report; the hub merges the fresh ones (``GET /hub/api/gpuhub/v1/activity``). A node that
+    sent none leaves its devices out: counted busy, never reclaimed on a guess."""
 
+    def __init__(self, api):
+        self.api = api
 
-class ActivityError(RuntimeError):
-    pass
+    async def read(self) -> Reading:
+        from .hubapi import HubApiError
 
-
-def read_file(path: str) -> Reading:
-    """``{"devices": {"GPU-…": {"utilisation": 0, "memory": {"17": 2147483648}}}}``"""
-    try:
-        with open(path, encoding="utf-8") as f:
-            data = json.load(f)
-        devices = {
-            uuid: DeviceActivity(
-                None if d.get("utilisation") is None else int(d["utilisation"]),
-                {int(k): int(v) for k, v in (d.get("memory") or {}).items()},
-            )
-            for uuid, d in data["devices"].items()
-        }
-    except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:
-        raise ActivityError(f"cannot read the simulated activity file {path}: {e}") from None
-    return Reading(devices, True, f"file:{path}")
-
-
-class NvmlActivity:
-    """Utilisation and per-process memory from NVML; PIDs mapped to allocations through the engine."""
-
-    def __init__(self, nvml=None, docker_client=None):
-        if nvml is None:
-            import pynvml as nvml
-        self.nvml = nvml
-        self.docker = docker_client
-        self._started = False
-
-    def _pids_by_allocation(self) -> dict[int, int]:
-        """Host PID -> allocation id of the gpuhub container it runs in."""
-        if self.docker is None:
-            import docker
-
-            self.docker = docker.from_env()
-        found = {}
-        for c in self.docker.containers.list(filters={"label": ALLOCATION_LABEL}):
-            allocation = allocation_of(c.labels)
-            if allocation is None:
-                continue
-            top = c.top(ps_args="-o pid")
-            for row in top.get("Processes") or []:
-                found[int(row[0])] = allocation
-        return found
-
-    def read(self) -> Reading:
-        nv = self.nvml
         try:
-            if not self._started:
-                nv.nvmlInit()
-                self._started = True
-            pids = self._pids_by_allocation()
-            devices = {}
-            for i in range(nv.nvmlDeviceGetCount()):
-                handle = nv.nvmlDeviceGetHandleByIndex(i)
-                for h in [handle, *mig_children(nv, handle)]:
-                    self._add(devices, h, pids)
-        except nv.NVMLError as e:
-            raise ActivityError(f"NVML: {e}") from None
-        return Reading(devices, False, "nvml")
-
-    def _add(self, devices: dict, handle, pids: dict[int, int]) -> None:
-        nv = self.nvml
-        uuid = nvml_text(nv.nvmlDeviceGetUUID(handle))
-        try:
-            utilisation = int(nv.nvmlDeviceGetUtilizationRates(handle).gpu)
-        except nv.NVMLError:
-            utilisation = None  # MIG slices have no utilisation counter
-        memory: dict[int, int] = {}
-        try:
-            for p in nv.nvmlDeviceGetComputeRunningProcesses(handle):
-                allocation = pids.get(p.pid)
-                if allocation is not None and p.usedGpuMemory:
-                    memory[allocation] = memory.get(allocation, 0) + int(p.usedGpuMemory)
-        except nv.NVMLError:
-            pass
-        devices[uuid] = DeviceActivity(utilisation, memory)
+            data = await self.api.get(f"{API_PREFIX}/activity")
+            return Reading(devices_from_json(data["devices"]), bool(data["simulated"]), data["source"])
+        except (HubApiError, KeyError, TypeError) as e:
+            raise ActivityError(f"the hub's node readings: {e}") from None
 
 
-def source_for(spec: str):
-    """The reader the ``[reclaim] activity`` setting names: a callable returning a ``Reading``."""
+def source_for(spec: str, engine_kind: str = "docker", api=None):
+    """The reader for the ``[reclaim] activity`` setting: an async callable returning a ``Reading``.
+    On a Swarm (``engine_kind``) the nodes read ``spec`` and the hub merges their readings."""
+    if engine_kind == "swarm":
+        return HubActivity(api).read
     if spec.startswith("file:"):
         path = spec[len("file:"):]
-        return lambda: read_file(path)
-    return NvmlActivity().read
+        read = lambda: read_file(path)
+    else:
+        read = NvmlActivity().read
+
+    async def in_a_thread() -> Reading:
+        return await asyncio.get_running_loop().run_in_executor(None, read)
+
+    return in_a_thread

@@ -11,7 +11,6 @@ volume stays).
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -127,7 +126,7 @@ class Reclaimer:
         servers = held_servers(devices, users)
         if servers:
             try:
-                reading = await asyncio.get_running_loop().run_in_executor(None, self.read_activity)
+                reading = await self.read_activity()
             except ActivityError as e:
                 self.log.warning("gpuhub-agent reclaim: no device reading this round: %s", e)
                 return done

@@ -790,7 +790,10 @@ class Reclaim(Section):
         help="""Where device utilisation and per-process memory come from: ``"nvml"`` (the host's
         GPUs, processes mapped to containers through the engine), or ``"file:/path/activity.json"``,
         a SIMULATED reading for CI and demos, labelled as such in every message (see docs/admin.md,
-        "GPU-idle reclaim").""",
+        "GPU-idle reclaim"). On a Swarm (``[engine] kind = "swarm"``) every node's reporter reads it
+        on its own node (``{node}`` in a file path is the node's hostname, e.g.
+        ``"file:/srv/sim/{node}-activity.json"``) and the hub merges the readings; a node's
+        per-process memory is not mapped to servers there.""",
     ).tag(accepted='"nvml" or "file:" followed by an absolute path')
 
     @validate("idle_timeout", "session_idle_timeout")

@@ -34,6 +34,11 @@ def make_engine(db_url: str) -> Engine:
         @event.listens_for(engine, "connect")
         def _autocommit_driver(dbapi_connection, _record):
             dbapi_connection.isolation_level = None  # SQLAlchemy emits BEGIN itself (below)
+            # write-ahead log: a commit appends to one file and syncs it once (the rollback journal
+            # created, synced and deleted a file per commit), and reads do not block the writer.
+            # FULL: every commit is on disk before it returns, as with the rollback journal
+            dbapi_connection.execute("PRAGMA journal_mode=WAL")
+            dbapi_connection.execute("PRAGMA synchronous=FULL")
 
         @event.listens_for(engine, "begin")
         def _begin(conn):

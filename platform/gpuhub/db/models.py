@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import JSON, BigInteger, DateTime, Float, ForeignKey, Integer, Unicode, UniqueConstraint
+from sqlalchemy import JSON, BigInteger, DateTime, Float, ForeignKey, Index, Integer, Unicode, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 VERSION_TABLE = "gpuhub_alembic_version"
@@ -17,6 +17,7 @@ class Base(DeclarativeBase):
 
 class AllocationRow(Base):
     __tablename__ = "gpuhub_allocations"
+    __table_args__ = (Index("ix_gpuhub_allocations_user_live", "username", "released"),)  # a user's live ones
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     username: Mapped[str] = mapped_column(Unicode(255))
     server_name: Mapped[str] = mapped_column(Unicode(255), default="")
@@ -32,11 +33,20 @@ class AllocationRow(Base):
 class DeviceRow(Base):
     __tablename__ = "gpuhub_allocation_devices"
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    allocation_id: Mapped[int] = mapped_column(ForeignKey("gpuhub_allocations.id", ondelete="CASCADE"))
+    allocation_id: Mapped[int] = mapped_column(ForeignKey("gpuhub_allocations.id", ondelete="CASCADE"), index=True)
     uuid: Mapped[str] = mapped_column(Unicode(96), index=True)
     mode: Mapped[str] = mapped_column(Unicode(16))
     memory_bytes: Mapped[int] = mapped_column(BigInteger, default=0)
     allocation: Mapped[AllocationRow] = relationship(back_populates="devices")
+
+
+class AllocationVersionRow(Base):
+    """One row, its ``version`` raised by every transaction that changes which allocations are live:
+    the allocation store keeps the live holdings between decisions while it is unchanged."""
+
+    __tablename__ = "gpuhub_allocation_version"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    version: Mapped[int] = mapped_column(BigInteger, default=0)
 
 
 class QuotaRow(Base):

@@ -11,10 +11,13 @@ from .database import Database
 from .models import QuotaRow
 
 
+_RULES = select(QuotaRow.__table__).order_by(QuotaRow.scope, QuotaRow.name)
+
+
 def rules_in(session: Session) -> list[QuotaRule]:
-    """The database's rules (inside a caller's transaction: the allocation decision reads them there)."""
-    rows = session.scalars(select(QuotaRow).order_by(QuotaRow.scope, QuotaRow.name))
-    return [rule_from(r.scope, r.name, r, origin="database") for r in rows]
+    """The database's rules (inside a caller's transaction: the allocation decision reads them there,
+    as plain rows: it is on every decision's path)."""
+    return [rule_from(r.scope, r.name, r, origin="database") for r in session.connection().execute(_RULES)]
 
 
 class QuotaStore:

@@ -40,6 +40,11 @@ class Engine(ABC):
     async def inventory(self) -> Inventory:
         """The devices servers can be given now (re-read as often as the source needs)."""
 
+    async def known_inventory(self) -> Inventory:
+        """Every device the hub knows, also those servers cannot be given now (a Swarm node down or
+        drained): what the admin pages show and an admin may free or reserve. One host: ``inventory``."""
+        return await self.inventory()
+
     async def memory_used(self) -> dict[str, tuple[int, int]] | None:
         """Live memory per device UUID (used, total), where the engine can read it; None otherwise."""
         return None

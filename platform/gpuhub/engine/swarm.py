@@ -27,12 +27,13 @@ from collections.abc import Awaitable, Callable
 from .. import contract as c
 from ..config.schema import Settings
 from ..contract import utcnow
+from ..inventory.activity import Reading
 from ..inventory.model import Inventory
 from ..inventory.report import NodeReport
 from ..policy.containers import DeviceWiring, GpuAssignment
 from ..policy.errors import SpawnRefused
 from ..policy.services import IMAGE_PYTHON, ReporterSpec
-from ..policy.nodes import NodeStatus, Received, SwarmNode, node_of_devices, node_statuses, pool
+from ..policy.nodes import NodeStatus, Received, SwarmNode, is_lost, node_activity, node_of_devices, node_statuses, pool
 from .base import RunningServer
 from .docker import DockerEngine, docker_client, docker_wiring
 
@@ -117,6 +118,9 @@ class SwarmEngine(DockerEngine):
     async def inventory(self) -> Inventory:
         return pool(await self.nodes(), self._received)
 
+    async def known_inventory(self) -> Inventory:
+        return pool(await self.nodes(), self._received, taking_only=False)
+
     async def settle(self) -> None:
         """After hub start: wait (once, at most three report intervals) until every ready, active node
         has reported, so that the first starts do not find the pool short of the nodes not heard yet."""
@@ -134,6 +138,10 @@ class SwarmEngine(DockerEngine):
                 log.warning("gpuhub swarm: not every node reported within %d s: %s", self.interval * REPORTS_KEPT_FOR,
                             ", ".join(s.hostname for s in await self.nodes() if s.reported is None) or "-")
             self._settled = True
+
+    def activity(self) -> Reading:
+        """How busy every node's devices are, from the fresh reports (the agent's GPU-idle reclaim)."""
+        return node_activity(self._received, self._clock(), self.interval * REPORTS_KEPT_FOR)
 
     async def memory_used(self) -> dict[str, tuple[int, int]] | None:
         used = {}
@@ -154,8 +162,8 @@ class SwarmEngine(DockerEngine):
         got = self._received.get(node_id)
         return got.report.hostname if got else next((n.hostname for n in self._nodes if n.id == node_id), node_id[:10])
 
-    async def node_is_up(self, node_id: str) -> bool:
-        return any(n.id == node_id and n.state == "ready" for n in await self.read_nodes())
+    async def node_is_lost(self, node_id: str) -> bool:
+        return is_lost(next((n for n in await self.read_nodes() if n.id == node_id), None))
 
     async def run(self) -> None:
         """Poll the manager's node list every report interval: wake the lines when a node starts to take

@@ -86,6 +86,10 @@ class AllocationService:
     async def inventory(self) -> Inventory:
         return await self.engine.inventory()
 
+    async def known_inventory(self) -> Inventory:
+        """Every device the hub knows, also on a node that takes no servers now (``Engine``)."""
+        return await self.engine.known_inventory()
+
     async def memory_used(self) -> dict[str, tuple[int, int]] | None:
         """Live memory per device (used, total) where the engine reads it (NVML), else None."""
         return await self.engine.memory_used()

@@ -103,7 +103,7 @@ class Services:
     async def _deploy_reporters(self, token: str) -> None:
         s = self.settings
         hub_api = api_url_of(s.hub.hub_connect_url or s.hub.hub_bind_url)
-        spec = reporter_spec(s.gpus.inventory, s.engine.report_interval, helper_image(s), hub_api, s.spawner.network, s.spawner.uid)
+        spec = reporter_spec(s.gpus.inventory, s.reclaim.activity, s.engine.report_interval, helper_image(s), hub_api, s.spawner.network, s.spawner.uid)
         try:
             await self.engine.deploy_reporters(spec, token)
         except Exception:

@@ -12,7 +12,12 @@ and what is accepted (a 400; nothing is recorded).
                              "memory_bytes": 85899345920, "compute_capability": [9, 0],
                              "healthy": true, "health_reason": "", "nvlink_peers": ["GPU-…"],
                              "mig": [{"uuid": "MIG-…", "profile": "1g.10gb", "memory_bytes": 10737418240}]}]},
-     "memory_used": {"GPU-…": [1073741824, 85899345920]}}
+     "memory_used": {"GPU-…": [1073741824, 85899345920]},
+     "activity": {"simulated": false, "devices": {"GPU-…": {"utilisation": 0, "memory": {}}}}}
+
+``activity`` (optional: absent when the node's reading failed) is how busy each device is, for the
+GPU-idle reclaim (``inventory.activity``); a reporter maps no processes to servers, so its ``memory``
+maps are empty.
 """
 
 from __future__ import annotations
@@ -20,6 +25,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
+from .activity import ActivityError, Reading, devices_from_json, devices_json
 from .model import Gpu, Inventory, MigSlice
 
 NODE_ID = re.compile(r"^[a-z0-9]{1,64}$")  # Swarm node ids: 25 lowercase letters and digits
@@ -41,6 +47,7 @@ class NodeReport:
     hostname: str
     inventory: Inventory  # its GPUs carry ``node = hostname``
     memory_used: dict[str, tuple[int, int]] = field(default_factory=dict)  # UUID → (used, total) bytes
+    activity: Reading | None = None  # how busy its devices are (None: no reading this time)
 
 
 def report_json(report: NodeReport) -> dict:
@@ -67,6 +74,7 @@ def report_json(report: NodeReport) -> dict:
             ],
         },
         "memory_used": {uuid: list(pair) for uuid, pair in report.memory_used.items()},
+        **({"activity": {"simulated": report.activity.simulated, "devices": devices_json(report.activity.devices)}} if report.activity else {}),
     }
 
 
@@ -149,4 +157,19 @@ def parse_report(data, node_id: str) -> NodeReport:
         if uuid not in uuids or not ok:
             raise ReportError(f"memory_used.{uuid}", "Accepted: [used, total] bytes of a device in this report")
         used[uuid] = (pair[0], pair[1])
-    return NodeReport(node_id, hostname, inventory, used)
+    return NodeReport(node_id, hostname, inventory, used, _activity(data, set(uuids), hostname))
+
+
+def _activity(data: dict, uuids: set[str], hostname: str) -> Reading | None:
+    if "activity" not in data:
+        return None
+    activity = _get(data, "activity", dict, "", '{"simulated": ..., "devices": {...}}')
+    simulated = _get(activity, "simulated", bool, "activity.", "true or false")
+    try:
+        devices = devices_from_json(activity.get("devices"))
+    except ActivityError as e:
+        raise ReportError(f"activity.{e.field}", str(e)) from None
+    stray = sorted(set(devices) - uuids)
+    if stray:
+        raise ReportError(f"activity.devices.{stray[0]}", "not a device of this report. Accepted: the report's GPU and MIG UUIDs")
+    return Reading(devices, simulated, f"node {hostname}")

@@ -83,11 +83,16 @@ def place(inventory: Inventory, holdings: list[Holding], request: GpuRequest, ma
     return _mig(inventory, holdings, request)
 
 
-def _by_uuid(holdings: list[Holding]) -> dict[str, list[Holding]]:
-    grouped: dict[str, list[Holding]] = {}
+def _loads(holdings: list[Holding]) -> tuple[set[str], dict[str, int], dict[str, int]]:
+    """(the devices held exclusively, holders per held device, budgeted bytes per held device), in
+    one pass over the holdings."""
+    exclusive, holders, budgeted = set(), {}, {}
     for h in holdings:
-        grouped.setdefault(h.uuid, []).append(h)
-    return grouped
+        if h.mode == "exclusive":
+            exclusive.add(h.uuid)
+        holders[h.uuid] = holders.get(h.uuid, 0) + h.holders
+        budgeted[h.uuid] = budgeted.get(h.uuid, 0) + h.memory_bytes
+    return exclusive, holders, budgeted
 
 
 def _whole(inventory: Inventory) -> list[Gpu]:
@@ -136,19 +141,18 @@ def _shared(inventory: Inventory, holdings: list[Holding], request: GpuRequest, 
     if not any(g.memory_bytes >= request.memory_bytes for g in whole):
         biggest = max((g.memory_bytes for g in whole), default=0)
         return NeverFits(f"a {request.memory_bytes}-byte budget asked; the largest GPU has {biggest} bytes")
-    by_uuid = _by_uuid(holdings)
-    candidates = []
-    for g in whole:
-        on_gpu = by_uuid.get(g.uuid, ())
-        if not g.healthy or any(h.mode == "exclusive" for h in on_gpu) or sum(h.holders for h in on_gpu) >= max_shares:
+    exclusive, holders, budgeted = _loads(holdings)
+    best = None
+    for position, g in enumerate(whole):
+        if not g.healthy or g.uuid in exclusive or holders.get(g.uuid, 0) >= max_shares:
             continue
-        spare = g.memory_bytes - sum(h.memory_bytes for h in on_gpu) - request.memory_bytes
-        if spare >= 0:
-            candidates.append((spare, g.index, g))
-    if not candidates:
+        spare = g.memory_bytes - budgeted.get(g.uuid, 0) - request.memory_bytes
+        # the least spare budget, then the lowest index, then inventory order (nodes repeat indices)
+        if spare >= 0 and (best is None or (spare, g.index, position) < best[0]):
+            best = ((spare, g.index, position), g)
+    if best is None:
         return NoFitNow("no shared GPU has that much unbudgeted memory and a free slot")
-    _, _, gpu = min(candidates)
-    return Placement((gpu.uuid,), memory_bytes=request.memory_bytes)
+    return Placement((best[1].uuid,), memory_bytes=request.memory_bytes)
 
 
 def _mig(inventory: Inventory, holdings: list[Holding], request: GpuRequest) -> Decision:
@@ -187,7 +191,7 @@ def _model_names(gpus) -> str:
 
 def capacity(inventory: Inventory, holdings: list[Holding], request: GpuRequest, max_shares: int = 4) -> Capacity:
     """What is free now for ``request``'s kind of device, in words a user reads on the spawn form."""
-    held = _by_uuid(holdings)
+    exclusive, held, budgeted = _loads(holdings)  # held: holders per held device
     if request.mode == "exclusive":
         whole = _whole(inventory)
         free = [g for g in whole if g.healthy and g.uuid not in held]
@@ -198,11 +202,10 @@ def capacity(inventory: Inventory, holdings: list[Holding], request: GpuRequest,
     if request.mode == "shared":
         slots = 0
         for g in _whole(inventory):
-            on_gpu = held.get(g.uuid, [])
-            if not g.healthy or any(h.mode == "exclusive" for h in on_gpu):
+            if not g.healthy or g.uuid in exclusive:
                 continue
-            spare = g.memory_bytes - sum(h.memory_bytes for h in on_gpu)
-            slots += max(0, min(max_shares - sum(h.holders for h in on_gpu), spare // request.memory_bytes))
+            spare = g.memory_bytes - budgeted.get(g.uuid, 0)
+            slots += max(0, min(max_shares - held.get(g.uuid, 0), spare // request.memory_bytes))
         total = sum(min(max_shares, g.memory_bytes // request.memory_bytes) for g in _whole(inventory))
         return Capacity(slots, total, f"shared: {slots} slice{'s' if slots != 1 else ''} free" if total else "no GPU to share on this host")
     matching = [(g, s) for g, s in inventory.slices() if not request.mig_profile or s.profile == request.mig_profile]

@@ -17,6 +17,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
+from ..inventory.activity import Reading, merged
 from ..inventory.model import Inventory
 from ..inventory.report import NodeReport
 
@@ -59,13 +60,25 @@ class NodeStatus:
     simulated: bool
 
 
+LOST_STATES = ("down", "disconnected")
+
+
+def is_lost(node: SwarmNode | None) -> bool:
+    """A node whose servers are to be taken as stopped: down, disconnected, or gone from the Swarm.
+    Not ``unknown``: a manager that restarted (or a new leader) lists every node so until the node
+    registers again, within seconds, with its servers still running."""
+    return node is None or node.state in LOST_STATES
+
+
 def node_statuses(nodes: list[SwarmNode], received: dict[str, Received], now: datetime, max_age: float) -> list[NodeStatus]:
     """Every node the manager lists, in hostname order, with whether it takes new servers and why not."""
     statuses = []
     for node in sorted(nodes, key=lambda n: (n.hostname, n.id)):
         got = received.get(node.id)
         inventory = got.report.inventory if got else None
-        if node.state != "ready":
+        if node.state == "unknown":
+            why = "the manager does not know its state yet (it restarted or changed leader; nodes register again within seconds)"
+        elif node.state != "ready":
             why = f"the node is {node.state} (its engine does not answer the manager)"
         elif node.availability != "active":
             why = "drained by an admin" if node.availability == "drain" else "paused by an admin"
@@ -94,10 +107,11 @@ def node_statuses(nodes: list[SwarmNode], received: dict[str, Received], now: da
     return statuses
 
 
-def pool(statuses: list[NodeStatus], received: dict[str, Received]) -> Inventory:
+def pool(statuses: list[NodeStatus], received: dict[str, Received], taking_only: bool = True) -> Inventory:
     """The GPUs of the nodes that take new servers, node by node in hostname order: what the allocator
-    places in. SIMULATED when any node's inventory is (the label says so wherever the pool shows)."""
-    taking = [s for s in statuses if s.schedulable]
+    places in. SIMULATED when any node's inventory is (the label says so wherever the pool shows).
+    ``taking_only=False``: of every node that reported (down, drained too): what the admin sees."""
+    taking = [s for s in statuses if (s.schedulable if taking_only else s.id in received)]
     gpus = tuple(g for s in taking for g in received[s.id].report.inventory.gpus)
     simulated = any(s.simulated for s in taking)
     sources = sorted({s.source for s in taking})
@@ -139,3 +153,11 @@ def node_for_new_home(username: str, statuses: list[NodeStatus]) -> NodeStatus |
         return None
     digest = int(hashlib.sha256(username.encode()).hexdigest()[:8], 16)
     return workers[digest % len(workers)]
+
+
+def node_activity(received: dict[str, Received], now: datetime, max_age: float) -> Reading:
+    """Every node's device activity reported within ``max_age`` seconds, as one reading. A node that
+    sent none lately leaves its devices out: the reclaim counts them busy (never stops on a guess)."""
+    fresh = [got for got in received.values() if got.report.activity is not None and (now - got.at).total_seconds() <= max_age]
+    names = ", ".join(sorted(got.report.hostname for got in fresh)) or "none"
+    return merged([got.report.activity for got in fresh], f"swarm: node reporters ({names})")

@@ -118,13 +118,13 @@ class ReporterSpec:
     labels: dict
 
 
-def reporter_spec(inventory: str, interval: int, image: str, hub_api: str, network: str, uid: int) -> ReporterSpec:
-    """Every node reads ``inventory`` (``[gpus] inventory``; ``{node}`` in a file path is the node's
-    hostname) and reports to ``hub_api`` every ``interval`` seconds, seeing every GPU of its node."""
-    mounts = ()
-    if inventory.startswith("file:"):  # a SIMULATED inventory: its folder on each node, read-only
-        folder = str(PurePosixPath(inventory[len("file:"):]).parent)
-        mounts = (Mount(folder, folder, "bind", True),)
+def reporter_spec(inventory: str, activity: str, interval: int, image: str, hub_api: str, network: str, uid: int) -> ReporterSpec:
+    """Every node reads ``inventory`` (``[gpus] inventory``) and ``activity`` (``[reclaim] activity``;
+    ``{node}`` in a file path is the node's hostname) and reports to ``hub_api`` every ``interval``
+    seconds, seeing every GPU of its node."""
+    folders = [str(PurePosixPath(spec[len("file:"):]).parent) for spec in (inventory, activity) if spec.startswith("file:")]
+    # SIMULATED files: their folders on each node, read-only
+    mounts = tuple(Mount(folder, folder, "bind", True) for folder in dict.fromkeys(folders))
     return ReporterSpec(
         name=REPORTER_SERVICE,
         image=image,
@@ -134,6 +134,7 @@ def reporter_spec(inventory: str, interval: int, image: str, hub_api: str, netwo
             "GPUHUB_NODE_ID": "{{.Node.ID}}",
             "GPUHUB_NODE_HOSTNAME": "{{.Node.Hostname}}",
             "GPUHUB_INVENTORY": inventory,
+            "GPUHUB_ACTIVITY": activity,
             "GPUHUB_REPORT_INTERVAL": str(interval),
             "GPUHUB_REPORTER_TOKEN_FILE": REPORTER_SECRET_PATH,
             "NVIDIA_VISIBLE_DEVICES": "all",  # the reporter reads every GPU of its node (NVML only: no compute)
@@ -145,3 +146,16 @@ def reporter_spec(inventory: str, interval: int, image: str, hub_api: str, netwo
         secret_target=PurePosixPath(REPORTER_SECRET_PATH).name,
         labels={"org.gpuhub.role": "node-reporter"},
     )
+
+
+def task_address(task: dict | None, network: str) -> str | None:
+    """A Swarm task's address on ``network`` (its name), from the task's ``NetworksAttachments``;
+    None before the task has one. The hub reaches a server by this address rather than by its
+    service's name: the name resolves only once the Swarm's gossip has spread it (seconds after the
+    task runs, about 30 s after the manager's engine restarts), and a lookup that fails waits for
+    the resolver's timeout."""
+    for attachment in (task or {}).get("NetworksAttachments") or []:
+        if (attachment.get("Network") or {}).get("Spec", {}).get("Name") == network:
+            for address in attachment.get("Addresses") or []:
+                return address.split("/")[0]
+    return None

@@ -26,7 +26,7 @@ class GpusHandler(GpuhubAPIHandler):
     async def get(self):
         require(self, READ)
         allocation = self.gpuhub.allocation
-        inventory = await allocation.inventory()
+        inventory = await allocation.known_inventory()  # a lost node's held GPUs too
         memory = await allocation.memory_used()
         self.write_json(
             {
@@ -42,7 +42,7 @@ class FreeHandler(GpuhubAPIHandler):
     async def post(self, device: str):
         require(self, ADMIN)
         allocation = self.gpuhub.allocation
-        uuid = (await allocation.inventory()).find(device)
+        uuid = (await allocation.known_inventory()).find(device)
         if uuid is None:
             raise BadRequest("device", f"{device!r} is not a GPU or MIG slice of this hub. Accepted: a UUID or an index such as 0 or 0:1")
         freed = await allocation.force_free(uuid, self.current_user.name)

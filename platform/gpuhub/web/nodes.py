@@ -7,6 +7,7 @@ from __future__ import annotations
 from tornado import web
 
 from ..contract import iso
+from ..inventory.activity import devices_json
 from ..inventory.report import ReportError, parse_report
 from .base import GpuhubAPIHandler
 from .payloads import BadRequest, parse_json_object
@@ -44,6 +45,19 @@ class NodesHandler(GpuhubAPIHandler):
                 ],
             }
         )
+
+
+class ActivityHandler(GpuhubAPIHandler):
+    """How busy every node's devices are (the nodes' reporters' readings merged): what the agent's
+    GPU-idle reclaim reads on a Swarm. One Docker host has no nodes to merge: 409."""
+
+    async def get(self):
+        require(self, ADMIN)
+        engine = self.gpuhub.engine
+        if not hasattr(engine, "activity"):
+            raise web.HTTPError(409, f"this hub's engine is {engine.name!r}: the agent reads its GPUs itself ([reclaim] activity)")
+        reading = engine.activity()
+        self.write_json({"source": reading.source, "simulated": reading.simulated, "devices": devices_json(reading.devices)})
 
 
 class NodeReportHandler(GpuhubAPIHandler):

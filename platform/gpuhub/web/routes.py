@@ -33,6 +33,7 @@ def handlers(settings: Settings) -> list[tuple]:
         (rf"{API}/queue/(\d+)", admin.QueueEntryHandler, kw),
         (rf"{API}/notices/([^/]+)", admin.NoticesHandler, kw),
         (rf"{API}/nodes", nodes.NodesHandler, kw),
+        (rf"{API}/activity", nodes.ActivityHandler, kw),
         (rf"{API}/nodes/([^/]+)/report", nodes.NodeReportHandler, kw),
         (rf"{API}/homes", nodes.HomesHandler, kw),
         (rf"{API}/homes/([^/]+)/move", nodes.HomeMoveHandler, kw),

@@ -75,7 +75,7 @@ class SessionListHandler(SessionsAPIHandler):
         status = await self.gpuhub.sessions.status()
         now = self.now()
         visible = [s for s in sessions if self._sees_all() or self.current_user.name in s.instructors]
-        inventory = await self.gpuhub.allocation.inventory()
+        inventory = await self.gpuhub.allocation.known_inventory()
         devices = inventory.device_rows()
         self.write_json(
             {
@@ -133,7 +133,7 @@ class SessionHandler(SessionsAPIHandler):
         elif not ({SESSIONS, ADMIN} & set(self.expanded_scopes)):
             raise web.HTTPError(403, f"Action is not authorized with current scopes; requires {SESSIONS}")
         data = payloads.parse_json_object(self.request.body)
-        session = payloads.parse_session(name, data, self.site, await self.gpuhub.allocation.inventory(), self.current_user.name)
+        session = payloads.parse_session(name, data, self.site, await self.gpuhub.allocation.known_inventory(), self.current_user.name)
         conflict = device_conflict(session, await sessions.all())
         if conflict:
             raise web.HTTPError(409, f"devices: {conflict}. Pick other devices or other times")
