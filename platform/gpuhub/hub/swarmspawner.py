@@ -27,6 +27,10 @@ from ..policy.services import service_parts, task_address
 from .spawner import GPUSpawner
 
 ENDED = {"complete", "failed", "shutdown", "rejected", "orphaned", "remove"}
+# A task's container runs from "starting" on: Swarm says "running" only once the image's health check
+# passed (its first check comes an interval after the start: 20 s of every start, measured), while
+# JupyterHub checks the server itself.
+RUNNING = {"starting", "running"}
 
 
 class ServiceDidNotStart(RuntimeError):
@@ -125,8 +129,7 @@ class GPUSwarmSpawner(GPUSpawner, SwarmSpawner):
                 raise ServiceDidNotStart(f"Swarm service {self.service_name} has no task")
             status = task.get("Status") or {}
             state = status.get("State", "")
-            if state == "running":
-                await self._reachable(task_address(task, self.network_name))
+            if state in RUNNING:
                 return
             if state in ENDED:
                 why = status.get("Err") or status.get("Message") or state
@@ -138,25 +141,6 @@ class GPUSwarmSpawner(GPUSpawner, SwarmSpawner):
                 )
             await asyncio.sleep(delay)
             delay = min(delay * 1.5, 5)
-
-    async def _reachable(self, address: str | None) -> None:
-        """Until the server's port on the overlay answers (accepts or refuses) or ``start_timeout``:
-        a connection tried before the task's overlay endpoint exists hears nothing back, and
-        JupyterHub's first check of the server would then wait out its 20 s connect timeout
-        (measured: every Swarm start took 20.6 s, on one host 4 s). One-second tries here instead."""
-        if not address:
-            return
-        deadline = asyncio.get_running_loop().time() + self.start_timeout
-        while asyncio.get_running_loop().time() < deadline:
-            try:
-                _, writer = await asyncio.wait_for(asyncio.open_connection(address, self.port), 1)
-                writer.close()
-                return
-            except ConnectionRefusedError:
-                await asyncio.sleep(0.2)  # the endpoint is there, the server not yet: JupyterHub takes over
-                return
-            except (OSError, asyncio.TimeoutError):
-                await asyncio.sleep(0.2)
 
     async def get_ip_and_port(self):
         """The server's task address on the overlay (``policy.services.task_address``), not its
@@ -181,7 +165,7 @@ class GPUSwarmSpawner(GPUSpawner, SwarmSpawner):
                 return f"its node {engine.hostname_of(node)} is down"
         latest = max(tasks, key=lambda t: t.get("CreatedAt", ""))
         status = latest.get("Status") or {}
-        if status.get("State") == "running":
+        if status.get("State") in RUNNING:
             return None
         return f"its Swarm task is {status.get('State', 'gone')}: {status.get('Err') or status.get('Message') or ''}".rstrip(": ")
 
