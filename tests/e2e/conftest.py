@@ -182,8 +182,10 @@ def platform(tmp_path_factory):
         pytest.fail(str(e), pytrace=False)
 
 
-@pytest.fixture(scope="session")
-def browser():
+def launch_browser():
+    """Debian's Chromium, headless, through Playwright's sync API (a generator: ``yield from`` it in a
+    fixture). One at a time: the sync API refuses a second while one runs, so a fixture of a
+    narrower scope (the swarm tier's) must be done before the e2e tier's starts."""
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as pw:
@@ -202,6 +204,11 @@ def browser():
         )
         yield b
         b.close()
+
+
+@pytest.fixture(scope="session")
+def browser():
+    yield from launch_browser()
 
 
 def open_page(browser, request, logs=None):

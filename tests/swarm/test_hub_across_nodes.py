@@ -24,7 +24,7 @@ from gpuhub.agent.hubapi import HubApi
 from gpuhub.agent.reclaim import Reclaimer
 from gpuhub.config.schema import load_settings
 from gpuhub.contract import iso, utcnow
-from tests.e2e.conftest import ARTIFACTS, browser, jp_asyncio_loop, jp_server_cleanup, open_page  # noqa: F401 (fixtures)
+from tests.e2e.conftest import ARTIFACTS, jp_asyncio_loop, jp_server_cleanup, launch_browser, open_page  # noqa: F401 (fixtures)
 from tests.hubprocess import REPO, answers_within
 from tests.swarm.swarmhub import gpu_uuid, live_allocations, server_gone, wait_nodes, write_activity
 
@@ -121,8 +121,11 @@ def test_an_idle_gpu_on_a_worker_is_reclaimed_by_its_own_nodes_reading(swarm_hub
 
 
 @pytest.fixture
-def page(browser, swarm_hub, request):  # noqa: F811 (the fixture imported above)
-    yield from open_page(browser, request, swarm_hub.logs)
+def page(swarm_hub, request):
+    """A Chromium page on the Swarm hub; its browser closed after the test (the e2e tier's own one
+    starts later in the same session, and Playwright's sync API runs one at a time)."""
+    for browser in launch_browser():
+        yield from open_page(browser, request, swarm_hub.logs)
 
 
 def test_in_chromium_the_same_form_jupyterlab_and_a_nodes_tab(page, swarm_hub):
