@@ -194,3 +194,9 @@ def test_the_weekly_quota_is_checked_in_the_placing_transaction(store, clock):
     clock.now = T0 + 8 * 24 * H
     ok = store.allocate(INV, GpuRequest("exclusive"), "alice", "c", "gpu-1", rules=rules)
     assert isinstance(ok, Allocation)
+    clock.now += 3 * H
+    store.allocations.release(ok.id, "server stopped")
+    # the hours are read when only a database rule limits them (the settings' rules do not)
+    store.quotas.set(QuotaRule("user", "alice", gpu_hours_per_week=1, origin="database"))
+    refused = store.allocate(INV, GpuRequest("exclusive"), "alice", "d", "gpu-1")
+    assert isinstance(refused, Refused) and "you used 3.00 of 1 GPU-hours" in refused.message

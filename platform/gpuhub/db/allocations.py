@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session, selectinload
 from ..inventory.model import Inventory
 from ..policy.accounting import device_share, week_start
 from ..policy.allocator import Holding, Placement
-from ..policy.decide import Decision, SiteRules, Snapshot, Start, decide
+from ..policy.decide import Decision, SiteRules, Snapshot, Start, decide, limits_hours
 from ..policy.quotas import Held
 from .database import Database
 from .models import AllocationRow, AllocationVersionRow, DeviceRow, UsageRow
@@ -163,12 +163,14 @@ class AllocationStore:
                 _close(session, allocation_id, "superseded by a new start of the server", now)
                 _change(held, _devices_of(session, allocation_id), -1)
             session.flush()
+            database_rules = rules_in(session)
+            hours_limited = limits_hours([*rules.quota_rules, *database_rules])
             snapshot = Snapshot(
                 now=now,
                 holdings=list(held.values()),
                 held_elsewhere=_held_on_other_servers(mine, start.server_name),
-                used_seconds=used_seconds_in(session, start.username, week_start(now, rules.week), now),
-                database_rules=rules_in(session),
+                used_seconds=used_seconds_in(session, start.username, week_start(now, rules.week), now) if hours_limited else None,
+                database_rules=database_rules,
                 sessions=all_sessions(session),
             )
             decision = decide(inventory, start, rules, snapshot)

@@ -15,9 +15,12 @@ from .database import Database
 from .models import RosterRow, SessionRow
 
 
+_ALL_SPECS = select(SessionRow.__table__.c.spec).order_by(SessionRow.__table__.c.name)  # built once: on every decision's path
+
+
 def all_sessions(db: DbSession) -> list[Session]:
     """Every session (inside a caller's transaction: ``AllocationStore.allocate`` reads the reservations here)."""
-    return [Session.from_json(spec) for spec in db.scalars(select(SessionRow.spec).order_by(SessionRow.name))]
+    return [Session.from_json(spec) for spec in db.connection().scalars(_ALL_SPECS)]
 
 
 class SessionStore:

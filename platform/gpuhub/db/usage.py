@@ -10,10 +10,10 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import or_, select
+from sqlalchemy import bindparam, insert, or_, select, update
 from sqlalchemy.orm import Session
 
-from ..policy.accounting import UsageRecord, gpu_seconds
+from ..policy.accounting import UsageRecord, seconds_held
 from .database import Database
 from .models import UsageRow, UsageTotalRow
 
@@ -34,23 +34,36 @@ def as_record(row: UsageRow) -> UsageRecord:
     )
 
 
+_U, _T = UsageRow.__table__, UsageTotalRow.__table__
+_OPEN_OF = select(_U.c.id, _U.c.username, _U.c.groups, _U.c.share, _U.c.start, _U.c.last_seen).where(
+    _U.c.allocation_id == bindparam("allocation_id"), _U.c.end.is_(None)
+)
+_CLOSE = update(_U).where(_U.c.id == bindparam("usage_id")).values(end=bindparam("at"), gpu_seconds=bindparam("seconds"), end_reason=bindparam("reason"))
+_ADD_TO_TOTAL = (
+    update(_T)
+    .where(_T.c.kind == bindparam("total_kind"), _T.c.name == bindparam("total_name"))
+    .values(gpu_seconds=_T.c.gpu_seconds + bindparam("seconds"))
+)
+# on the path of every decision under a GPU-hours quota: built once, plain rows
+_USED = select(_U.c.start, _U.c.end, _U.c.share).where(
+    _U.c.username == bindparam("username"), _U.c.start < bindparam("until"), or_(_U.c.end.is_(None), _U.c.end > bindparam("since"))
+)
+
+
 def close_usage(session: Session, allocation_id: int, reason: str, now: datetime, at_last_seen: bool = False) -> None:
     """Close the allocation's open records (inside the releasing transaction): at ``now``, or
     (``at_last_seen``) at the last time the hub saw its server running; add their GPU-seconds to the
-    totals."""
-    added: dict[tuple[str, str], float] = {}
-    for usage in session.scalars(select(UsageRow).where(UsageRow.allocation_id == allocation_id, UsageRow.end.is_(None))):
-        usage.end = max(usage.start, min(usage.last_seen, now) if at_last_seen else now)
-        usage.gpu_seconds = gpu_seconds(as_record(usage), usage.start, usage.end)
-        usage.end_reason = reason[:255]
-        for key in [("user", usage.username), *(("group", g) for g in usage.groups or ())]:
-            added[key] = added.get(key, 0.0) + usage.gpu_seconds
+    totals. Plain statements built once: on every release's path."""
+    conn, added = session.connection(), {}
+    for usage_id, username, groups, share, start, last_seen in conn.execute(_OPEN_OF, {"allocation_id": allocation_id}).all():
+        end = max(start, min(last_seen, now) if at_last_seen else now)
+        seconds = seconds_held(start, end, share, start, end)
+        conn.execute(_CLOSE, {"usage_id": usage_id, "at": end, "seconds": seconds, "reason": reason[:255]})
+        for key in [("user", username), *(("group", g) for g in groups or ())]:
+            added[key] = added.get(key, 0.0) + seconds
     for (kind, name), seconds in added.items():
-        total = session.get(UsageTotalRow, (kind, name))
-        if total is None:
-            session.add(UsageTotalRow(kind=kind, name=name, gpu_seconds=seconds))
-        else:
-            total.gpu_seconds += seconds
+        if not conn.execute(_ADD_TO_TOTAL, {"total_kind": kind, "total_name": name, "seconds": seconds}).rowcount:
+            conn.execute(insert(_T), {"kind": kind, "name": name, "gpu_seconds": seconds})
 
 
 def _overlapping(since: datetime, until: datetime):
@@ -59,8 +72,8 @@ def _overlapping(since: datetime, until: datetime):
 
 def used_seconds_in(session: Session, username: str, since: datetime, now: datetime) -> float:
     """GPU-seconds ``username`` used from ``since`` to ``now`` (open records counted to ``now``)."""
-    rows = session.scalars(_overlapping(since, now).where(UsageRow.username == username))
-    return sum(gpu_seconds(as_record(r), since, now) for r in rows)
+    rows = session.connection().execute(_USED, {"username": username, "since": since, "until": now})
+    return sum(seconds_held(start, end, share, since, now) for start, end, share in rows)
 
 
 class UsageStore:

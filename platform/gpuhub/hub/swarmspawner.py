@@ -4,7 +4,9 @@ quotas, lines, sessions and allocations; each server is a Swarm service (DockerS
 to the node of its GPUs.
 
 What differs from one host, here and nowhere else:
-- the image is checked in the registry (the nodes pull it), whatever ``pull_policy`` says;
+- the image is checked in the registry (the nodes pull it), whatever ``pull_policy`` says; the
+  manager has no copy to read the image's command from, so the server runs ``jupyterhub-singleuser``
+  (as KubeSpawner does, for the same reason; a site sets ``c.GPUSwarmSpawner.cmd`` for another);
 - a task the node refused (an image it could not pull, a mount it lacks) ends the start at once with
   the node's own words, instead of SwarmSpawner waiting for ever;
 - a server whose node went down is seen stopped at the next poll, but its devices stay held until
@@ -49,6 +51,12 @@ class GPUSwarmSpawner(GPUSpawner, SwarmSpawner):
     @default("pull_policy")
     def _default_pull_policy(self):
         return "skip"  # the nodes pull from the registry; the manager needs no copy
+
+    @default("cmd")
+    def _default_cmd(self):
+        # DockerSpawner reads the image's command from the engine the hub talks to: the manager's,
+        # which never pulls the image (a start failed there with "No such image")
+        return ["jupyterhub-singleuser"]
 
     @property
     def mounts(self):

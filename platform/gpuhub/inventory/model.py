@@ -43,9 +43,11 @@ class Inventory:
     simulated: bool
     note: str = ""  # why there are no GPUs ("auto": NVML did not load), shown to admins and on the form
     by_uuid: dict = field(init=False, repr=False, compare=False)
+    whole: tuple[Gpu, ...] = field(init=False, repr=False, compare=False)  # the GPUs not partitioned into MIG slices
 
     def __post_init__(self):
         object.__setattr__(self, "by_uuid", {g.uuid: g for g in self.gpus})
+        object.__setattr__(self, "whole", tuple(g for g in self.gpus if not g.mig_enabled))
 
     def nodes(self) -> list[str]:
         """The hosts the devices are in, in inventory order ([""] on one host)."""

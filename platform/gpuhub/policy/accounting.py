@@ -75,9 +75,14 @@ def week_text(week: str) -> str:
 
 def gpu_seconds(record: UsageRecord, since: datetime, until: datetime) -> float:
     """The record's GPU-seconds inside [since, until); an open record runs to ``until``."""
-    start = max(record.start, since)
-    end = min(record.end or until, until)
-    return max(0.0, (end - start).total_seconds()) * record.share
+    return seconds_held(record.start, record.end, record.share, since, until)
+
+
+def seconds_held(start: datetime, end: datetime | None, share: float, since: datetime, until: datetime) -> float:
+    """GPU-seconds of a device share held from ``start`` to ``end`` (None: still held), inside [since, until)."""
+    start = max(start, since)
+    end = min(end or until, until)
+    return max(0.0, (end - start).total_seconds()) * share
 
 
 def _keys(record: UsageRecord, by: str) -> tuple[str, ...]:

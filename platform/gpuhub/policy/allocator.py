@@ -95,12 +95,8 @@ def _loads(holdings: list[Holding]) -> tuple[set[str], dict[str, int], dict[str,
     return exclusive, holders, budgeted
 
 
-def _whole(inventory: Inventory) -> list[Gpu]:
-    return [g for g in inventory.gpus if not g.mig_enabled]
-
-
 def _exclusive(inventory: Inventory, holdings: list[Holding], request: GpuRequest) -> Decision:
-    whole = _whole(inventory)
+    whole = inventory.whole
     per_node: dict[str, list[Gpu]] = {}
     for g in whole:
         per_node.setdefault(g.node, []).append(g)
@@ -137,7 +133,7 @@ def _nvlink_score(gpus: tuple[Gpu, ...]) -> tuple[int, int, tuple[int, ...]]:
 
 
 def _shared(inventory: Inventory, holdings: list[Holding], request: GpuRequest, max_shares: int) -> Decision:
-    whole = _whole(inventory)
+    whole = inventory.whole
     if not any(g.memory_bytes >= request.memory_bytes for g in whole):
         biggest = max((g.memory_bytes for g in whole), default=0)
         return NeverFits(f"a {request.memory_bytes}-byte budget asked; the largest GPU has {biggest} bytes")
@@ -193,7 +189,7 @@ def capacity(inventory: Inventory, holdings: list[Holding], request: GpuRequest,
     """What is free now for ``request``'s kind of device, in words a user reads on the spawn form."""
     exclusive, held, budgeted = _loads(holdings)  # held: holders per held device
     if request.mode == "exclusive":
-        whole = _whole(inventory)
+        whole = inventory.whole
         free = [g for g in whole if g.healthy and g.uuid not in held]
         text = f"{len(free)} of {len(whole)} {_model_names(whole)} free"
         if request.count > 1:
@@ -201,12 +197,12 @@ def capacity(inventory: Inventory, holdings: list[Holding], request: GpuRequest,
         return Capacity(len(free), len(whole), text if whole else "no whole GPU on this host")
     if request.mode == "shared":
         slots = 0
-        for g in _whole(inventory):
+        for g in inventory.whole:
             if not g.healthy or g.uuid in exclusive:
                 continue
             spare = g.memory_bytes - budgeted.get(g.uuid, 0)
             slots += max(0, min(max_shares - held.get(g.uuid, 0), spare // request.memory_bytes))
-        total = sum(min(max_shares, g.memory_bytes // request.memory_bytes) for g in _whole(inventory))
+        total = sum(min(max_shares, g.memory_bytes // request.memory_bytes) for g in inventory.whole)
         return Capacity(slots, total, f"shared: {slots} slice{'s' if slots != 1 else ''} free" if total else "no GPU to share on this host")
     matching = [(g, s) for g, s in inventory.slices() if not request.mig_profile or s.profile == request.mig_profile]
     free = [s for g, s in matching if g.healthy and s.uuid not in held]

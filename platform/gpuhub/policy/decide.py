@@ -54,7 +54,7 @@ class Snapshot:
     now: datetime
     holdings: list[Holding]
     held_elsewhere: list[Held]  # the user's allocations on their other servers
-    used_seconds: float  # the user's GPU-seconds in the quota week
+    used_seconds: float | None  # the user's GPU-seconds in the quota week; None: not read (no rule limits GPU-hours)
     database_rules: list[QuotaRule]
     sessions: list[Session]
 
@@ -69,10 +69,16 @@ class Refused:
 Decision = Placement | NoFitNow | NeverFits | Refused
 
 
-def quota_refusal(quota: EffectiveQuota, start: Start, held: list[Held], used_seconds: float, week: str) -> str | None:
+def limits_hours(rules: list[QuotaRule]) -> bool:
+    """Whether any of ``rules`` limits GPU-hours: if none does, the week's usage need not be read."""
+    return any(rule.gpu_hours_per_week is not None for rule in rules)
+
+
+def quota_refusal(quota: EffectiveQuota, start: Start, held: list[Held], used_seconds: float | None, week: str) -> str | None:
     """The 403 message of ``start`` under ``quota``, or None: one rule for the early check and the
-    allocation transaction."""
-    return refusal(quota, held, start.ask(), WeekUsed(used_seconds / 3600, week_text(week)))
+    allocation transaction (``used_seconds`` None: no rule limits GPU-hours)."""
+    used = None if used_seconds is None else WeekUsed(used_seconds / 3600, week_text(week))
+    return refusal(quota, held, start.ask(), used)
 
 
 def decide(inventory: Inventory, start: Start, rules: SiteRules, snapshot: Snapshot) -> Decision:
