@@ -574,7 +574,9 @@ class Cluster:
         self.notes: list[str] = []
         self.stale: list[str] = []
         self._registry: subprocess.Popen | None = None
-        self._pushed: dict[str, str] = {}
+        self._staged: dict[tuple[str, str], concurrent.futures.Future] = {}  # ("push" | "load", what) → its one run
+        self._staging = concurrent.futures.ThreadPoolExecutor(max_workers=4, thread_name_prefix="swarm-stage")
+        self._staged_lock = threading.Lock()
         self._lock_fd: int | None = None
         self._started = False
 
@@ -713,20 +715,28 @@ class Cluster:
             return []
         t0 = time.monotonic()
         try:
+            self._staging.shutdown(wait=True, cancel_futures=True)  # nothing is pushed into what goes away
             if self.nodes and self.manager.engine_running():
                 ids = self.manager.docker("service", "ls", "-q", check=False, timeout=30).stdout.split()
                 if ids:
                     self.manager.docker("service", "rm", *ids, check=False, timeout=60)
-            for n in reversed(self.nodes):
+            def stop_engine(node: Node) -> None:
                 try:
-                    n.stop_engine()
+                    node.stop_engine()
                 except Exception:  # cleanup() below kills what is left
                     pass
+
+            self._parallel(stop_engine, self.nodes)  # the whole Swarm goes: no node waits for another
             self.registry_stop()
+            self._time("teardown_engines", t0)
         finally:
+            t1 = time.monotonic()
             left = cleanup()
+            self._time("teardown_cleanup", t1)
+            t1 = time.monotonic()
             if self.dir is not None and self.dir.exists() and not _mounts_under(self.dir):
                 shutil.rmtree(self.dir, ignore_errors=True)
+            self._time("teardown_remove_files", t1)
             if self._lock_fd is not None:
                 try:
                     (ROOT / "lock").unlink(missing_ok=True)
@@ -826,6 +836,8 @@ http:
             return False
 
     def registry_stop(self) -> None:
+        """Stop the registry (a fault the tests inject), once the pushes under way have ended."""
+        self._wait_staged("push")
         p = self._registry
         if p is not None and p.poll() is None:
             p.terminate()
@@ -841,9 +853,37 @@ http:
             return json.load(r)["repositories"]
 
     # -- images
+    # -- images: each push and load runs once; ``stage`` starts them early, in the background, and
+    # whoever needs one first waits for it (the user image's push and the hub image's load take
+    # 1-3 minutes together: they overlap with the cluster's own tests)
+    def stage(self, *, push: tuple[str, ...] = (), load: tuple[str, ...] = ()) -> None:
+        """Start pushing ``push`` and loading ``load`` (into the manager) now, without waiting."""
+        for image in push:
+            self._once("push", image, lambda image=image: self._push(image))
+        for image in load:
+            self._once("load", image, lambda image=image: self._load(image, self.manager))
+
+    def _once(self, kind: str, what: str, fn) -> concurrent.futures.Future:
+        with self._staged_lock:
+            future = self._staged.get((kind, what))
+            if future is None:
+                future = self._staged[(kind, what)] = self._staging.submit(fn)
+            return future
+
+    def _wait_staged(self, kind: str) -> None:
+        for (k, _), future in list(self._staged.items()):
+            if k == kind:
+                concurrent.futures.wait([future])
+
     def load(self, image: str, node: Node | None = None) -> None:
-        """``docker save`` on the host engine piped into ``docker load`` on a node (the manager by default)."""
-        node = node or self.manager
+        """``docker save`` on the host engine piped into ``docker load`` on a node (the manager by
+        default; into the manager once, also when ``stage`` started it)."""
+        if node is None or node is self.manager:
+            self._once("load", image, lambda: self._load(image, self.manager)).result()
+        else:
+            self._load(image, node)
+
+    def _load(self, image: str, node: Node) -> None:
         t0 = time.monotonic()
         save = subprocess.Popen(["docker", "save", image], stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         try:
@@ -861,12 +901,14 @@ http:
 
     def push(self, image: str, name: str | None = None) -> str:
         """Push a host image to the manager's registry as ``10.213.0.10:5000/<name or image>`` and
-        return that reference (done once per reference). The host's engine pushes it itself, through
-        a relay on the host's loopback (Docker takes a 127.0.0.1 registry as plain HTTP without any
-        daemon setting): no copy of the image goes through the manager's engine."""
+        return that reference (once per reference, also when ``stage`` started it). The host's
+        engine pushes it itself, through a relay on the host's loopback (Docker takes a 127.0.0.1
+        registry as plain HTTP without any daemon setting): no copy of the image goes through the
+        manager's engine."""
+        return self._once("push", name or image, lambda: self._push(image, name)).result()
+
+    def _push(self, image: str, name: str | None = None) -> str:
         ref = f"{REGISTRY}/{name or image}"
-        if ref in self._pushed:
-            return ref
         t0 = time.monotonic()
         with loopback_relay(MANAGER_ADDRESS, 5000) as port:
             local = f"127.0.0.1:{port}/{name or image}"
@@ -876,7 +918,6 @@ http:
             finally:
                 run(["docker", "rmi", local], check=False)  # the tag only: the image stays
         self._time(f"push[{ref}]", t0)
-        self._pushed[ref] = image
         return ref
 
     def pull(self, ref: str, nodes=None) -> None:

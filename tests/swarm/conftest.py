@@ -9,6 +9,8 @@ Fixtures:
 - ``base_image`` (package): the registry reference of gpuhub/debian-base (on every node).
 - ``user_image`` (package, on first use): gpuhub/pytorch-cuda:cpu pushed and pulled on every worker.
 - ``hub_image`` (package, on first use): gpuhub/hub:latest loaded into the manager's engine.
+  When the session's tests use them, the push and the load start in the background as soon as the
+  cluster is up (``Cluster.stage``), while the cluster's own tests run.
 - ``swarm_hub`` (package, on first use): docker-compose.yml's hub on the manager, a Swarm hub with
   SIMULATED node inventories (``tests/swarm/swarmhub.py``), removed after the last swarm test.
 - ``services`` (function): ``services.create(image, command, name, **kwargs)`` creates a swarm
@@ -46,13 +48,20 @@ def pytest_terminal_summary(terminalreporter):
                 terminalreporter.write_line(note)
 
 
+USER_IMAGE, HUB_IMAGE = "gpuhub/pytorch-cuda:cpu", "gpuhub/hub:latest"
+
+
 @pytest.fixture(scope="package")
-def swarm_cluster():
+def swarm_cluster(request):
     try:
         cluster = Cluster.start(workers=2)
     except ClusterError as exc:
         pytest.fail(f"the swarm test cluster did not start: {exc}", pytrace=False)
     _clusters.append(cluster)
+    # the hub's images, started now in the background when a test will need them (the cluster's own
+    # tests run meanwhile; the push ends before a test stops the registry)
+    needed = {name for item in request.session.items for name in item.fixturenames}
+    cluster.stage(push=(USER_IMAGE,) if "user_image" in needed else (), load=(HUB_IMAGE,) if "hub_image" in needed else ())
     try:
         yield cluster
     finally:
@@ -67,16 +76,15 @@ def base_image(swarm_cluster):
 
 @pytest.fixture(scope="package")
 def user_image(swarm_cluster):
-    ref = swarm_cluster.push("gpuhub/pytorch-cuda:cpu")
+    ref = swarm_cluster.push(USER_IMAGE)
     swarm_cluster.pull(ref)
     return ref
 
 
 @pytest.fixture(scope="package")
 def hub_image(swarm_cluster):
-    image = "gpuhub/hub:latest"
-    swarm_cluster.load(image)
-    return image
+    swarm_cluster.load(HUB_IMAGE)
+    return HUB_IMAGE
 
 
 @pytest.fixture(scope="package")

@@ -49,15 +49,16 @@ def inventory_of(node: str, node_gpus: dict = NODE_GPUS) -> str:
     return text
 
 
-def settings(image: str, inventories: Path, kind: str = "swarm") -> str:
-    """The hub's settings.toml: ``kind = "swarm"`` (each node's files under ``inventories``), or
-    ``"docker"``: the same hub on the manager's engine alone, its inventory compose's mounted file
-    (``benchmarks/swarm.py``'s one-host variant)."""
+def settings(image: str, inventories: Path, kind: str = "swarm", shared_homes: Path | None = None) -> str:
+    """The hub's settings.toml: ``kind = "swarm"`` (each node's files under ``inventories``; homes on
+    the nodes, or in ``shared_homes``), or ``"docker"``: the same hub on the manager's engine alone,
+    its inventory compose's mounted file (``benchmarks/swarm.py``'s one-host variant)."""
     if kind == "swarm":
+        homes = f'homes = "shared"\nshared_homes = "{shared_homes}"' if shared_homes else 'homes = "node"'
         engine = f'''[engine]
 kind = "swarm"
 report_interval = 3
-homes = "node"
+{homes}
 
 [gpus]
 inventory = "file:{inventories}/{{node}}.toml"
@@ -153,9 +154,22 @@ class SwarmHub:
         lines = [line for line in (out.stdout + out.stderr).splitlines() if not NOISE.search(line)]
         return "\n".join(lines[-tail:])
 
-    def start(self, user: str, profile: str, ok=(201, 202)) -> requests.Response:
+    def start(self, user: str, profile: str, ok=(201, 202), **options) -> requests.Response:
         self.api("POST", f"/users/{user}", ok=(201, 409))
-        return self.api("POST", f"/users/{user}/server", json={"profile": profile}, ok=ok)
+        return self.api("POST", f"/users/{user}/server", json={"profile": profile, **options}, ok=ok)
+
+    def use_shared_homes(self, shared_homes: Path, user_image: str) -> None:
+        """Recreate the hub with ``[engine] homes = "shared"`` in ``shared_homes``, mounted into the
+        hub's container as a site does it: a compose override file (``docs/scale-out.md``). The
+        database (and so the admin token) stays."""
+        work = Path(self.env["GPUHUB_SETTINGS_FILE"]).parent
+        (work / "settings.toml").write_text(settings(user_image, self.inventories, "swarm", shared_homes))
+        override = work / "shared-homes.override.yml"
+        override.write_text(f"services:\n  hub:\n    volumes:\n      - {shared_homes}:{shared_homes}\n")
+        self.compose = [*compose_command(), "-f", str(REPO / "docker-compose.yml"), "-f", str(override)]
+        subprocess.run([*self.compose, "up", "-d", "--no-build", "hub"], cwd=REPO, env=self.env, check=True, timeout=300)
+        if not answers_within(f"{self.url}/hub/health", 120, interval=1):
+            pytest.fail(f"the hub with shared homes did not become healthy:\n{self.logs()}")
 
     def wait_ready(self, user: str, timeout: float = 240) -> dict:
         deadline = time.monotonic() + timeout

@@ -34,7 +34,7 @@ def test_a_two_gpu_server_runs_on_the_node_that_has_both_with_one_hosts_limits(s
     assert env["NVIDIA_VISIBLE_DEVICES"].split(",") == [gpu_uuid(0), gpu_uuid(1)]
     assert env["GPUHUB_GPU_SIMULATED"] == "true"
     host = info["HostConfig"]
-    assert host["Memory"] == 1024**3 and host["NanoCpus"] > 0
+    assert host["Memory"] == 1024**3 and host["NanoCpus"] > 0 and host["PidsLimit"] == 4096
     assert info["Config"]["User"] == "1000:1000" and host["CapDrop"] == ["ALL"]
     shm = [m for m in info["Mounts"] if m["Destination"] == "/dev/shm"]
     assert shm and shm[0]["Type"] == "tmpfs"
@@ -48,6 +48,14 @@ def test_a_two_gpu_server_runs_on_the_node_that_has_both_with_one_hosts_limits(s
     assert [(h["user"], h["node"]) for h in homes] == [("alice", "worker1")]
     held = {n["hostname"]: n["gpus_held"] for n in swarm_hub.gpuhub("GET", "/nodes").json()["nodes"]}
     assert held == {"manager": 0, "worker1": 2, "worker2": 0}
+    # Prometheus figures per node (the admin's token has read:metrics)
+    metrics = requests.get(f"{swarm_hub.url}/hub/metrics", headers={"Authorization": f"token {swarm_hub.token}"}, timeout=30).text
+    for line in (
+        'gpuhub_node_devices{node="worker1",simulated="true",what="held"} 2.0',
+        'gpuhub_node_devices{node="worker2",simulated="true",what="gpus"} 1.0',
+        'gpuhub_node_takes_servers{availability="active",node="worker2",state="ready"} 1.0',
+    ):
+        assert line in metrics, f"{line} not in:\n" + "\n".join(m for m in metrics.splitlines() if m.startswith("gpuhub_node"))
 
 
 def test_more_gpus_than_any_one_node_has_is_refused_naming_the_largest_node(swarm_hub):

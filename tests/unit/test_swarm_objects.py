@@ -8,7 +8,8 @@ from gpuhub.config.schema import parse_settings
 from gpuhub.engine.docker import docker_wiring
 from gpuhub.policy import containers
 from gpuhub.policy.containers import GpuAssignment
-from gpuhub.policy.services import Mount, reporter_spec, service_parts, shared_home, task_address
+from gpuhub.policy.services import Mount, reporter_spec, service_parts, shared_folders, shared_home, task_address
+from gpuhub.policy.sessions import Session
 from gpuhub.policy.slugs import user_slug
 from tests.conftest import BASE_SETTINGS
 
@@ -37,7 +38,12 @@ def test_service_parts(what, profile, gpu, node, shared, constraints, home):
     assert shm == [Mount("/dev/shm", "", "tmpfs", False, spec.host_config["shm_size"])]
     # the security defaults of one host, carried over
     assert parts.container["user"] == "1000:1000" and parts.container["cap_drop"] == ["ALL"]
-    assert parts.resources == {"mem_reservation": spec.mem_limit}
+    # one host's limits: memory (also reserved: a node takes no more than it holds), CPUs, processes
+    assert parts.resources == {
+        "Limits": {"MemoryBytes": spec.mem_limit, "NanoCPUs": int(spec.cpu_limit * 1e9), "Pids": spec.host_config["pids_limit"]},
+        "Reservations": {"MemoryBytes": spec.mem_limit},
+    }
+    assert spec.host_config["pids_limit"] > 0 and spec.mem_limit > 0 and spec.cpu_limit > 0
     assert (parts.restart_condition, parts.endpoint_mode) == ("none", "dnsrr")
     # the reconcile finds the service by its labels; a GPU server's name its allocation
     assert parts.labels["org.gpuhub.managed"] == "true"
@@ -52,6 +58,25 @@ def test_datasets_stay_read_only_binds():
     parts = service_parts(spec, None)
     data = [m for m in parts.mounts if m.target == "/datasets/imagenet"]
     assert data == [Mount("/datasets/imagenet", "imagenet-vol", "volume", True)]
+
+
+@pytest.mark.parametrize(
+    "who, shared, course, mode",
+    [
+        ("prof", "/srv/nfs/homes", "/srv/nfs/homes/gpuhub-course-ml101", "bind"),  # every node sees the one folder
+        ("alice", "/srv/nfs/homes", "/srv/nfs/homes/gpuhub-course-ml101", "bind"),
+        ("alice", "", "gpuhub-course-ml101", "volume"),  # homes on the nodes: a volume per node
+    ],
+)
+def test_a_sessions_course_folder_is_on_shared_storage_beside_the_homes(who, shared, course, mode):
+    settings = parse_settings(BASE_SETTINGS)
+    session = Session("ml101", "cpu-small", (), shared_folder=True, instructors=("prof",))
+    spec = containers.build(settings, settings.profile("cpu-small"), who, session=session)
+    parts = service_parts(spec, None, shared)
+    (mount,) = [m for m in parts.mounts if m.target == containers.COURSE_PATH]
+    assert (mount.source, mount.type, mount.read_only) == (course, mode, who != "prof")  # students read it
+    home = next(m.source for m in parts.mounts if m.target == "/home/jovyan")
+    assert shared_folders(parts, shared) == ([home, course] if shared else [])  # made before the start
 
 
 def test_shared_home_is_named_as_the_volume_would_be():

@@ -718,7 +718,9 @@ class Sessions(Section):
         "gpuhub-course-{session}",
         help="""The Docker volume of a session's shared course folder (sessions with ``shared_folder``),
         mounted at ``/srv/course``: read-write for the session's instructors, read-only for its
-        students. ``{session}`` is the session's name. Example: ``"gpuhub-course-{session}"``.""",
+        students. ``{session}`` is the session's name. On a Swarm with ``[engine] homes = "shared"``
+        it is a folder of that name beside the homes (one for every node); with homes on the nodes,
+        each node has its own volume. Example: ``"gpuhub-course-{session}"``.""",
     ).tag(accepted="a Docker volume name containing {session}")
 
 

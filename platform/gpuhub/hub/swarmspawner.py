@@ -5,8 +5,9 @@ to the node of its GPUs.
 
 What differs from one host, here and nowhere else:
 - the image is checked in the registry (the nodes pull it), whatever ``pull_policy`` says; the
-  manager has no copy to read the image's command from, so the server runs ``jupyterhub-singleuser``
-  (as KubeSpawner does, for the same reason; a site sets ``c.GPUSwarmSpawner.cmd`` for another);
+  manager need not have a copy to read the image's command from, so the server runs
+  ``jupyterhub-singleuser`` (as KubeSpawner does, for the same reason; a site sets
+  ``c.GPUSwarmSpawner.cmd`` for another);
 - a task the node refused (an image it could not pull, a mount it lacks) ends the start at once with
   the node's own words, instead of SwarmSpawner waiting for ever;
 - a server whose node went down is seen stopped at the next poll, but its devices stay held until
@@ -25,7 +26,7 @@ from ..policy import containers
 from ..policy.decide import Start
 from ..policy.errors import SpawnRefused
 from ..policy.nodes import node_for_new_home
-from ..policy.services import service_parts, task_address
+from ..policy.services import service_parts, shared_folders, task_address
 from .spawner import GPUSpawner
 
 ENDED = {"complete", "failed", "shutdown", "rejected", "orphaned", "remove"}
@@ -45,7 +46,7 @@ class GPUSwarmSpawner(GPUSpawner, SwarmSpawner):
 
     _mounts: list = []
     _home = None  # the user's home (``db.records.Home``) with homes on the nodes; None: none yet, or shared
-    _home_dir = ""  # with shared homes: the user's folder there
+    _shared_dirs: list = []  # with shared homes: the folders there the server binds (its home, a course folder)
     _lost_node = ""  # the node this server was on, when the poll found it down
 
     @default("pull_policy")
@@ -55,7 +56,8 @@ class GPUSwarmSpawner(GPUSpawner, SwarmSpawner):
     @default("cmd")
     def _default_cmd(self):
         # DockerSpawner reads the image's command from the engine the hub talks to: the manager's,
-        # which never pulls the image (a start failed there with "No such image")
+        # which has the image only once its own node reporter pulled it, if ever (a fresh hub's
+        # first start failed there with "No such image")
         return ["jupyterhub-singleuser"]
 
     @property
@@ -88,12 +90,12 @@ class GPUSwarmSpawner(GPUSpawner, SwarmSpawner):
             Mount(m.target, m.source or None, type=m.type, read_only=m.read_only, tmpfs_size=m.tmpfs_size) for m in parts.mounts
         ]
         self.extra_container_spec = parts.container
-        self.extra_resources_spec = parts.resources
         self.extra_placement_spec = {"constraints": list(parts.constraints)}
-        self.extra_task_spec = {"restart_policy": RestartPolicy(condition=parts.restart_condition)}
+        # the task's resources whole (SwarmSpawner's own, from mem_limit and cpu_limit, lack the pids limit)
+        self.extra_task_spec = {"restart_policy": RestartPolicy(condition=parts.restart_condition), "resources": parts.resources}
         self.extra_endpoint_spec = {"mode": parts.endpoint_mode}
         self.extra_create_kwargs = {"labels": parts.labels}
-        self._home_dir = next((m.source for m in parts.mounts if m.target == self.settings.spawner.home_path and m.type == "bind"), "")
+        self._shared_dirs = shared_folders(parts, shared)
         if homes.homes == "node" and self._home is None and node:
             await self._settle_home(node)
 
@@ -124,8 +126,8 @@ class GPUSwarmSpawner(GPUSpawner, SwarmSpawner):
         self.log.info("gpuhub %s: home settled on node %s", self._log_name, home.hostname)
 
     async def create_object(self):
-        if self._home_dir:
-            await self.services.engine.prepare_home(self._home_dir, self.settings.spawner.uid)
+        for folder in self._shared_dirs:
+            await self.services.engine.prepare_home(folder, self.settings.spawner.uid)
         return await super().create_object()
 
     async def start_object(self):

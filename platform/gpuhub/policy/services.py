@@ -9,9 +9,10 @@ DockerSpawner's ``SwarmSpawner``. What carries over from one host, and how:
 | one host (container) | Swarm service |
 |---|---|
 | ``user``, ``cap_drop: ALL``, labels | ContainerSpec ``user``, ``cap_drop``, ``labels`` |
-| memory and CPU caps | the task's resource limits (and the memory as reservation: no overcommit) |
+| memory and CPU caps, ``pids_limit`` | the task's resource limits (and the memory as reservation: no overcommit) |
 | ``shm_size`` | a tmpfs mount at ``/dev/shm`` of that size |
 | home volume | a volume on the node (``[engine] homes = "node"``) or a folder on shared storage (``"shared"``) |
+| a session's course folder | with shared homes, a folder beside the homes (every node sees one); else a volume per node |
 | datasets (read-only binds) | read-only bind mounts (the path must exist on every node) |
 | ``no-new-privileges`` | the nodes' daemon default (``"no-new-privileges": true``: services cannot set it on API 1.41) |
 | GPU device requests | ``NVIDIA_VISIBLE_DEVICES`` for the nodes' default runtime, and a ``node.id`` constraint |
@@ -25,7 +26,7 @@ from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 
 from ..config.schema import Settings
-from .containers import ContainerSpec
+from .containers import COURSE_PATH, ContainerSpec
 from .profiles import default_profile
 
 SHM_PATH = "/dev/shm"
@@ -46,7 +47,7 @@ class Mount:
 class ServiceParts:
     container: dict  # ContainerSpec keyword arguments, less image, env and args (SwarmSpawner's)
     mounts: tuple[Mount, ...]
-    resources: dict  # Resources keyword arguments beyond mem_limit and cpu_limit (SwarmSpawner's)
+    resources: dict  # the task's ``Resources`` as the Docker API has them (docker-py's class has no Pids)
     constraints: tuple[str, ...]
     restart_condition: str
     endpoint_mode: str
@@ -58,18 +59,26 @@ def is_path(source: str) -> bool:
 
 
 def shared_home(shared_homes: str, home_volume: str) -> str:
-    """A user's folder on shared storage: named as their home volume would be."""
+    """A user's folder on shared storage: named as their home volume would be (a session's course
+    folder: as its course volume)."""
     return str(PurePosixPath(shared_homes) / home_volume)
+
+
+def shared_folders(parts: ServiceParts, shared_homes: str) -> list[str]:
+    """The folders on shared storage the service binds (its home, a course folder): made before it starts."""
+    if not shared_homes:
+        return []
+    return [m.source for m in parts.mounts if m.type == "bind" and PurePosixPath(m.source).parent == PurePosixPath(shared_homes)]
 
 
 def service_parts(spec: ContainerSpec, node_id: str | None, shared_homes: str = "") -> ServiceParts:
     """The service running ``spec``: on ``node_id`` (the node of its GPUs, or without GPUs the node of
-    the user's home) or, None, anywhere; its home on ``shared_homes`` when set (a folder per user
-    there), else a volume on the node."""
+    the user's home) or, None, anywhere; its home and a session's course folder on ``shared_homes``
+    when set (a folder each there, named as the volume), else volumes on the node."""
     mounts = []
     for source, mount in spec.volumes.items():
         read_only = mount["mode"] == "ro"
-        if source == spec.home_volume and shared_homes:
+        if shared_homes and (source == spec.home_volume or mount["bind"] == COURSE_PATH):
             mounts.append(Mount(mount["bind"], shared_home(shared_homes, source), "bind", read_only))
         else:
             mounts.append(Mount(mount["bind"], source, "bind" if is_path(source) else "volume", read_only))
@@ -84,12 +93,21 @@ def service_parts(spec: ContainerSpec, node_id: str | None, shared_homes: str = 
             "labels": labels,
         },
         mounts=tuple(mounts),
-        resources={"mem_reservation": spec.mem_limit},
+        resources=task_resources(spec),
         constraints=(f"node.id=={node_id}",) if node_id else (),
         restart_condition="none",
         endpoint_mode="dnsrr",
         labels=labels,
     )
+
+
+def task_resources(spec: ContainerSpec) -> dict:
+    """The task's limits as on one host (memory, CPUs, processes), its memory also reserved, so a
+    node never takes more servers than its memory holds."""
+    limits = {"MemoryBytes": spec.mem_limit, "NanoCPUs": int(spec.cpu_limit * 1e9)}
+    if spec.host_config.get("pids_limit"):
+        limits["Pids"] = int(spec.host_config["pids_limit"])
+    return {"Limits": limits, "Reservations": {"MemoryBytes": spec.mem_limit}}
 
 
 REPORTER_SERVICE = "gpuhub-node-reporter"
