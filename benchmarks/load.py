@@ -1,6 +1,7 @@
 """Load: N simulated users log in, start a server, run code in a kernel and stop, on the composed platform.
 
     python benchmarks/load.py [--users 10,30,50] [--write]
+    python benchmarks/load.py --logins [--users 50] [--write]
 
 In the spirit of jupyterhub/hubtraf. One platform (``docker-compose up hub`` with the e2e tier's settings,
 names prefixed ``gpuhubload``) serves every level in turn. The first admin logs in through the login form;
@@ -11,6 +12,11 @@ _xsrf cookie); POST /hub/api/users/NAME/server and poll the user model until rea
 (OAuth), start a kernel, run code over its websocket, delete the kernel; DELETE the server and poll until
 it is gone. Every request's latency is kept by kind, every failure with its step and reason. A 1-user
 level runs first: the same-run baseline. Between levels everything is stopped and the homes removed.
+
+``--logins``: the same journeys on two platforms in one run, the password check as NativeAuthenticator
+does it (bcrypt on the hub's event loop: gpuhub before issue 18, put back by a drop-in config file)
+and as gpuhub does it (on worker threads); the login and home page figures side by side go between
+the ``load_logins`` markers of docs/reliability.md.
 """
 
 from __future__ import annotations
@@ -254,10 +260,23 @@ async def drive(hub: str, admin_password: str, levels: list[int]) -> list[Run]:
         await admin.http.close()
 
 
-def measure(levels: list[int]) -> list[Run]:
+# the password check on the event loop, as NativeAuthenticator has it (gpuhub before issue 18)
+CHECK_ON_THE_LOOP = """from nativeauthenticator import NativeAuthenticator
+from gpuhub.hub.auth import GPUHubAuthenticator
+
+
+class PasswordCheckOnTheLoop(GPUHubAuthenticator):
+    authenticate = NativeAuthenticator.authenticate
+
+
+c.JupyterHub.authenticator_class = PasswordCheckOnTheLoop
+"""
+
+
+def measure(levels: list[int], config_d: dict | None = None) -> list[Run]:
     """The composed platform as the e2e tier starts it (``tests.e2e.conftest.composed_platform``),
-    prefixed gpuhubload; the levels; then everything removed."""
-    with tempfile.TemporaryDirectory(prefix=f"{PREFIX}-") as tmp, composed_platform(Path(tmp), PREFIX, SETTINGS) as platform:
+    prefixed gpuhubload, with ``config_d`` drop-in files; the levels; then everything removed."""
+    with tempfile.TemporaryDirectory(prefix=f"{PREFIX}-") as tmp, composed_platform(Path(tmp), PREFIX, SETTINGS, config_d=config_d) as platform:
         try:
             return asyncio.run(drive(platform.url, platform.admin_password, levels))
         except BaseException:
@@ -311,18 +330,46 @@ def report(args, runs: list[Run]) -> str:
 """
 
 
+def logins_report(args, before: list[Run], after: list[Run]) -> str:
+    """Login and home page figures of each level, the check on the event loop against worker threads."""
+    lines = ["| level | figure | password check on the event loop (before) | on worker threads (now) |", "|---|---|---:|---:|"]
+    for b, a in zip(before, after):
+        rows = [("login p50 (ms)", lambda r: ms(percentile(r.latency.get("login", []), 50))),
+                ("login p95 (ms)", lambda r: ms(percentile(r.latency.get("login", []), 95))),
+                ("login max (ms)", lambda r: ms(max(r.latency.get("login", []), default=None))),
+                ("home page p95 (ms)", lambda r: ms(percentile(r.latency.get("home page", []), 95))),
+                ("login page p95 (ms)", lambda r: ms(percentile(r.latency.get("login page", []), 95))),
+                ("failures", lambda r: str(len(r.failures)))]
+        lines += [f"| {b.users} user(s) | {title} | {fn(b)} | {fn(a)} |" for title, fn in rows]
+    return f"""Run {datetime.datetime.now().astimezone():%Y-%m-%d %H:%M %Z}, `python benchmarks/load.py --logins --users {args.users}{' --write' * args.write}`
+on {machine()}: two platforms one after the other, the same journeys as above (every user logs in at once,
+then starts, uses and stops a server); the first with NativeAuthenticator's own check, the second as gpuhub ships.
+
+{chr(10).join(lines)}
+"""
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--users", default="10,30,50", help="levels, comma-separated (default 10,30,50)")
-    parser.add_argument("--write", action="store_true", help=f"write the 'load' section of {DOC.relative_to(REPO)}")
+    parser.add_argument("--write", action="store_true", help=f"write the 'load' (or 'load_logins') section of {DOC.relative_to(REPO)}")
+    parser.add_argument("--logins", action="store_true", help="the password check on the event loop against worker threads, side by side")
     args = parser.parse_args()
     levels = [int(n) for n in args.users.split(",") if n.strip().isdigit() and int(n) > 0]
     if not levels or len(levels) != len(args.users.split(",")):
         parser.error("--users: comma-separated positive integers, e.g. 10,30,50")
-    text = report(args, measure([1] + [n for n in levels if n != 1]))
+    levels = [1] + [n for n in levels if n != 1]
+    if args.logins:
+        before = measure(levels, {"90-password-check-on-the-loop.py": CHECK_ON_THE_LOOP})
+        text = logins_report(args, before, measure(levels))
+    else:
+        text = report(args, measure(levels))
     print(text)
     if args.write:
-        write_section("load", text, doc=DOC)
+        if args.logins:
+            write_section("load_logins", text, "## Logins at once: the password check off the event loop (`benchmarks/load.py --logins`)", doc=DOC)
+        else:
+            write_section("load", text, doc=DOC)
     return 0
 
 

@@ -122,14 +122,17 @@ class Platform:
 
 
 @contextmanager
-def composed_platform(workdir: Path, prefix: str = PREFIX, settings: str = E2E_SETTINGS, inventory: str = E2E_INVENTORY):
+def composed_platform(workdir: Path, prefix: str = PREFIX, settings: str = E2E_SETTINGS, inventory: str = E2E_INVENTORY, config_d: dict | None = None):
     """``docker-compose -p PREFIX up -d hub`` with ``settings`` (and a simulated ``inventory``) written to
     ``workdir``, its own network (``PREFIX-net``, created here: compose's file names it external), port,
-    password and name prefix; yields the healthy ``Platform``.
+    password and name prefix; yields the healthy ``Platform``. ``config_d``: drop-in config files
+    (name → text) for jupyterhub_config.d.
     Everything of the project (users' containers and volumes too) is removed at the end. Used by this
     tier and by ``benchmarks/load.py``."""
     (workdir / "settings.toml").write_text(settings)
     (workdir / "config.d").mkdir(exist_ok=True)
+    for name, text in (config_d or {}).items():
+        (workdir / "config.d" / name).write_text(text)
     (workdir / "inventory.toml").write_text(inventory)
     port = free_port()
     password = secrets.token_urlsafe(12)

@@ -48,13 +48,17 @@ def test_a_two_gpu_server_runs_on_the_node_that_has_both_with_one_hosts_limits(s
     assert [(h["user"], h["node"]) for h in homes] == [("alice", "worker1")]
     held = {n["hostname"]: n["gpus_held"] for n in swarm_hub.gpuhub("GET", "/nodes").json()["nodes"]}
     assert held == {"manager": 0, "worker1": 2, "worker2": 0}
-    # Prometheus figures per node (the admin's token has read:metrics)
-    metrics = requests.get(f"{swarm_hub.url}/hub/metrics", headers={"Authorization": f"token {swarm_hub.token}"}, timeout=30).text
-    for line in (
+    # Prometheus figures per node (the admin's token has read:metrics; refreshed every 15 s)
+    want = (
         'gpuhub_node_devices{node="worker1",simulated="true",what="held"} 2.0',
         'gpuhub_node_devices{node="worker2",simulated="true",what="gpus"} 1.0',
         'gpuhub_node_takes_servers{availability="active",node="worker2",state="ready"} 1.0',
-    ):
+    )
+    deadline, metrics = time.monotonic() + 60, ""
+    while time.monotonic() < deadline and not all(line in metrics for line in want):
+        time.sleep(2)
+        metrics = requests.get(f"{swarm_hub.url}/hub/metrics", headers={"Authorization": f"token {swarm_hub.token}"}, timeout=30).text
+    for line in want:
         assert line in metrics, f"{line} not in:\n" + "\n".join(m for m in metrics.splitlines() if m.startswith("gpuhub_node"))
 
 
