@@ -8,7 +8,7 @@ from gpuhub.config.schema import parse_settings
 from gpuhub.engine.docker import docker_wiring
 from gpuhub.policy import containers
 from gpuhub.policy.containers import GpuAssignment
-from gpuhub.policy.services import Mount, reporter_spec, service_parts, shared_folders, shared_home, task_address
+from gpuhub.policy.services import Mount, reporter_spec, service_parts, shared_home, task_address
 from gpuhub.policy.sessions import Session
 from gpuhub.policy.slugs import user_slug
 from tests.conftest import BASE_SETTINGS
@@ -76,7 +76,7 @@ def test_a_sessions_course_folder_is_on_shared_storage_beside_the_homes(who, sha
     (mount,) = [m for m in parts.mounts if m.target == containers.COURSE_PATH]
     assert (mount.source, mount.type, mount.read_only) == (course, mode, who != "prof")  # students read it
     home = next(m.source for m in parts.mounts if m.target == "/home/jovyan")
-    assert shared_folders(parts, shared) == ([home, course] if shared else [])  # made before the start
+    assert parts.shared_folders == ((home, course) if shared else ())  # made before the start
 
 
 def test_shared_home_is_named_as_the_volume_would_be():

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import bindparam, insert, or_, select, update
+from sqlalchemy import and_, bindparam, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from ..policy.accounting import UsageRecord, seconds_held
@@ -44,10 +44,10 @@ _ADD_TO_TOTAL = (
     .where(_T.c.kind == bindparam("total_kind"), _T.c.name == bindparam("total_name"))
     .values(gpu_seconds=_T.c.gpu_seconds + bindparam("seconds"))
 )
-# on the path of every decision under a GPU-hours quota: built once, plain rows
-_USED = select(_U.c.start, _U.c.end, _U.c.share).where(
-    _U.c.username == bindparam("username"), _U.c.start < bindparam("until"), or_(_U.c.end.is_(None), _U.c.end > bindparam("since"))
-)
+# a record that overlaps [since, until): the one condition of the hours on every decision's path
+# (plain rows, built once) and of the accounting's records
+_OVERLAPS = and_(_U.c.start < bindparam("until"), or_(_U.c.end.is_(None), _U.c.end > bindparam("since")))
+_USED = select(_U.c.start, _U.c.end, _U.c.share).where(_U.c.username == bindparam("username"), _OVERLAPS)
 
 
 def close_usage(session: Session, allocation_id: int, reason: str, now: datetime, at_last_seen: bool = False) -> None:
@@ -64,10 +64,6 @@ def close_usage(session: Session, allocation_id: int, reason: str, now: datetime
     for (kind, name), seconds in added.items():
         if not conn.execute(_ADD_TO_TOTAL, {"total_kind": kind, "total_name": name, "seconds": seconds}).rowcount:
             conn.execute(insert(_T), {"kind": kind, "name": name, "gpu_seconds": seconds})
-
-
-def _overlapping(since: datetime, until: datetime):
-    return select(UsageRow).where(UsageRow.start < until, or_(UsageRow.end.is_(None), UsageRow.end > since))
 
 
 def used_seconds_in(session: Session, username: str, since: datetime, now: datetime) -> float:
@@ -88,7 +84,7 @@ class UsageStore:
     def records(self, since: datetime, until: datetime) -> list[UsageRecord]:
         """Every usage record that overlaps [since, until), oldest first."""
         with self.db.read() as session:
-            rows = session.scalars(_overlapping(since, until).order_by(UsageRow.start, UsageRow.id))
+            rows = session.scalars(select(UsageRow).where(_OVERLAPS).order_by(UsageRow.start, UsageRow.id), {"since": since, "until": until})
             return [as_record(r) for r in rows]
 
     def open_records(self) -> list[UsageRecord]:

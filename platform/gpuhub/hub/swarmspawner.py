@@ -26,7 +26,7 @@ from ..policy import containers
 from ..policy.decide import Start
 from ..policy.errors import SpawnRefused
 from ..policy.nodes import node_for_new_home
-from ..policy.services import service_parts, shared_folders, task_address
+from ..policy.services import service_parts, task_address
 from .spawner import GPUSpawner
 
 ENDED = {"complete", "failed", "shutdown", "rejected", "orphaned", "remove"}
@@ -46,7 +46,7 @@ class GPUSwarmSpawner(GPUSpawner, SwarmSpawner):
 
     _mounts: list = []
     _home = None  # the user's home (``db.records.Home``) with homes on the nodes; None: none yet, or shared
-    _shared_dirs: list = []  # with shared homes: the folders there the server binds (its home, a course folder)
+    _shared_dirs: tuple = ()  # with shared homes: the folders there the server binds (its home, a course folder)
     _lost_node = ""  # the node this server was on, when the poll found it down
 
     @default("pull_policy")
@@ -95,7 +95,7 @@ class GPUSwarmSpawner(GPUSpawner, SwarmSpawner):
         self.extra_task_spec = {"restart_policy": RestartPolicy(condition=parts.restart_condition), "resources": parts.resources}
         self.extra_endpoint_spec = {"mode": parts.endpoint_mode}
         self.extra_create_kwargs = {"labels": parts.labels}
-        self._shared_dirs = shared_folders(parts, shared)
+        self._shared_dirs = parts.shared_folders
         if homes.homes == "node" and self._home is None and node:
             await self._settle_home(node)
 

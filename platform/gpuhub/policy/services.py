@@ -52,6 +52,7 @@ class ServiceParts:
     restart_condition: str
     endpoint_mode: str
     labels: dict = field(default_factory=dict)  # the service's own labels (the reconcile finds it by them)
+    shared_folders: tuple[str, ...] = ()  # its folders on shared storage (its home, a course folder): made before it starts
 
 
 def is_path(source: str) -> bool:
@@ -64,22 +65,16 @@ def shared_home(shared_homes: str, home_volume: str) -> str:
     return str(PurePosixPath(shared_homes) / home_volume)
 
 
-def shared_folders(parts: ServiceParts, shared_homes: str) -> list[str]:
-    """The folders on shared storage the service binds (its home, a course folder): made before it starts."""
-    if not shared_homes:
-        return []
-    return [m.source for m in parts.mounts if m.type == "bind" and PurePosixPath(m.source).parent == PurePosixPath(shared_homes)]
-
-
 def service_parts(spec: ContainerSpec, node_id: str | None, shared_homes: str = "") -> ServiceParts:
     """The service running ``spec``: on ``node_id`` (the node of its GPUs, or without GPUs the node of
     the user's home) or, None, anywhere; its home and a session's course folder on ``shared_homes``
     when set (a folder each there, named as the volume), else volumes on the node."""
-    mounts = []
+    mounts, shared = [], []
     for source, mount in spec.volumes.items():
         read_only = mount["mode"] == "ro"
         if shared_homes and (source == spec.home_volume or mount["bind"] == COURSE_PATH):
-            mounts.append(Mount(mount["bind"], shared_home(shared_homes, source), "bind", read_only))
+            shared.append(shared_home(shared_homes, source))
+            mounts.append(Mount(mount["bind"], shared[-1], "bind", read_only))
         else:
             mounts.append(Mount(mount["bind"], source, "bind" if is_path(source) else "volume", read_only))
     host = spec.host_config
@@ -98,6 +93,7 @@ def service_parts(spec: ContainerSpec, node_id: str | None, shared_homes: str = 
         restart_condition="none",
         endpoint_mode="dnsrr",
         labels=labels,
+        shared_folders=tuple(shared),
     )
 
 
