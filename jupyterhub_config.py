@@ -7,10 +7,11 @@ jupyterhub_config.d/ ($GPUHUB_CONFIG_D names another folder). See docs/admin.md.
 
 import os
 
-from gpuhub.hub.hubconfig import apply_site_settings, config_d_files, settings_path
+from gpuhub.hub.hubconfig import apply_site_settings, config_d_files, serve_gpuhub_pages, settings_path
 
 c = get_config()  # noqa: F821 (provided by JupyterHub when it loads this file)
 here = os.path.dirname(os.path.abspath(__file__))
-apply_site_settings(c, settings_path(here))
+settings = apply_site_settings(c, settings_path(here))
 for path in config_d_files(here):
     load_subconfig(path)  # noqa: F821
+serve_gpuhub_pages(c, settings)  # through whichever authenticator the drop-ins left

@@ -27,6 +27,7 @@ import datetime
 import json
 import re
 import secrets
+import ssl
 import sys
 import tempfile
 import time
@@ -87,9 +88,9 @@ class Run:
 class User:
     """One simulated person with their own cookie jar (an aiohttp.ClientSession)."""
 
-    def __init__(self, hub: str, name: str, password: str, run: Run | None = None):
-        self.hub, self.name, self.password, self.run = hub, name, password, run or Run(0)
-        self.http = aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True),
+    def __init__(self, hub: str, name: str, password: str, run: Run | None = None, tls: ssl.SSLContext | None = None):
+        self.hub, self.name, self.password, self.run, self.tls = hub, name, password, run or Run(0), tls
+        self.http = aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True), connector=aiohttp.TCPConnector(ssl=tls or True),
                                           timeout=aiohttp.ClientTimeout(total=REQUEST_TIMEOUT))
 
     async def call(self, kind: str, method: str, path: str, expect=(200,), **kw) -> tuple[aiohttp.ClientResponse, str]:
@@ -207,7 +208,7 @@ async def create_accounts(admin: User, names: list[str]) -> dict[str, str]:
     """Each name signs up at /hub/signup (anonymous); the admin approves it at /hub/authorize/NAME."""
     accounts = {}
     for name in names:
-        password, person = secrets.token_urlsafe(16), User(admin.hub, name, "")
+        password, person = secrets.token_urlsafe(16), User(admin.hub, name, "", tls=admin.tls)
         try:
             await person.call("setup", "GET", "/hub/signup")
             form = {"username": name, "signup_password": password, "signup_password_confirmation": password,
@@ -237,8 +238,11 @@ async def stop_everything(admin: User, names: list[str]) -> None:
     remove_prefixed(f"{PREFIX}-home")
 
 
-async def drive(hub: str, admin_password: str, levels: list[int]) -> list[Run]:
-    admin = User(hub, "admin", admin_password)
+async def drive(hub: str, admin_password: str, levels: list[int], ca: str | bool = True) -> list[Run]:
+    """``levels`` of simultaneous users against ``hub`` (over HTTPS, its certificate checked against
+    ``ca``, the platform's local CA)."""
+    tls = ssl.create_default_context(cafile=ca) if isinstance(ca, str) else None
+    admin = User(hub, "admin", admin_password, tls=tls)
     try:
         await admin.login()
         accounts = await create_accounts(admin, [f"load{i:03d}" for i in range(max(levels))])
@@ -247,7 +251,7 @@ async def drive(hub: str, admin_password: str, levels: list[int]) -> list[Run]:
             print(f"level: {users} user(s)", flush=True)
             run = Run(users)
             go = asyncio.Event()
-            tasks = [asyncio.create_task(User(hub, n, accounts[n], run).journey(go)) for n in list(accounts)[:users]]
+            tasks = [asyncio.create_task(User(hub, n, accounts[n], run, tls).journey(go)) for n in list(accounts)[:users]]
             began = time.monotonic()
             go.set()  # everyone at once
             await asyncio.gather(*tasks)
@@ -278,7 +282,7 @@ def measure(levels: list[int], config_d: dict | None = None) -> list[Run]:
     prefixed gpuhubload, with ``config_d`` drop-in files; the levels; then everything removed."""
     with tempfile.TemporaryDirectory(prefix=f"{PREFIX}-") as tmp, composed_platform(Path(tmp), PREFIX, SETTINGS, config_d=config_d) as platform:
         try:
-            return asyncio.run(drive(platform.url, platform.admin_password, levels))
+            return asyncio.run(drive(platform.url, platform.admin_password, levels, platform.ca))
         except BaseException:
             print(f"===== hub log =====\n{platform.logs()}", file=sys.stderr)
             raise

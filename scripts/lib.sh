@@ -53,6 +53,43 @@ wait_http() {  # wait_http URL SECONDS
   return 1
 }
 
+wait_healthy() {  # wait_healthy CONTAINER SECONDS: until its health check passes
+  local container=$1 seconds=$2
+  for _ in $(seq "$seconds"); do
+    [ "$(docker inspect -f '{{.State.Health.Status}}' "$container" 2>/dev/null)" = healthy ] && return 0
+    sleep 1
+  done
+  return 1
+}
+
+wait_https() {  # wait_https PORT SECONDS NAME CAFILE: /hub/health over TLS on 127.0.0.1:PORT, asking for
+  # NAME's certificate (SNI) and checking it against CAFILE ("system": the system's CAs; "": not checked)
+  python3 - "$@" <<'PY'
+import socket, ssl, sys, time
+port, seconds, name, cafile = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], sys.argv[4]
+if cafile:
+    context = ssl.create_default_context(cafile=None if cafile == "system" else cafile)
+else:
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    context.check_hostname, context.verify_mode = False, ssl.CERT_NONE
+deadline = time.monotonic() + seconds
+while time.monotonic() < deadline:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=3) as raw, context.wrap_socket(raw, server_hostname=name) as tls:
+            tls.sendall(f"GET /hub/health HTTP/1.1\r\nHost: {name}\r\nConnection: close\r\n\r\n".encode())
+            if tls.recv(64).startswith(b"HTTP/1.1 200"):
+                sys.exit(0)
+    except (OSError, ssl.SSLError):
+        pass
+    time.sleep(1)
+sys.exit(1)
+PY
+}
+
+pem_fingerprint() {  # pem_fingerprint FILE: a PEM certificate's SHA-256 fingerprint, AA:BB:...
+  python3 -c 'import hashlib, ssl, sys; h = hashlib.sha256(ssl.PEM_cert_to_DER_cert(open(sys.argv[1]).read())).hexdigest().upper(); print(":".join(h[i:i + 2] for i in range(0, 64, 2)))' "$1"
+}
+
 remove_replaced_images() {  # gpuhub's images a rebuild replaced (untagged, labelled by images/build.sh) that no container uses
   local id removed=0 kept=0
   for id in $(docker images -q --no-trunc -f dangling=true -f label=org.gpuhub.inputs 2>/dev/null | sort -u); do

@@ -81,10 +81,20 @@ def answers_within(url: str, seconds: float, session=requests, interval: float =
     return False
 
 
+def session_trusting(ca: str | bool = True) -> requests.Session:
+    """A requests session that checks certificates against ``ca`` (a PEM file; True: the system's).
+    With a file it ignores the environment: requests lets ``REQUESTS_CA_BUNDLE`` override a session's
+    own ``verify``."""
+    s = requests.Session()
+    s.verify = ca
+    s.trust_env = ca is True
+    return s
+
+
 def login(hub, username: str, password: str) -> tuple[requests.Session, requests.Response]:
     """Log in through the real login form, as a browser does: a session holding the cookies, and the
     form POST's response (302 when the password was right)."""
-    s = requests.Session()
+    s = session_trusting(getattr(hub, "ca", True))  # a composed platform's local CA
     page = s.get(f"{hub.url}/hub/login", timeout=10)
     xsrf = re.search(r'name="_xsrf" value="([^"]+)"', page.text).group(1)
     r = s.post(
@@ -150,6 +160,9 @@ class HubProcess:
         self.extra_config = extra_config
         self.profiles = profiles
         self.session_settings = ""  # more keys of the [sessions] table
+        self.hub_settings = ""  # more keys of the [hub] table
+        self.more_settings = ""  # more tables, after the profiles
+        self.extra_env: dict[str, str] = {}  # more of the hub's environment (a secret named by the settings)
         self.start_timeout = 120  # [spawner] start_timeout: also how long a started server has to answer
         self.extra_images: list[str] = []  # allowed besides the user image
         self.db_url = db_url or f"sqlite:///{self.workdir}/jupyterhub.sqlite"
@@ -170,6 +183,7 @@ hub_bind_url = "http://{gateway}:{free_port()}"
 db_url = "{self.db_url}"
 state_dir = "{self.workdir}"
 admin_users = ["admin"]
+{self.hub_settings}
 
 [spawner]
 network = "bridge"
@@ -179,10 +193,14 @@ home_volume = "{self.prefix}-home-{{slug}}"
 container_name = "{self.prefix}-{{slug}}"
 start_timeout = {self.start_timeout}
 
+[https]
+mode = "off"  # a hub process without the edge in front: plain HTTP on loopback
+
 [sessions]
 course_volume = "{self.prefix}-course-{{session}}"
 {self.session_settings}
-{self.profiles}'''
+{self.profiles}
+{self.more_settings}'''
         )
         config_d = self.workdir / "config.d"
         config_d.mkdir(exist_ok=True)
@@ -223,6 +241,7 @@ c.JupyterHub.log_level = "DEBUG"
             "GPUHUB_SETTINGS": str(self.workdir / "settings.toml"),
             "GPUHUB_CONFIG_D": str(self.workdir / "config.d"),
             "PATH": f"{REPO / 'node_modules' / '.bin'}:{Path(sys.executable).parent}:{os.environ['PATH']}",
+            **self.extra_env,
         }
         if self.admin_password:
             env["GPUHUB_ADMIN_PASSWORD"] = self.admin_password

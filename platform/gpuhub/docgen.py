@@ -13,6 +13,8 @@ from pathlib import Path
 from jupyterhub.traitlets import ByteSpecification
 from traitlets import HasTraits, Instance, List
 
+from .config.access import Https
+from .config.directory import Ldap, Oidc
 from .config.sections import accepted
 from .config.schema import Accounting, Admission, Culling, Dataset, Engine, Gpus, Hub, Profile, Quota, Reclaim, Sessions, Spawner
 from .hub.auth import GPUHubAuthenticator
@@ -34,6 +36,9 @@ SECTIONS = [
     ("[sessions]", Sessions),
     ("[reclaim]", Reclaim),
     ("[culling]", Culling),
+    ("[https]", Https),
+    ("[ldap]", Ldap),
+    ("[oidc]", Oidc),
     ("inventory file: the whole file", InventoryFile),
     ("inventory file: [[gpus]]", InventoryGpu),
     ("inventory file: [[gpus.mig]]", InventoryMig),

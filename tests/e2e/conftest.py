@@ -11,17 +11,22 @@ import os
 import secrets
 import shutil
 import subprocess
+import time
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import requests
 
-from tests.hubprocess import REPO, answers_within, free_port, remove_prefixed, require_engine_and_image
+from gpuhub.config.caddyfile import caddyfile
+from gpuhub.config.schema import parse_settings
+from tests.hubprocess import REPO, answers_within, free_port, remove_prefixed, require_engine_and_image, session_trusting
 
 PREFIX = "gpuhube2e"
 MISSING_IMAGE = "gpuhub/pytorch-cuda:2.7-cuda12.6"  # allowed, but never built on a host without GPUs
 ARTIFACTS = REPO / "build" / "e2e"
+LOCAL_CA = "/srv/edge/data/caddy/pki/authorities/local/root.crt"  # in the edge (XDG_DATA_HOME: docker-compose.yml)
 # the [hub] table of a hub run by docker-compose.yml (this tier's, the swarm tier's)
 COMPOSED_HUB_TABLE = '''
 [hub]
@@ -113,20 +118,38 @@ class Platform:
     admin_password: str
     compose: list
     env: dict
+    ca: str | bool = True  # what requests verifies the hub's certificate with (the local CA's file)
+    http_url: str = ""  # the edge's plain-HTTP port (a redirect to ``url``, or the hub with mode "off")
 
-    def logs(self) -> str:
+    def session(self) -> requests.Session:
+        return session_trusting(self.ca)
+
+    def logs(self, service: str = "hub") -> str:
         out = subprocess.run(
-            [*self.compose, "logs", "--no-color", "--tail=80", "hub"], cwd=REPO, env=self.env, capture_output=True, text=True
+            [*self.compose, "logs", "--no-color", "--tail=80", service], cwd=REPO, env=self.env, capture_output=True, text=True
         )
         return out.stdout + out.stderr
 
 
+def local_ca_of(p: Platform, seconds: float = 30) -> str:
+    """The edge's local CA certificate (PEM), as scripts/up copies it out; "" if none came."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        out = subprocess.run([*p.compose, "exec", "-T", "edge", "cat", LOCAL_CA], cwd=REPO, env=p.env, capture_output=True, text=True)
+        if out.returncode == 0 and "BEGIN CERTIFICATE" in out.stdout:
+            return out.stdout
+        time.sleep(1)
+    return ""
+
+
 @contextmanager
 def composed_platform(workdir: Path, prefix: str = PREFIX, settings: str = E2E_SETTINGS, inventory: str = E2E_INVENTORY, config_d: dict | None = None):
-    """``docker-compose -p PREFIX up -d hub`` with ``settings`` (and a simulated ``inventory``) written to
-    ``workdir``, its own network (``PREFIX-net``, created here: compose's file names it external), port,
-    password and name prefix; yields the healthy ``Platform``. ``config_d``: drop-in config files
-    (name → text) for jupyterhub_config.d.
+    """``docker-compose -p PREFIX up -d hub edge`` with ``settings`` (and a simulated ``inventory``)
+    written to ``workdir``, its own network (``PREFIX-net``, created here: compose's file names it
+    external), ports, password and name prefix; yields the healthy ``Platform``, reached through the
+    edge as ``[https]`` says (by default HTTPS from the local CA, whose certificate is ``ca``; the
+    edge's Caddyfile written as scripts/up writes it). ``config_d``: drop-in config files (name →
+    text) for jupyterhub_config.d.
     Everything of the project (users' containers and volumes too) is removed at the end. Used by this
     tier and by ``benchmarks/load.py``."""
     (workdir / "settings.toml").write_text(settings)
@@ -134,7 +157,10 @@ def composed_platform(workdir: Path, prefix: str = PREFIX, settings: str = E2E_S
     for name, text in (config_d or {}).items():
         (workdir / "config.d" / name).write_text(text)
     (workdir / "inventory.toml").write_text(inventory)
-    port = free_port()
+    https = parse_settings(settings).https
+    (workdir / "Caddyfile").write_text(caddyfile(https))
+    (workdir / "tls").mkdir(exist_ok=True)
+    port, https_port = free_port(), free_port()
     password = secrets.token_urlsafe(12)
     env = {
         **os.environ,
@@ -144,8 +170,11 @@ def composed_platform(workdir: Path, prefix: str = PREFIX, settings: str = E2E_S
         "GPUHUB_INVENTORY_FILE": str(workdir / "inventory.toml"),
         "GPUHUB_NETWORK": f"{prefix}-net",
         "GPUHUB_PORT": str(port),
+        "GPUHUB_HTTPS_PORT": str(https_port),
         "GPUHUB_BIND": "127.0.0.1",
         "GPUHUB_ADMIN_PASSWORD": password,
+        "GPUHUB_CADDYFILE": str(workdir / "Caddyfile"),
+        "GPUHUB_TLS_DIR": str(workdir / "tls"),
     }
     compose = compose_command()
     down = [*compose, "down", "-v", "--remove-orphans"]
@@ -154,11 +183,18 @@ def composed_platform(workdir: Path, prefix: str = PREFIX, settings: str = E2E_S
     subprocess.run(down, cwd=REPO, env=env, capture_output=True)
     subprocess.run(remove_network, capture_output=True)
     subprocess.run(["docker", "network", "create", env["GPUHUB_NETWORK"]], check=True, capture_output=True)
-    subprocess.run([*compose, "up", "-d", "--no-build", "hub"], cwd=REPO, env=env, check=True)
-    p = Platform(url=f"http://127.0.0.1:{port}", admin_password=password, compose=compose, env=env)
+    subprocess.run([*compose, "up", "-d", "--no-build", "hub", "edge"], cwd=REPO, env=env, check=True)
+    http_url = f"http://127.0.0.1:{port}"
+    p = Platform(url=http_url, admin_password=password, compose=compose, env=env, http_url=http_url)
     try:
-        if not answers_within(f"{p.url}/hub/health", 120, interval=1):
-            raise PlatformError(f"the composed hub did not become healthy:\n{p.logs()}")
+        if https.mode == "local":
+            p.url, p.ca = f"https://localhost:{https_port}", str(workdir / "local-ca.crt")
+            root = local_ca_of(p)
+            if not root:
+                raise PlatformError(f"the edge made no local CA:\n{p.logs('edge')}")
+            Path(p.ca).write_text(root)
+        if not answers_within(f"{p.url}/hub/health", 120, session=p.session(), interval=1):
+            raise PlatformError(f"the composed hub did not become healthy:\n{p.logs()}\n{p.logs('edge')}")
         yield p
     finally:
         # the spawned containers first: they hold the project's network
@@ -216,8 +252,11 @@ def browser():
 
 def open_page(browser, request, logs=None):
     """A Chromium page (1280×860, 30 s timeouts) for one test; on failure a screenshot to build/e2e/
-    and, with ``logs``, the hub's log. A generator: ``yield from`` it in a fixture."""
-    context = browser.new_context(viewport={"width": 1280, "height": 860})
+    and, with ``logs``, the hub's log. A generator: ``yield from`` it in a fixture.
+    The hub's certificate comes from its own local CA, which this browser was not given (Chromium on
+    Linux trusts only its NSS store): certificate errors are ignored here, and ``test_https`` checks
+    the chain against the CA with Python's TLS, strictly."""
+    context = browser.new_context(viewport={"width": 1280, "height": 860}, ignore_https_errors=True)
     pg = context.new_page()
     pg.set_default_timeout(30_000)
     yield pg

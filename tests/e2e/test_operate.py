@@ -11,11 +11,13 @@ makes is removed at the end.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
 import secrets
 import shutil
+import ssl
 import subprocess
 import time
 from pathlib import Path
@@ -53,14 +55,17 @@ class Operator:
     def __init__(self, workdir: Path):
         self.workdir = workdir
         (workdir / "settings.toml").write_text(operator_settings())
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
+        self.port, self.https_port = free_port(), free_port()
+        # HTTPS from the local CA (settings.toml's default [https]); scripts/up copies its certificate out
+        self.url = f"https://localhost:{self.https_port}"
+        self.ca = str(workdir / "state" / "local-ca.crt")
         self.password = secrets.token_urlsafe(12)
         self.env = {
             **os.environ,
             "COMPOSE_PROJECT_NAME": PREFIX,
             "GPUHUB_NETWORK": f"{PREFIX}-net",
             "GPUHUB_PORT": str(self.port),
+            "GPUHUB_HTTPS_PORT": str(self.https_port),
             "GPUHUB_BIND": "127.0.0.1",
             "GPUHUB_ADMIN_PASSWORD": self.password,
             "GPUHUB_STATE_DIR": str(workdir / "state"),
@@ -152,11 +157,11 @@ def admin_token(op: Operator) -> str:
 
 def start_server(op: Operator, token: str, profile: str) -> dict:
     auth = {"Authorization": f"token {token}"}
-    r = requests.post(f"{op.url}/hub/api/users/admin/server", json={"profile": profile}, headers=auth, timeout=60)
+    r = requests.post(f"{op.url}/hub/api/users/admin/server", json={"profile": profile}, headers=auth, timeout=60, verify=op.ca)
     assert r.status_code in (201, 202), f"{r.status_code} {r.text}\n{op.logs()}"
     deadline = time.monotonic() + SPAWN_TIMEOUT
     while time.monotonic() < deadline:
-        server = requests.get(f"{op.url}/hub/api/users/admin", headers=auth, timeout=30).json()["servers"].get("")
+        server = requests.get(f"{op.url}/hub/api/users/admin", headers=auth, timeout=30, verify=op.ca).json()["servers"].get("")
         assert server, f"the server is gone (the spawn failed):\n{op.logs()}"
         if server.get("ready"):
             return server
@@ -191,6 +196,12 @@ def test_demo_settings_are_derived_from_the_settings_file(tmp_path, capsys):
 
 def test_up_demo_gives_a_gpu_server_a_simulated_gpu(demo):
     assert "SIMULATED" in demo.up_output and demo.url in demo.up_output
+    # HTTPS by default: the local CA's fingerprint printed, its certificate where the output says
+    der = ssl.PEM_cert_to_DER_cert(Path(demo.ca).read_text())
+    fingerprint = ":".join(re.findall("..", hashlib.sha256(der).hexdigest().upper()))
+    assert fingerprint in demo.up_output and "state/local-ca.crt" in demo.up_output, demo.up_output
+    redirect = requests.get(f"http://127.0.0.1:{demo.port}/hub/login", allow_redirects=False, timeout=10)
+    assert redirect.status_code == 308 and redirect.headers["Location"] == f"https://127.0.0.1:{demo.https_port}/hub/login"
     assert "bash scripts/down" in demo.up_output
     derived = (demo.workdir / "state" / "settings.demo.toml").read_text()
     assert derived.startswith("# SIMULATED GPUs") and 'exposure = "env-only"' in derived
@@ -207,7 +218,7 @@ def test_up_demo_gives_a_gpu_server_a_simulated_gpu(demo):
     assert container.image.tags == [DEMO_IMAGE]
 
     # the server itself says so (what JupyterLab's GPU status bar shows)
-    r = requests.get(f"{demo.url}/user/admin/gpuhub/api/v1/gpus", headers={"Authorization": f"token {token}"}, timeout=30)
+    r = requests.get(f"{demo.url}/user/admin/gpuhub/api/v1/gpus", headers={"Authorization": f"token {token}"}, timeout=30, verify=demo.ca)
     assert r.status_code == 200, r.text[:300]
     figures = r.json()
     assert figures["simulated"] is True and figures["exposure"] == "env-only" and figures["assigned"] == [uuid]

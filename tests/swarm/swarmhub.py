@@ -20,6 +20,8 @@ from pathlib import Path
 import pytest
 import requests
 
+from gpuhub.config.caddyfile import caddyfile
+from gpuhub.config.schema import parse_settings
 from tests.e2e.conftest import COMPOSED_HUB_TABLE, compose_command
 from tests.hubprocess import REPO, answers_within
 from tests.swarm.cluster import MANAGER_ADDRESS, OVERLAY, Cluster
@@ -27,6 +29,7 @@ from tests.swarm.cluster import MANAGER_ADDRESS, OVERLAY, Cluster
 PREFIX = "gpuhubsw"
 NOISE = re.compile(r" 20[04] (GET|POST) /hub/api/(gpuhub/v1/(nodes|sessions|gpus|activity|queue)|users)|/api/status|requesting spawn on behalf")
 PORT = 8000
+UP = ["up", "-d", "--no-build", "hub", "edge"]  # the hub and its front door (docker-compose.yml)
 NODE_GPUS = {"worker1": (0, 1), "worker2": (2,)}  # simulated GPU numbers per node; the manager has none
 
 
@@ -81,6 +84,9 @@ exposure = "env-only"
 queue_timeout = 600
 '''
     return COMPOSED_HUB_TABLE + f'''
+[https]
+mode = "off"
+
 [spawner]
 network = "{OVERLAY}"
 allowed_images = ["{image}"]
@@ -167,7 +173,7 @@ class SwarmHub:
         override = work / "shared-homes.override.yml"
         override.write_text(f"services:\n  hub:\n    volumes:\n      - {shared_homes}:{shared_homes}\n")
         self.compose = [*compose_command(), "-f", str(REPO / "docker-compose.yml"), "-f", str(override)]
-        subprocess.run([*self.compose, "up", "-d", "--no-build", "hub"], cwd=REPO, env=self.env, check=True, timeout=300)
+        subprocess.run([*self.compose, *UP], cwd=REPO, env=self.env, check=True, timeout=300)
         if not answers_within(f"{self.url}/hub/health", 120, interval=1):
             pytest.fail(f"the hub with shared homes did not become healthy:\n{self.logs()}")
 
@@ -216,6 +222,8 @@ def compose_hub(swarm_cluster, user_image, kind: str = "swarm", node_gpus: dict 
     # the hub polls servers every 5 s here (30 s by default): a lost node's servers are seen stopped sooner
     (work / "config.d" / "poll.py").write_text("c.Spawner.poll_interval = 5\nc.JupyterHub.allow_named_servers = True\n")
     (work / "settings.toml").write_text(settings(user_image, inventories, kind))
+    (work / "Caddyfile").write_text(caddyfile(parse_settings(settings(user_image, inventories, kind)).https))
+    (work / "tls").mkdir()
     # compose mounts it: the one-host hub's inventory (every GPU); a Swarm hub reads the nodes' reports instead
     (work / "inventory.toml").write_text("" if kind == "swarm" else inventory_of("all", {"all": sorted(sum(node_gpus.values(), ()))}))
     env = {
@@ -228,10 +236,13 @@ def compose_hub(swarm_cluster, user_image, kind: str = "swarm", node_gpus: dict 
         "GPUHUB_NETWORK": OVERLAY,
         "GPUHUB_PORT": str(PORT),
         "GPUHUB_BIND": "0.0.0.0",  # inside the manager's namespace: reachable from the test bridge only
+        "GPUHUB_HTTPS_PORT": str(PORT + 1),
+        "GPUHUB_CADDYFILE": str(work / "Caddyfile"),  # [https] mode "off": the edge passes plain HTTP (the e2e tier tests HTTPS)
+        "GPUHUB_TLS_DIR": str(work / "tls"),
         "GPUHUB_ADMIN_PASSWORD": secrets.token_urlsafe(12),
     }
     compose = compose_command()
-    subprocess.run([*compose, "up", "-d", "--no-build", "hub"], cwd=REPO, env=env, check=True, timeout=300)
+    subprocess.run([*compose, *UP], cwd=REPO, env=env, check=True, timeout=300)
     url = f"http://{MANAGER_ADDRESS}:{PORT}"
     hub = SwarmHub(swarm_cluster, url, "", env, compose, inventories)
     try:

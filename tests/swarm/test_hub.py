@@ -11,7 +11,7 @@ import time
 import requests
 
 from tests.hubprocess import REPO, answers_within
-from tests.swarm.swarmhub import PREFIX, gpu_uuid, live_allocations, server_gone, wait_in_line, wait_nodes
+from tests.swarm.swarmhub import PREFIX, UP, gpu_uuid, live_allocations, server_gone, wait_in_line, wait_nodes
 
 
 def test_every_node_reports_its_simulated_gpus_through_its_reporter(swarm_hub):
@@ -117,7 +117,7 @@ def test_a_hub_killed_finds_the_same_assignments_on_every_node(swarm_hub):
     manager = swarm_hub.cluster.manager
     hub_container = manager.docker("ps", "-q", "--filter", f"label=com.docker.compose.project={PREFIX}").stdout.split()
     manager.docker("kill", "-s", "KILL", *hub_container)
-    subprocess.run([*swarm_hub.compose, "up", "-d", "--no-build", "hub"], cwd=REPO, env=swarm_hub.env, check=True, timeout=300)
+    subprocess.run([*swarm_hub.compose, *UP], cwd=REPO, env=swarm_hub.env, check=True, timeout=300)
     assert answers_within(f"{swarm_hub.url}/hub/health", 120, interval=1), swarm_hub.logs()
     wait_nodes(swarm_hub, lambda ns: all(n["takes_servers"] for n in ns))
     assert live_allocations(swarm_hub) == before

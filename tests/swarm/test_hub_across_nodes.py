@@ -26,7 +26,7 @@ from gpuhub.config.schema import load_settings
 from gpuhub.contract import iso, utcnow
 from tests.e2e.conftest import ARTIFACTS, jp_asyncio_loop, jp_server_cleanup, launch_browser, open_page  # noqa: F401 (fixtures)
 from tests.hubprocess import REPO, answers_within
-from tests.swarm.swarmhub import gpu_uuid, live_allocations, server_gone, wait_nodes, write_activity
+from tests.swarm.swarmhub import UP, gpu_uuid, live_allocations, server_gone, wait_nodes, write_activity
 
 
 def env_of(info: dict) -> dict:
@@ -178,7 +178,7 @@ def test_the_managers_engine_restarted_finds_the_same_assignments_on_both_worker
     manager.restart_engine()
     # the hub's container comes back by its restart policy (unless-stopped); the workers' tasks ran on
     if not answers_within(f"{swarm_hub.url}/hub/health", 180, interval=1):
-        subprocess.run([*swarm_hub.compose, "up", "-d", "--no-build", "hub"], cwd=REPO, env=swarm_hub.env, timeout=300)
+        subprocess.run([*swarm_hub.compose, *UP], cwd=REPO, env=swarm_hub.env, timeout=300)
         raise AssertionError(f"the hub did not come back after the manager's engine restarted\n{swarm_hub.logs()}")
     wait_nodes(swarm_hub, lambda ns: len(ns) == 3 and all(n["takes_servers"] for n in ns))
     assert live_allocations(swarm_hub) == before

@@ -7,8 +7,9 @@ import asyncio
 import bcrypt
 import pytest
 from jupyterhub import orm
+from jupyterhub.auth import DummyAuthenticator
 
-from gpuhub.hub.auth import GPUHubAuthenticator, password_matches
+from gpuhub.hub.auth import GPUHubAuthenticator, GPUHubPages, NativeLoginHandler, password_matches, with_gpuhub_pages
 
 PASSWORD = "correct horse battery staple"
 
@@ -59,3 +60,33 @@ def test_the_event_loop_keeps_serving_while_a_password_is_checked():
     # on the loop the check would hold it for its whole length: not one tick in between
     assert matches is True and ticks >= 5, ticks
     assert asyncio.run(password_matches("not it", stored)) is False
+
+
+def test_gpuhub_authenticator_serves_its_pages_and_its_own_login_page(authenticator):
+    authenticator.gpuhub_handlers = [(r"/gpuhub/admin", object)]
+    routes = dict((route, handler) for route, handler, *_ in authenticator.get_handlers(None))
+    assert routes["/login"] is NativeLoginHandler  # without the statsd timer JupyterHub 6 removed
+    assert "/signup" in routes and "/change-password" in routes  # NativeAuthenticator's other pages kept
+    assert routes["/gpuhub/admin"] is object
+
+
+@pytest.mark.parametrize(
+    "named, base",
+    [
+        ("generic-oauth", "oauthenticator.generic.GenericOAuthenticator"),  # an entry-point name
+        ("ldapauthenticator.LDAPAuthenticator", "ldapauthenticator.ldapauthenticator.LDAPAuthenticator"),  # an import path
+        (DummyAuthenticator, "jupyterhub.auth.DummyAuthenticator"),  # a class (a drop-in file's choice)
+    ],
+)
+def test_any_authenticator_a_site_names_serves_gpuhubs_pages(named, base):
+    cls = with_gpuhub_pages(named)
+    assert issubclass(cls, GPUHubPages) and f"{cls.__mro__[2].__module__}.{cls.__mro__[2].__name__}" == base
+    authenticator = cls(gpuhub_handlers=[(r"/gpuhub/admin", object)])
+    routes = [route for route, *_ in authenticator.get_handlers(None)]
+    assert routes[-1] == "/gpuhub/admin" and len(routes) >= 1
+    assert with_gpuhub_pages(cls) is cls and with_gpuhub_pages(GPUHubAuthenticator) is GPUHubAuthenticator
+
+
+def test_an_unknown_authenticator_name_says_so():
+    with pytest.raises(ImportError):
+        with_gpuhub_pages("nosuchauthenticator")

@@ -5,7 +5,8 @@ import os
 import pytest
 from traitlets.config import Config
 
-from gpuhub.hub.hubconfig import apply_site_settings, config_d_files, settings_path
+from gpuhub.hub.auth import GPUHubAuthenticator, GPUHubPages
+from gpuhub.hub.hubconfig import apply_site_settings, config_d_files, serve_gpuhub_pages, settings_path
 from tests.conftest import BASE_SETTINGS
 
 
@@ -32,10 +33,13 @@ def test_other_authenticator_is_passed_through(tmp_path):
     path = tmp_path / "s.toml"
     path.write_text('[hub]\nauthenticator = "github"\nadmin_users = ["zoe", "adam"]\n' + BASE_SETTINGS)
     c = Config()
-    apply_site_settings(c, str(path))
+    settings = apply_site_settings(c, str(path))
     assert c.JupyterHub.authenticator_class == "github"
     assert c.GPUHubAuthenticator.first_admin == "zoe"  # the listed order, not the alphabetical one
     assert "hub_connect_url" not in c.JupyterHub
+    serve_gpuhub_pages(c, settings)  # the site's authenticator, with gpuhub's pages
+    assert c.JupyterHub.authenticator_class.__name__ == "GPUHubGitHubOAuthenticator"
+    assert issubclass(c.JupyterHub.authenticator_class, GPUHubPages)
 
 
 def test_bad_settings_stop_the_hub_with_the_reason(tmp_path):
@@ -71,7 +75,7 @@ def test_the_admin_pages_roles_scopes_and_routes(tmp_path, hub_table, admins, vi
     path = tmp_path / "s.toml"
     path.write_text(f"[hub]\n{hub_table}\n" + BASE_SETTINGS)
     c = Config()
-    apply_site_settings(c, str(path))
+    settings = apply_site_settings(c, str(path))
     assert set(c.JupyterHub.custom_scopes) == {
         "custom:gpuhub:read", "custom:gpuhub:sessions", "custom:gpuhub:admin", "custom:gpuhub:report-nodes"
     }
@@ -81,7 +85,9 @@ def test_the_admin_pages_roles_scopes_and_routes(tmp_path, hub_table, admins, vi
     roles = {r["name"]: r for r in c.JupyterHub.load_roles}
     assert roles["gpuhub-admin"]["users"] == admins and "custom:gpuhub:admin" in roles["gpuhub-admin"]["scopes"]
     assert roles["gpuhub-viewer"]["users"] == viewers and roles["gpuhub-viewer"]["scopes"] == ["custom:gpuhub:read"]
-    routes = [h[0] for h in c.JupyterHub.extra_handlers]
+    serve_gpuhub_pages(c, settings)
+    assert c.JupyterHub.authenticator_class is GPUHubAuthenticator and "extra_handlers" not in c.JupyterHub
+    routes = [h[0] for h in c.GPUHubPages.gpuhub_handlers]
     assert "/api/gpuhub/v1/quotas" in routes and "/gpuhub/admin" in routes
     assert "/api/gpuhub/v1/sessions" in routes and "/gpuhub/sessions" in routes
     assert c.JupyterHub.template_paths[0].endswith("gpuhub/templates")

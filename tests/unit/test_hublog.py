@@ -9,7 +9,7 @@ import logging
 import pytest
 
 from gpuhub.hub.hubapi import api_url_of
-from gpuhub.hub.log import NoUpstreamNotices, QuietRefusals
+from gpuhub.hub.log import QuietRefusals
 from gpuhub.policy.errors import SpawnRefused
 
 
@@ -19,7 +19,6 @@ def hub_log():
     handler = logging.StreamHandler(stream)
     handler.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
     handler.addFilter(QuietRefusals())
-    handler.addFilter(NoUpstreamNotices())
     logger = logging.getLogger("JupyterHub-test")
     logger.handlers, logger.propagate = [handler], False
     logger.setLevel(logging.DEBUG)
@@ -60,13 +59,6 @@ def test_a_real_fault_keeps_its_traceback(hub_log):
     text = stream.getvalue()
     assert "ERROR Exception applying user_options for alice\nTraceback" in text
     assert "RuntimeError: the engine went away" in text and "Container not found" in text
-
-
-def test_upstream_deprecation_notices_are_dropped(hub_log):
-    logger, stream = hub_log
-    logger.warning("JupyterHub.extra_handlers is deprecated in JupyterHub 3.1. Please use JupyterHub services")
-    logger.warning("Running JupyterHub without SSL.")
-    assert stream.getvalue() == "WARNING Running JupyterHub without SSL.\n"
 
 
 @pytest.mark.parametrize(

@@ -66,7 +66,7 @@ def spawner_of(hub_db, services, name: str, port: int, state: dict | None = None
     hub_db.commit()
     user = User(orm_user, settings={})
     if state is not None:
-        user._new_orm_spawner("").state = state
+        user._new_orm_spawner("", "").state = state
     return user._new_spawner(
         "", spawner_class=GPUSpawner, hub=Hub(), site_settings=services.settings, services=services, port=port,
         use_internal_ip=True, network_name="bridge", remove=True,  # as gpuhub.hub.hubconfig configures it

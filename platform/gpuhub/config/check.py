@@ -1,5 +1,7 @@
-"""``gpuhub-settings``: validate a settings file without starting the hub (``check``), and derive the
-simulated-GPU demo's settings from it (``demo``, what ``scripts/up --demo`` runs)."""
+"""``gpuhub-settings``: validate a settings file without starting the hub (``check``), derive the
+simulated-GPU demo's settings from it (``demo``, what ``scripts/up --demo`` runs), write the edge's
+Caddy configuration from its ``[https]`` table (``caddyfile``) and check a certificate with its key
+(``tls-check``)."""
 
 from __future__ import annotations
 
@@ -7,16 +9,24 @@ import copy
 import json
 import math
 import re
+import shlex
 import sys
 import tomllib
 from datetime import date, datetime, time
 from pathlib import Path
 
+from .access import host_name
+from .caddyfile import caddyfile
 from .schema import load_settings, parse_settings
 from .sections import SettingsError
+from .tls import check_certificate_pair
 
 USAGE = """usage: gpuhub-settings check SETTINGS.toml   validate a settings file (- reads standard input)
-       gpuhub-settings demo SETTINGS.toml    print the simulated-GPU demo's settings derived from it"""
+       gpuhub-settings demo SETTINGS.toml    print the simulated-GPU demo's settings derived from it
+       gpuhub-settings caddyfile SETTINGS.toml [NAME ...]   print the edge's Caddyfile ([https]; NAMEs:
+                                             more names for the local certificate)
+       gpuhub-settings https SETTINGS.toml   print [https] as shell assignments (what scripts/up reads)
+       gpuhub-settings tls-check CERT.pem KEY.pem   check a certificate (with its chain) and its key"""
 
 DEMO_INVENTORY = "/srv/gpuhub/inventory.toml"  # where docker-compose.yml mounts $GPUHUB_INVENTORY_FILE
 DEMO_IMAGE = "gpuhub/pytorch-cuda:cpu"  # the user image every host can build (images/build.sh cpu)
@@ -32,10 +42,12 @@ def main(argv=None) -> int:
     checked by the same loader and printed as TOML on standard output; exit 2 with the reason if the
     file or the result is not valid."""
     args = sys.argv[1:] if argv is None else argv
-    if len(args) != 2 or args[0] not in ("check", "demo"):
+    if args[:1] == ["tls-check"] and len(args) == 3:
+        return tls_check(args[1], args[2])
+    if not (len(args) == 2 and args[0] in ("check", "demo", "https") or len(args) >= 2 and args[0] == "caddyfile"):
         print(USAGE, file=sys.stderr)
         return 2
-    command, path = args
+    command, path, names = args[0], args[1], tuple(args[2:])
     label = "settings (stdin)" if path == "-" else path
     try:
         if path == "-":
@@ -47,9 +59,22 @@ def main(argv=None) -> int:
         if command == "demo":
             text = demo_text(text, label)
             settings = parse_settings(text, f"demo settings derived from {label}")
+        if command == "caddyfile":
+            names = tuple(host_name(name) for name in names if name)
     except SettingsError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except ValueError as e:
+        print(f"error: caddyfile NAME: {e}. Accepted: DNS names or IP addresses", file=sys.stderr)
+        return 2
+    if command == "caddyfile":
+        sys.stdout.write(caddyfile(settings.https, names))
+        return 0
+    if command == "https":
+        https = settings.https
+        for key in ("mode", "domain", "certificate", "key"):
+            print(f"https_{key}={shlex.quote(getattr(https, key))}")
+        return 0
     if command == "demo":
         sys.stdout.write(text)
         gpu_profiles = [p.name for p in settings.profiles if p.wants_gpu]
@@ -60,6 +85,19 @@ def main(argv=None) -> int:
         )
         return 0
     print(f"{label}: ok ({len(settings.profiles)} profiles, {len(settings.datasets)} datasets)")
+    return 0
+
+
+def tls_check(certificate: str, key: str) -> int:
+    """``gpuhub-settings tls-check CERT KEY``: exit 0 if ``certificate`` (PEM, with its chain) and
+    ``key`` (its unencrypted PEM private key) can serve TLS together, else 2 with the reason, before
+    the edge is given them (``[https] mode = "files"``)."""
+    try:
+        check_certificate_pair(certificate, key)
+    except SettingsError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    print(f"{certificate}: ok, with {key}")
     return 0
 
 

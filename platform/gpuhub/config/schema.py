@@ -18,6 +18,8 @@ from pathlib import PurePosixPath
 
 from traitlets import Bool, Enum, Float, Instance, Integer, List, TraitError, TraitType, Unicode, validate
 
+from .access import Https
+from .directory import Ldap, Oidc
 from .sections import MiB, Section, SettingsError, Size, parse_toml
 
 __all__ = ["Settings", "SettingsError", "load_settings", "parse_settings"]
@@ -80,11 +82,13 @@ class Hub(Section):
         "native",
         help="""How people log in. ``"native"`` (the default): gpuhub's NativeAuthenticator with a first
         admin bootstrapped at start (see ``admin_users``); people sign up and an admin approves them.
-        Any other JupyterHub authenticator by entry-point name or import path, e.g. ``"github"``,
-        ``"generic-oauth"``, ``"ldapauthenticator.LDAPAuthenticator"``: configure it in a
-        ``jupyterhub_config.d/*.py`` file (docs/admin.md shows OAuth and LDAP). ``"dummy"`` is refused:
+        ``"ldap"``: LDAP or Active Directory, set in ``[ldap]``; ``"oidc"``: an OpenID Connect
+        provider, set in ``[oidc]``; with both, the directory's groups become JupyterHub groups at
+        each login (group quotas, profiles and sessions follow them).
+        Any other JupyterHub authenticator by entry-point name or import path, e.g. ``"github"``:
+        configure it in a ``jupyterhub_config.d/*.py`` file (docs/admin.md). ``"dummy"`` is refused:
         it lets anyone in with any password.""",
-    ).tag(accepted='"native", or an authenticator entry-point name or import path other than "dummy"')
+    ).tag(accepted='"native", "ldap", "oidc", or an authenticator entry-point name or import path other than "dummy"')
 
     admin_users = List(
         Unicode(),
@@ -947,6 +951,9 @@ class Settings(Section):
     )
     reclaim = Instance(Reclaim, args=(), help="The ``[reclaim]`` table.").tag(section=Reclaim, accepted="a [reclaim] table")
     culling = Instance(Culling, args=(), help="The ``[culling]`` table.").tag(section=Culling, accepted="a [culling] table")
+    https = Instance(Https, args=(), help="The ``[https]`` table.").tag(section=Https, accepted="an [https] table")
+    ldap = Instance(Ldap, args=(), help="The ``[ldap]`` table.").tag(section=Ldap, accepted="an [ldap] table")
+    oidc = Instance(Oidc, args=(), help="The ``[oidc]`` table.").tag(section=Oidc, accepted="an [oidc] table")
 
     def check(self, root: Settings, where: str) -> None:
         """Rules over whole lists; each table checks its own keys (``Dataset.check``, ``Profile.check``,

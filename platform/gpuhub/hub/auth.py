@@ -1,5 +1,6 @@
 """The default authenticator: NativeAuthenticator (people sign up; an admin approves them), plus a
-first admin created at the hub's first start, so a fresh deployment is never open and never locked.
+first admin created at the hub's first start, so a fresh deployment is never open and never locked;
+and the way gpuhub's pages reach the hub whichever authenticator a site runs (``GPUHubPages``).
 
 The first name in ``[hub] admin_users`` is created once, with the password in the environment
 variable ``GPUHUB_ADMIN_PASSWORD``, or a generated one printed once in the hub log. Later starts
@@ -7,6 +8,11 @@ leave an existing account alone (change the password at ``/hub/change-password``
 
 A login's password check (bcrypt: about 0.28 s of CPU here) runs on a worker thread, not on the
 hub's event loop: there, 50 logins at once held every other request of the hub for up to 13 s.
+
+JupyterHub 6 removed ``BaseHandler.statsd``, which NativeAuthenticator 1.3.0 (its latest release)
+still times every login with: there, every login answered 500. ``NativeLoginHandler`` is its login
+page without that timer (and with the hash checked off the event loop); the rest of its pages work
+unchanged. Drop it when NativeAuthenticator releases the fix.
 """
 
 from __future__ import annotations
@@ -15,10 +21,14 @@ import asyncio
 import os
 import secrets
 from concurrent.futures import ThreadPoolExecutor
+from importlib.metadata import entry_points
 
 import bcrypt
+from jupyterhub.auth import Authenticator
 from nativeauthenticator import NativeAuthenticator
-from traitlets import Unicode, default
+from nativeauthenticator.handlers import LoginHandler as NativeAuthenticatorLoginHandler
+from traitlets import List, Unicode, default
+from traitlets.utils.importstring import import_item
 
 PASSWORD_ENV = "GPUHUB_ADMIN_PASSWORD"
 # bcrypt releases the GIL while it hashes: one thread per CPU checks that many passwords at once
@@ -30,7 +40,55 @@ async def password_matches(password: str, stored_hash: bytes) -> bool:
     return await asyncio.get_running_loop().run_in_executor(_PASSWORD_CHECKS, bcrypt.checkpw, password.encode(), stored_hash)
 
 
-class GPUHubAuthenticator(NativeAuthenticator):
+class GPUHubPages(Authenticator):
+    """Serves gpuhub's pages and REST API in the hub process, through ``Authenticator.get_handlers``.
+
+    They must run in the hub (the wait lines and the allocation state live there; see
+    docs/architecture.md), and ``get_handlers`` is the hook JupyterHub supports for handlers of its
+    own process: ``JupyterHub.extra_handlers`` is deprecated. gpuhub's authenticators carry it;
+    any other one a site names is given it by ``serve_gpuhub_pages``."""
+
+    gpuhub_handlers = List(
+        help="""gpuhub's routes (``gpuhub.web.routes.handlers``), set from the site settings by
+        ``gpuhub.hub.hubconfig.serve_gpuhub_pages``; not a site setting.""",
+    ).tag(config=True)
+
+    def get_handlers(self, app):
+        return [*super().get_handlers(app), *self.gpuhub_handlers]
+
+
+def with_gpuhub_pages(authenticator_class) -> type:
+    """``authenticator_class`` (a class, an entry-point name such as ``"generic-oauth"`` or an import
+    path) with ``GPUHubPages`` mixed in; a class that has it already is returned as it is."""
+    if isinstance(authenticator_class, str):
+        points = {p.name.lower(): p for p in entry_points(group="jupyterhub.authenticators")}
+        point = points.get(authenticator_class.lower())
+        authenticator_class = point.load() if point else import_item(authenticator_class)
+    if issubclass(authenticator_class, GPUHubPages):
+        return authenticator_class
+    return type(f"GPUHub{authenticator_class.__name__}", (GPUHubPages, authenticator_class), {})
+
+
+class NativeLoginHandler(NativeAuthenticatorLoginHandler):
+    """NativeAuthenticator's login page without the statsd timer JupyterHub 6 removed; a refused
+    password's second check (for the "not authorised yet" message) also runs off the event loop."""
+
+    async def post(self):
+        data = {arg: self.get_argument(arg, strip=False) for arg in self.request.arguments}
+        user = await self.login_user(data)
+        if user:
+            self._jupyterhub_user = user
+            self.redirect(self.get_next_url(user))
+            return
+        error = "Invalid username or password."
+        username = data.get("username", "")
+        account = self.authenticator.get_user(username)
+        if account is not None and not account.is_authorized and await password_matches(data.get("password", ""), account.password):
+            error = f"User {username} has not been authorized by an administrator yet."
+        self.finish(await self._render(login_error=error, username=username))
+
+
+class GPUHubAuthenticator(GPUHubPages, NativeAuthenticator):
     """NativeAuthenticator with safe defaults and a bootstrapped first admin."""
 
     admin_password_env = Unicode(
@@ -73,6 +131,9 @@ class GPUHubAuthenticator(NativeAuthenticator):
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
         self.bootstrap_first_admin()
+
+    def get_handlers(self, app):
+        return [(route, NativeLoginHandler) if route == r"/login" else (route, *rest) for route, *rest in super().get_handlers(app)]
 
     async def authenticate(self, handler, data):
         """NativeAuthenticator's own check (an approved account, not blocked after failed attempts,

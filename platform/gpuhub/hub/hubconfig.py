@@ -16,6 +16,8 @@ from ..config.sections import SettingsError
 from ..web import metrics
 from ..web.routes import handlers
 from ..web.scopes import ADMIN, CUSTOM_SCOPES, READ, REPORT, SESSIONS
+from .auth import with_gpuhub_pages
+from .directory import apply_login
 from .hubapi import HubApi, api_url_of
 from .log import quiet_the_hub_log
 from .services import Services
@@ -71,11 +73,18 @@ def apply_site_settings(c, path: str) -> Settings:
 
     c.JupyterHub.spawner_class = "gpuhub-swarm" if settings.engine.kind == "swarm" else "gpuhub"
     c.JupyterHub.authenticator_class = "gpuhub-native" if hub.authenticator == "native" else hub.authenticator
+    apply_login(c, settings)  # "ldap", "oidc": gpuhub's, from [ldap] / [oidc]
     c.JupyterHub.bind_url = hub.bind_url
     c.JupyterHub.hub_bind_url = hub.hub_bind_url
     if hub.hub_connect_url:
         c.JupyterHub.hub_connect_url = hub.hub_connect_url
     c.JupyterHub.db_url = hub.db_url
+    # The edge (Caddy) in front sets X-Forwarded-Proto/-For; CHP appending its own would make the hub
+    # and users' servers read "http" (tornado takes the last entry): no Secure cookies behind HTTPS.
+    c.ConfigurableHTTPProxy.command = ["configurable-http-proxy", "--no-x-forward"]
+    if settings.https.mode != "off":
+        # behind HTTPS the login cookies are Secure by themselves (the request's protocol); the XSRF one too
+        c.JupyterHub.tornado_settings = {"xsrf_cookie_kwargs": {"secure": True}}
     if hub.state_dir:
         c.JupyterHub.cookie_secret_file = os.path.join(hub.state_dir, "jupyterhub_cookie_secret")
         c.ConfigurableHTTPProxy.pid_file = proxy_pid_file(hub.state_dir)
@@ -211,12 +220,19 @@ def admin_roles(settings: Settings) -> list[dict]:
 
 
 def apply_admin(c, settings: Settings) -> None:
-    """The admin page and REST API inside the hub (``JupyterHub.extra_handlers``: the wait line and
-    allocation state live in this process), its scopes, roles, templates and static files."""
+    """The admin pages' scopes, roles and templates (the pages themselves: ``serve_gpuhub_pages``)."""
     c.JupyterHub.custom_scopes = CUSTOM_SCOPES
     c.JupyterHub.load_roles = admin_roles(settings)
-    c.JupyterHub.extra_handlers = handlers(settings)
     c.JupyterHub.template_paths = [TEMPLATES]
+
+
+def serve_gpuhub_pages(c, settings: Settings) -> None:
+    """gpuhub's pages and REST API in the hub process (the wait lines and the allocation state live
+    there), served by the authenticator (``GPUHubPages``: ``Authenticator.get_handlers``, the hook
+    JupyterHub supports for in-hub handlers). Called last by jupyterhub_config.py, so that an
+    authenticator a drop-in file chose serves them too."""
+    c.JupyterHub.authenticator_class = with_gpuhub_pages(c.JupyterHub.authenticator_class)
+    c.GPUHubPages.gpuhub_handlers = handlers(settings)
 
 
 def start_hub_tasks(settings: Settings, hub_api: HubApi | None = None, reporter_token: str = "") -> None:
@@ -226,7 +242,7 @@ def start_hub_tasks(settings: Settings, hub_api: HubApi | None = None, reporter_
         loop = asyncio.get_running_loop()
     except RuntimeError:
         return
-    quiet_the_hub_log()  # before JupyterHub applies this config (its deprecation notices)
+    quiet_the_hub_log()  # before JupyterHub applies this config
     loop.call_soon(quiet_the_hub_log)  # and on the handlers JupyterHub sets up after
     services = Services.for_settings(settings)
     metrics.register(lambda: services.accounting.metrics)

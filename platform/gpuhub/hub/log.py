@@ -45,26 +45,12 @@ class QuietRefusals(logging.Filter):
         return True
 
 
-# JupyterHub's own deprecation notices that are not the operator's to act on:
-# - ``JupyterHub.extra_handlers``: gpuhub's pages and API must run inside the hub process (the wait
-#   lines and the allocation service live there); JupyterHub 5 still serves them (the day it stops,
-#   gpuhub's pages answer 404 and the integration tier's admin and session tests fail).
-# - jupyter_events' schema version notice about JupyterHub's own event schema.
-OWN_NOTICES = ("JupyterHub.extra_handlers is deprecated",)
-
-
-class NoUpstreamNotices(logging.Filter):
-    def filter(self, record: logging.LogRecord) -> bool:
-        return not (record.levelno == logging.WARNING and str(record.msg).startswith(OWN_NOTICES))
-
-
 def quiet_the_hub_log() -> None:
     """Install the filters on the hub log's handlers (JupyterHub's and tornado's records reach them)."""
     hub_log = get_logger()
     for handler in hub_log.handlers:
         if not any(isinstance(f, QuietRefusals) for f in handler.filters):
             handler.addFilter(QuietRefusals())
-            handler.addFilter(NoUpstreamNotices())
     try:
         from jupyter_events.schema import JupyterEventsVersionWarning
 
