@@ -224,7 +224,11 @@ def platform(tmp_path_factory):
 def launch_browser():
     """Debian's Chromium, headless, through Playwright's sync API (a generator: ``yield from`` it in a
     fixture). One at a time: the sync API refuses a second while one runs, so a fixture of a
-    narrower scope (the swarm tier's) must be done before the e2e tier's starts."""
+    narrower scope (the swarm tier's) must be done before the e2e tier's starts.
+    HTTP/1.1 only (``--disable-http2``): this Chromium runs on the Docker host, whose network
+    interfaces change at every container start and stop, and Chromium closes its HTTP/2 sessions
+    on such a change (a "Stop My Server" click failed with ERR_NETWORK_CHANGED). People's browsers
+    are on other machines; the edge serves them HTTP/2."""
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as pw:
@@ -235,6 +239,7 @@ def launch_browser():
                 "--no-sandbox",
                 "--disable-gpu",
                 "--disable-quic",
+                "--disable-http2",
                 "--no-first-run",
                 "--disable-background-networking",
                 "--disable-component-update",
@@ -250,13 +255,18 @@ def browser():
     yield from launch_browser()
 
 
+def browser_context(browser):
+    """A fresh Chromium context (its own cookies), 1280×860; certificate errors ignored (``open_page``)."""
+    return browser.new_context(viewport={"width": 1280, "height": 860}, ignore_https_errors=True)
+
+
 def open_page(browser, request, logs=None):
     """A Chromium page (1280×860, 30 s timeouts) for one test; on failure a screenshot to build/e2e/
     and, with ``logs``, the hub's log. A generator: ``yield from`` it in a fixture.
     The hub's certificate comes from its own local CA, which this browser was not given (Chromium on
     Linux trusts only its NSS store): certificate errors are ignored here, and ``test_https`` checks
     the chain against the CA with Python's TLS, strictly."""
-    context = browser.new_context(viewport={"width": 1280, "height": 860}, ignore_https_errors=True)
+    context = browser_context(browser)
     pg = context.new_page()
     pg.set_default_timeout(30_000)
     yield pg

@@ -7,7 +7,7 @@ import io
 import re
 from collections import defaultdict
 
-from tests.e2e.conftest import ARTIFACTS
+from tests.e2e.conftest import ARTIFACTS, browser_context
 from tests.e2e.test_browser import log_in
 
 STUDENT, STUDENT_PASSWORD = "student", "a-long-student-password-7"
@@ -42,7 +42,7 @@ def stop_own_server(page, platform):
 
 
 def test_admin_sets_a_group_quota_member_is_refused_usage_csv_matches(browser, page, platform):
-    student = browser.new_context(viewport={"width": 1280, "height": 860})
+    student = browser_context(browser)
     student_page = student.new_page()
     student_page.set_default_timeout(30_000)
     sign_up(student_page, platform)

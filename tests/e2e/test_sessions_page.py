@@ -8,14 +8,14 @@ from datetime import datetime, timedelta, timezone
 
 import docker
 
-from tests.e2e.conftest import ARTIFACTS, PREFIX
+from tests.e2e.conftest import ARTIFACTS, PREFIX, browser_context
 from tests.e2e.test_browser import log_in
 
 PASSWORD = "a-long-class-password-7"
 
 
 def sign_up_and_approve(browser, admin_page, platform, name):
-    context = browser.new_context(viewport={"width": 1280, "height": 860})
+    context = browser_context(browser)
     page = context.new_page()
     page.set_default_timeout(30_000)
     page.goto(f"{platform.url}/hub/signup")

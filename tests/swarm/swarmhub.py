@@ -197,6 +197,25 @@ class SwarmHub:
             time.sleep(0.5)
         pytest.fail(f"{user}'s server did not stop\n{self.logs()}")
 
+    last_answer = ""
+
+    def server_status(self, user: str, timeout: float = 30) -> int:
+        """GET the user's server's ``/api/status`` through the edge and the proxy with the admin's
+        token: its status code; on a timeout, a failure with the server's and the hub's logs."""
+        try:
+            r = requests.get(f"{self.url}/user/{user}/api/status", headers={"Authorization": f"token {self.token}"}, timeout=timeout)
+            if r.status_code != 200:  # kept for the failing assertion's message
+                node, info = self.container_of(user)
+                server_log = self.cluster.node(node).docker("logs", "--tail", "30", info["Id"])
+                self.last_answer = f"{r.status_code} {r.text[:500]}\n--- {user}'s server on {node}\n{server_log.stdout}{server_log.stderr}"
+            return r.status_code
+        except requests.RequestException as e:
+            node, info = self.container_of(user)
+            server_log = self.cluster.node(node).docker("logs", "--tail", "40", info["Id"])
+            edge = subprocess.run([*self.compose, "logs", "--no-color", "--tail=20", "edge"], cwd=REPO, env=self.env, capture_output=True, text=True)
+            pytest.fail(f"{user}'s server did not answer: {e}\n--- its log on {node}\n{server_log.stdout}{server_log.stderr}"
+                        f"\n--- edge\n{edge.stdout}\n--- hub\n{self.logs(80)}")
+
     def container_of(self, user: str) -> tuple[str, dict]:
         """(node name, ``docker inspect`` on that node's own engine) of the user's server container."""
         slug_prefix = f"{PREFIX}-"

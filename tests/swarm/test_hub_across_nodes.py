@@ -188,11 +188,11 @@ def test_the_managers_engine_restarted_finds_the_same_assignments_on_both_worker
     for user in ("mike", "nina"):
         answered = 0
         while time.monotonic() - back < 180:
-            answered = requests.get(f"{swarm_hub.url}/user/{user}/api/status", headers={"Authorization": f"token {swarm_hub.token}"}, timeout=30).status_code
+            answered = swarm_hub.server_status(user)
             if answered == 200:
                 break
             time.sleep(2)
-        assert answered == 200, f"{user}: {answered}\n{swarm_hub.logs(300)}"
+        assert answered == 200, f"{user}: {answered}\n{swarm_hub.last_answer}\n{swarm_hub.logs(300)}"
     swarm_hub.cluster.notes.append(f"manager engine restart: both servers answered through the proxy {time.monotonic() - back:.0f} s after the nodes reported again")
     for user in ("mike", "nina"):
         swarm_hub.stop(user)

@@ -50,13 +50,17 @@ def make_engine(db_url: str) -> Engine:
     return create_engine(db_url, pool_pre_ping=True)
 
 
-def upgrade(engine: Engine) -> None:
-    """Create or upgrade gpuhub's tables to the newest migration."""
+MIGRATIONS = os.path.join(os.path.dirname(__file__), "migrations")
+
+
+def upgrade(engine: Engine, revision: str = "head") -> None:
+    """Create or upgrade gpuhub's tables to the newest migration (or to ``revision``: the upgrade
+    tests start databases at every earlier one)."""
     cfg = AlembicConfig()
-    cfg.set_main_option("script_location", os.path.join(os.path.dirname(__file__), "migrations"))
+    cfg.set_main_option("script_location", MIGRATIONS)
     with engine.begin() as conn:
         cfg.attributes["connection"] = conn
-        command.upgrade(cfg, "head")
+        command.upgrade(cfg, revision)
 
 
 class Database:

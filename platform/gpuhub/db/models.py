@@ -17,14 +17,17 @@ class Base(DeclarativeBase):
 
 class AllocationRow(Base):
     __tablename__ = "gpuhub_allocations"
-    __table_args__ = (Index("ix_gpuhub_allocations_user_live", "username", "released"),)  # a user's live ones
+    __table_args__ = (
+        Index("ix_gpuhub_allocations_live", "released"),  # the live ones (named as migration 0001 made it)
+        Index("ix_gpuhub_allocations_user_live", "username", "released"),  # a user's live ones
+    )
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     username: Mapped[str] = mapped_column(Unicode(255))
     server_name: Mapped[str] = mapped_column(Unicode(255), default="")
     profile: Mapped[str] = mapped_column(Unicode(63))
     mode: Mapped[str] = mapped_column(Unicode(16))
     created: Mapped[datetime] = mapped_column(DateTime)
-    released: Mapped[datetime | None] = mapped_column(DateTime, nullable=True, index=True)
+    released: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
     release_reason: Mapped[str] = mapped_column(Unicode(255), default="")
     session: Mapped[str] = mapped_column(Unicode(63), default="")  # the classroom session it was made for
     devices: Mapped[list[DeviceRow]] = relationship(back_populates="allocation", cascade="all, delete-orphan")

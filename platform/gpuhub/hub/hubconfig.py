@@ -79,6 +79,9 @@ def apply_site_settings(c, path: str) -> Settings:
     if hub.hub_connect_url:
         c.JupyterHub.hub_connect_url = hub.hub_connect_url
     c.JupyterHub.db_url = hub.db_url
+    # An upgrade's new JupyterHub migrates its own tables at start (SQLite: after copying the file to
+    # jupyterhub.sqlite.<date>.bak beside it), as gpuhub migrates its own; docs/admin.md "Upgrading".
+    c.JupyterHub.upgrade_db = True
     # The edge (Caddy) in front sets X-Forwarded-Proto/-For; CHP appending its own would make the hub
     # and users' servers read "http" (tornado takes the last entry): no Secure cookies behind HTTPS.
     c.ConfigurableHTTPProxy.command = ["configurable-http-proxy", "--no-x-forward"]

@@ -20,10 +20,12 @@ from jupyter_server.auth.decorator import authorized
 from jupyter_server.base.handlers import APIHandler
 from jupyter_server.extension.application import ExtensionApp
 from tornado import web
+from tornado.ioloop import IOLoop
 from traitlets import Integer
 
 from .cgroups import read_limits
 from .gpus import GpuReader
+from .hubclient import configure_hub_client
 from .notices import HubNotices
 
 AUTH_RESOURCE = "gpuhub"
@@ -39,6 +41,7 @@ class GpuHubExtension(ExtensionApp):
     ).tag(config=True)
 
     def initialize_settings(self):
+        IOLoop.current().add_callback(configure_hub_client)  # before the first request to the hub
         self.reader = GpuReader()  # NVML through nvidia-ml-py, initialised on the first read
         self.notices = HubNotices()
         self.last_report = None

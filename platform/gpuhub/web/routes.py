@@ -1,4 +1,4 @@
-"""The routes of gpuhub's pages and API, for ``JupyterHub.extra_handlers`` (under ``/hub/``)."""
+"""The routes of gpuhub's pages and API (under ``/hub/``), served in the hub process by the authenticator (``gpuhub.hub.auth.GPUHubPages``)."""
 
 from __future__ import annotations
 
