@@ -207,7 +207,13 @@ class SwarmHub:
             if r.status_code != 200:  # kept for the failing assertion's message
                 node, info = self.container_of(user)
                 server_log = self.cluster.node(node).docker("logs", "--tail", "30", info["Id"])
-                self.last_answer = f"{r.status_code} {r.text[:500]}\n--- {user}'s server on {node}\n{server_log.stdout}{server_log.stderr}"
+                resolved = self.cluster.node(node).docker(
+                    "exec", info["Id"], "python3", "-c", "import socket; print(socket.gethostbyname('hub'))").stdout.strip()
+                hub_ids = self.cluster.manager.docker("ps", "-q", "--filter", f"label=com.docker.compose.project={PREFIX}",
+                                                      "--filter", "label=com.docker.compose.service=hub").stdout.split()
+                hub_networks = self.cluster.manager.docker("inspect", "-f", "{{json .NetworkSettings.Networks}}", *hub_ids).stdout[:1500]
+                self.last_answer = (f"{r.status_code} {r.text[:500]}\n--- {user}'s server on {node} resolves hub to {resolved!r}; the hub's"
+                                    f" networks: {hub_networks}\n{server_log.stdout}{server_log.stderr}")
             return r.status_code
         except requests.RequestException as e:
             node, info = self.container_of(user)
