@@ -17,12 +17,31 @@ from pathlib import Path
 
 import ldap3
 
-from tests.hubprocess import free_port
+from tests.hubprocess import USER_IMAGE, free_port
 
 SUFFIX = "dc=example,dc=org"
 ROOT_DN, ROOT_PASSWORD = f"cn=admin,{SUFFIX}", "directory-admin-password"
 PEOPLE, GROUPS = f"ou=people,{SUFFIX}", f"ou=groups,{SUFFIX}"
 SLAPD = shutil.which("slapd") or "/usr/sbin/slapd"
+
+# The site both directory logins (LDAP, OIDC) are tested on: a GPU profile and a quota for ml-lab only
+ML_LAB_PROFILE = f'''
+[[profiles]]
+name = "lab-gpu"
+image = "{USER_IMAGE}"
+gpus = 1
+gpu_mode = "exclusive"
+groups = ["ml-lab"]
+'''
+ML_LAB_QUOTAS = '''
+[[quotas]]
+max_gpus = 0
+
+[[quotas]]
+group = "ml-lab"
+max_gpus = 2
+gpu_hours_per_week = 40
+'''
 
 CONFIG = """include /etc/ldap/schema/core.schema
 include /etc/ldap/schema/cosine.schema

@@ -12,6 +12,7 @@ import sys
 import pytest
 import requests
 
+from tests.directory_server import ML_LAB_PROFILE, ML_LAB_QUOTAS
 from tests.hubprocess import HubProcess, answers_within, free_port, fresh_engine_or_fail
 
 PREFIX = "gpuhuboidc"
@@ -46,14 +47,7 @@ def oidc_hub(provider, tmp_path_factory):
     h = HubProcess(tmp_path_factory.mktemp("oidc-hub"), prefix=PREFIX)
     h.hub_settings = 'authenticator = "oidc"'
     h.extra_env["GPUHUB_OIDC_CLIENT_SECRET"] = CLIENT_SECRET
-    h.profiles += '''
-[[profiles]]
-name = "lab-gpu"
-image = "gpuhub/pytorch-cuda:cpu"
-gpus = 1
-gpu_mode = "exclusive"
-groups = ["ml-lab"]
-'''
+    h.profiles += ML_LAB_PROFILE
     h.more_settings = f'''
 [oidc]
 authorize_url = "{found["authorization_endpoint"]}"
@@ -62,14 +56,7 @@ userinfo_url = "{found["userinfo_endpoint"]}"
 client_id = "gpuhub"
 provider_name = "Example SSO"
 allow_http = true   # the provider on loopback
-
-[[quotas]]
-max_gpus = 0
-
-[[quotas]]
-group = "ml-lab"
-max_gpus = 2
-'''
+''' + ML_LAB_QUOTAS
     h.start()
     yield h
     h.stop()

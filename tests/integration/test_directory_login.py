@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from tests.directory_server import DirectoryServer, missing
+from tests.directory_server import ML_LAB_PROFILE, ML_LAB_QUOTAS, DirectoryServer, missing
 from tests.hubprocess import HubProcess, fresh_engine_or_fail, login
 
 PREFIX = "gpuhubldap"
@@ -35,23 +35,8 @@ def ldap_hub(directory, tmp_path_factory):
     fresh_engine_or_fail("integration", PREFIX)
     h = HubProcess(tmp_path_factory.mktemp("ldap-hub"), prefix=PREFIX)
     h.hub_settings = 'authenticator = "ldap"'
-    h.profiles += '''
-[[profiles]]
-name = "lab-gpu"
-image = "gpuhub/pytorch-cuda:cpu"
-gpus = 1
-gpu_mode = "exclusive"
-groups = ["ml-lab"]
-'''
-    h.more_settings = directory.settings(timeout="2") + '''
-[[quotas]]
-max_gpus = 0
-
-[[quotas]]
-group = "ml-lab"
-max_gpus = 2
-gpu_hours_per_week = 40
-'''
+    h.profiles += ML_LAB_PROFILE
+    h.more_settings = directory.settings(timeout="2") + ML_LAB_QUOTAS
     h.extra_config += """
 c.JupyterHub.load_roles.append({"name": "quota-reader", "scopes": ["custom:gpuhub:read"], "services": ["gpuhub-harness"]})
 """

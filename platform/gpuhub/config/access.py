@@ -13,7 +13,7 @@ import re
 
 from traitlets import Enum, Integer, List, Unicode, validate
 
-from .sections import Section, SettingsError
+from .sections import Section, SettingsError, optional_absolute_path
 
 # a DNS name (letters, digits, hyphens; dots between labels; no trailing dot)
 _DNS_NAME = re.compile(r"^(?=.{1,253}$)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$")
@@ -132,10 +132,7 @@ class Https(Section):
 
     @validate("certificate", "key")
     def _validate_paths(self, proposal):
-        value = proposal["value"]
-        if value and not value.startswith("/"):
-            raise ValueError("not an absolute path")
-        return value
+        return optional_absolute_path(proposal["value"])
 
     def check(self, root, where: str) -> None:
         if self.mode == "acme" and not self.domain:

@@ -8,7 +8,7 @@ import re
 
 from traitlets import Bool, Enum, Integer, List, Unicode, validate
 
-from .sections import Section, SettingsError
+from .sections import Section, SettingsError, optional_absolute_path
 
 _ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _GROUP_NAME = re.compile(r"^[^\s/][^/]{0,254}$")  # a JupyterHub group name: no slash (it is in URLs), not blank
@@ -155,10 +155,7 @@ class Ldap(Section):
 
     @validate("ca_certificate")
     def _validate_ca(self, proposal):
-        value = proposal["value"]
-        if value and not value.startswith("/"):
-            raise ValueError("not an absolute path")
-        return value
+        return optional_absolute_path(proposal["value"])
 
     def check(self, root, where: str) -> None:
         if root.hub.authenticator != "ldap":

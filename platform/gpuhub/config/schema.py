@@ -20,7 +20,7 @@ from traitlets import Bool, Enum, Float, Instance, Integer, List, TraitError, Tr
 
 from .access import Https
 from .directory import Ldap, Oidc
-from .sections import MiB, Section, SettingsError, Size, parse_toml
+from .sections import MiB, Section, SettingsError, Size, optional_absolute_path, parse_toml
 
 __all__ = ["Settings", "SettingsError", "load_settings", "parse_settings"]
 
@@ -146,10 +146,7 @@ class Hub(Section):
 
     @validate("state_dir")
     def _validate_state_dir(self, proposal):
-        value = proposal["value"]
-        if value and not value.startswith("/"):
-            raise TraitError("not an absolute path")
-        return value
+        return optional_absolute_path(proposal["value"])
 
     @validate("authenticator")
     def _validate_authenticator(self, proposal):

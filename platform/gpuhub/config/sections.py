@@ -21,6 +21,14 @@ from traitlets import Float, HasTraits, Integer, TraitError
 MiB = 1024**2
 
 
+def optional_absolute_path(value: str) -> str:
+    """``value`` if it is empty or an absolute path, else ``TraitError``: the check of a path setting
+    that may be left out (``[hub] state_dir``, ``[https] certificate``, ``[ldap] ca_certificate``)."""
+    if value and not value.startswith("/"):
+        raise TraitError("not an absolute path")
+    return value
+
+
 class SettingsError(ValueError):
     """A file that cannot be used; the message names the key, the value and what is accepted.
     ``key`` is that key's path (``"quotas[0].max_gpus"``) where one key is to blame, else ``""``."""

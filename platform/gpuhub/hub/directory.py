@@ -99,7 +99,7 @@ class GPUHubLDAPAuthenticator(DirectoryGroups, LDAPAuthenticator):
             return await asyncio.wait_for(loop.run_in_executor(_DIRECTORY_CALLS, self._authenticate_blocking, data), self.directory_timeout)
         except (asyncio.TimeoutError, LDAPException) as e:
             self.log.warning("gpuhub %s: login refused, the directory %s:%s did not answer: %s",
-                             data.get("username", "?"), self.server_address, self.server_port, e or "timed out")
+                             data.get("username", "?"), self.server_address, self.server_port, str(e) or "timed out")
             raise web.HTTPError(503, "The directory cannot be reached right now, so logins fail: try again in a few"
                                      " minutes. People already logged in are not affected.") from None
 
