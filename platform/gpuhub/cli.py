@@ -15,8 +15,11 @@
     gpuhub session roster NAME roster.csv
     gpuhub nodes                        (a Swarm's nodes: state, GPUs, held)
     gpuhub home list | move USER NODE   (a Swarm with homes on the nodes)
+    gpuhub backup [--to DIR] [--site DIR]        (in the hub's container: scripts/backup)
+    gpuhub restore ARCHIVE [--replace | --check] (in a one-off hub container: scripts/restore)
 
-It talks to ``$GPUHUB_URL`` (default ``http://127.0.0.1:8000``) with the token in ``$GPUHUB_TOKEN``
+``backup`` and ``restore`` work on the hub's own files and engine, not over the API (no token;
+docs/admin.md, "Backup and restore"). The others talk to ``$GPUHUB_URL`` (default ``http://127.0.0.1:8000``) with the token in ``$GPUHUB_TOKEN``
 or ``$JUPYTERHUB_API_TOKEN``: a token of a user or service with the ``gpuhub-admin`` role
 (``gpuhub-viewer``: reading only; ``session`` needs ``gpuhub-instructor``), made on the hub's
 ``/hub/token`` page, or on the hub's host with ``docker-compose exec -T hub jupyterhub token NAME``
@@ -302,7 +305,29 @@ def parser() -> argparse.ArgumentParser:
     home.add_argument("user", nargs="?")
     home.add_argument("node", nargs="?", help="move: the node's hostname")
     home.set_defaults(run=cmd_home)
+    backup = sub.add_parser("backup", help="the hub's database, state, settings and every home into one archive (run in the hub's container)")
+    backup.add_argument("--to", default="/srv/gpuhub/backups", help="the folder for the archive (default: %(default)s, ./backups on the host)")
+    backup.add_argument("--site", help="the folder with the site's settings.toml and jupyterhub_config.d/ (default: the hub's own)")
+    backup.set_defaults(local=cmd_backup)
+    restore = sub.add_parser("restore", help="an archive of `gpuhub backup` onto a hub that is not running (a one-off hub container)")
+    restore.add_argument("archive")
+    what = restore.add_mutually_exclusive_group()
+    what.add_argument("--replace", action="store_true", help="overwrite an existing database and homes")
+    what.add_argument("--check", action="store_true", help="only check the archive (every member's checksum); change nothing")
+    restore.set_defaults(local=cmd_restore)
     return p
+
+
+def cmd_backup(args) -> str:
+    from .backup.command import run_backup
+
+    return run_backup(args.to, args.site)
+
+
+def cmd_restore(args) -> str:
+    from .backup.command import run_restore
+
+    return run_restore(args.archive, args.replace, args.check)
 
 
 def limit_options(extra: list[str]) -> dict[str, str]:
@@ -331,6 +356,15 @@ def main(argv=None) -> int:
         args.limits = limit_options(extra)
     except ValueError as e:
         p.error(str(e))
+    if hasattr(args, "local"):
+        from .backup.archive import BackupError
+
+        try:
+            print(args.local(args))
+        except BackupError as e:
+            print(f"gpuhub {args.command}: {e}", file=sys.stderr)
+            return 1
+        return 0
     token = os.environ.get("GPUHUB_TOKEN") or os.environ.get("JUPYTERHUB_API_TOKEN")
     if not token:
         print(f"gpuhub: GPUHUB_TOKEN is not set. {TOKEN_HELP}", file=sys.stderr)

@@ -13,100 +13,22 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
-import secrets
 import shutil
 import ssl
 import subprocess
 import time
 from pathlib import Path
 
-import docker
 import pytest
 import requests
 
 from gpuhub import contract as c
 from gpuhub.config.check import DEMO_IMAGE, main as settings_main
-from tests.e2e.conftest import compose_command
-from tests.hubprocess import REPO, free_port, login, remove_prefixed, require_engine_and_image
+from tests.e2e.operator import PREFIX, Operator, admin_token, said, start_server
+from tests.hubprocess import REPO, require_engine_and_image
 
-PREFIX = "gpuhubop"
 IMAGES = ("gpuhub/hub:latest", DEMO_IMAGE)
-SPAWN_TIMEOUT = 180
-
-
-def operator_settings() -> str:
-    """The repository's settings.toml with this test's names (network, containers, volumes)."""
-    text = (REPO / "settings.toml").read_text()
-    for pattern, replacement in [
-        (r'(?m)^network = "gpuhub"', f'network = "{PREFIX}-net"'),
-        (r'(?m)^home_volume = "gpuhub-home-\{slug\}"', f'home_volume = "{PREFIX}-home-{{slug}}"'),
-        (r'(?m)^container_name = "gpuhub-\{slug\}"', f'container_name = "{PREFIX}-{{slug}}"'),
-    ]:
-        text, n = re.subn(pattern, replacement, text)
-        assert n == 1, f"settings.toml no longer has {pattern!r}: update this test"
-    return text + f'\n[sessions]\ncourse_volume = "{PREFIX}-course-{{session}}"\n'
-
-
-class Operator:
-    """Runs scripts/up and scripts/down as an operator would, with this test's environment."""
-
-    def __init__(self, workdir: Path):
-        self.workdir = workdir
-        (workdir / "settings.toml").write_text(operator_settings())
-        self.port, self.https_port = free_port(), free_port()
-        # HTTPS from the local CA (settings.toml's default [https]); scripts/up copies its certificate out
-        self.url = f"https://localhost:{self.https_port}"
-        self.ca = str(workdir / "state" / "local-ca.crt")
-        self.password = secrets.token_urlsafe(12)
-        self.env = {
-            **os.environ,
-            "COMPOSE_PROJECT_NAME": PREFIX,
-            "GPUHUB_NETWORK": f"{PREFIX}-net",
-            "GPUHUB_PORT": str(self.port),
-            "GPUHUB_HTTPS_PORT": str(self.https_port),
-            "GPUHUB_BIND": "127.0.0.1",
-            "GPUHUB_ADMIN_PASSWORD": self.password,
-            "GPUHUB_STATE_DIR": str(workdir / "state"),
-            "GPUHUB_SETTINGS_FILE": str(workdir / "settings.toml"),
-        }
-        self.compose = compose_command()
-        self.docker = docker.from_env()
-        self.up_output = ""
-        self.tree_changes = ("", "")
-
-    def script(self, *args: str, timeout: float = 600) -> subprocess.CompletedProcess:
-        return subprocess.run(
-            ["bash", *args], cwd=REPO, env=self.env, capture_output=True, text=True, timeout=timeout
-        )
-
-    def hub_container(self):
-        found = self.docker.containers.list(
-            all=True, filters={"label": [f"com.docker.compose.project={PREFIX}", "com.docker.compose.service=hub"]}
-        )
-        return found[0] if found else None
-
-    def user_container(self, user: str = "admin"):
-        found = self.docker.containers.list(all=True, filters={"name": f"^{PREFIX}-{user}-"})
-        return found[0] if found else None
-
-    def volumes(self) -> set[str]:
-        return {v.name for v in self.docker.volumes.list() if v.name.startswith(PREFIX)}
-
-    def logs(self) -> str:
-        out = subprocess.run(
-            [*self.compose, "logs", "--no-color", "--tail=60", "hub"], cwd=REPO, env=self.env, capture_output=True, text=True
-        )
-        return out.stdout + out.stderr
-
-    def clean(self) -> None:
-        remove_prefixed(PREFIX)  # the users' containers (they hold the network) and homes
-        subprocess.run([*self.compose, "--profile", "postgres", "down", "-v", "--remove-orphans"],
-                       cwd=REPO, env=self.env, capture_output=True)
-        subprocess.run(["docker", "network", "rm", f"{PREFIX}-net"], capture_output=True)
-        for name in self.volumes():
-            subprocess.run(["docker", "volume", "rm", "-f", name], capture_output=True)
 
 
 def dangling_images() -> set[str]:
@@ -116,10 +38,6 @@ def dangling_images() -> set[str]:
 
 def tree_status() -> str:
     return subprocess.run(["git", "status", "--porcelain"], cwd=REPO, capture_output=True, text=True, check=True).stdout
-
-
-def said(result: subprocess.CompletedProcess) -> str:
-    return f"exit {result.returncode}\n--- stdout\n{result.stdout[-4000:]}\n--- stderr\n{result.stderr[-6000:]}"
 
 
 @pytest.fixture(scope="module")
@@ -144,29 +62,6 @@ def demo(operator):
     operator.up_output = result.stdout + result.stderr
     operator.tree_changes = (tree, tree_status())  # `git status` before and after (empty, from a clean clone)
     return operator
-
-
-def admin_token(op: Operator) -> str:
-    session, r = login(op, "admin", op.password)
-    assert r.status_code == 302, f"the admin could not log in: {r.status_code} {r.text[:300]}"
-    r = session.post(f"{op.url}/hub/api/users/admin/tokens", json={"note": "operate test", "expires_in": 3600},
-                     headers={"X-XSRFToken": session.cookies.get("_xsrf", "")}, timeout=30)
-    assert r.status_code == 201, r.text
-    return r.json()["token"]
-
-
-def start_server(op: Operator, token: str, profile: str) -> dict:
-    auth = {"Authorization": f"token {token}"}
-    r = requests.post(f"{op.url}/hub/api/users/admin/server", json={"profile": profile}, headers=auth, timeout=60, verify=op.ca)
-    assert r.status_code in (201, 202), f"{r.status_code} {r.text}\n{op.logs()}"
-    deadline = time.monotonic() + SPAWN_TIMEOUT
-    while time.monotonic() < deadline:
-        server = requests.get(f"{op.url}/hub/api/users/admin", headers=auth, timeout=30, verify=op.ca).json()["servers"].get("")
-        assert server, f"the server is gone (the spawn failed):\n{op.logs()}"
-        if server.get("ready"):
-            return server
-        time.sleep(1)
-    pytest.fail(f"the server was not ready after {SPAWN_TIMEOUT} s:\n{op.logs()}")
 
 
 # --- the simulated-GPU demo ------------------------------------------------------------------------

@@ -69,12 +69,12 @@ def test_a_waiter_keeps_its_place_across_a_hub_restart(page, platform):
     page.get_by_role("button", name=re.compile("^Start$", re.I)).click()
     message = page.locator("#progress-message")
     page.wait_for_function(
-        "() => document.querySelector('#progress-message').innerText.includes('1st of 1 in line')", timeout=60_000
+        "() => (document.querySelector('#progress-message')?.innerText ?? '').includes('1st of 1 in line')", timeout=60_000
     )
 
     subprocess.run([*platform.compose, "restart", "hub"], cwd=REPO, env=platform.env, check=True, capture_output=True)
     page.wait_for_function(
-        "() => document.querySelector('#progress-message').innerText.includes('kept across a hub restart')",
+        "() => (document.querySelector('#progress-message')?.innerText ?? '').includes('kept across a hub restart')",
         timeout=150_000,
     )
     assert message.inner_text() == (

@@ -222,6 +222,17 @@ class SwarmHub:
             pytest.fail(f"{user}'s server did not answer: {e}\n--- its log on {node}\n{server_log.stdout}{server_log.stderr}"
                         f"\n--- edge\n{edge.stdout}\n--- hub\n{self.logs(80)}")
 
+    def wait_server_answers(self, user: str, since: float, timeout: float = 180) -> float:
+        """Seconds from ``since`` (a ``time.monotonic()``) until the user's server answers through the proxy
+        (its answer needs the hub's API: the server reaches the hub); a failure after ``timeout``."""
+        answered = 0
+        while time.monotonic() - since < timeout:
+            answered = self.server_status(user)
+            if answered == 200:
+                return time.monotonic() - since
+            time.sleep(2)
+        pytest.fail(f"{user}'s server did not answer within {timeout} s: {answered}\n{self.last_answer}\n{self.logs(300)}")
+
     def container_of(self, user: str) -> tuple[str, dict]:
         """(node name, ``docker inspect`` on that node's own engine) of the user's server container."""
         slug_prefix = f"{PREFIX}-"

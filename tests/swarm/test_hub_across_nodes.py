@@ -185,15 +185,8 @@ def test_the_managers_engine_restarted_finds_the_same_assignments_on_both_worker
     # the proxy reaches the servers by their service names on the overlay: the manager's engine
     # learns the workers' tasks again from the Swarm's gossip after its restart (recorded below)
     back = time.monotonic()
-    for user in ("mike", "nina"):
-        answered = 0
-        while time.monotonic() - back < 180:
-            answered = swarm_hub.server_status(user)
-            if answered == 200:
-                break
-            time.sleep(2)
-        assert answered == 200, f"{user}: {answered}\n{swarm_hub.last_answer}\n{swarm_hub.logs(300)}"
-    swarm_hub.cluster.notes.append(f"manager engine restart: both servers answered through the proxy {time.monotonic() - back:.0f} s after the nodes reported again")
+    waited = max(swarm_hub.wait_server_answers(user, since=back) for user in ("mike", "nina"))
+    swarm_hub.cluster.notes.append(f"manager engine restart: both servers answered through the proxy {waited:.0f} s after the nodes reported again")
     for user in ("mike", "nina"):
         swarm_hub.stop(user)
     assert live_allocations(swarm_hub) == []

@@ -28,7 +28,8 @@ ALLOWED = {
     "singleuser": {"contract"},  # runs in the user's container
     "reporter": {"inventory", "config", "contract"},
     "homecopy": set(),  # the two halves of a Swarm home move: the standard library only  # a Swarm node's reporter: runs in a single-user image, talks to the hub over HTTP
-    "cli": set(),  # the REST API from a terminal: the standard library only
+    "cli": {"backup"},  # the REST API from a terminal (the standard library only); backup and restore run locally
+    "backup": {"engine", "policy", "config", "contract"},  # the hub's files and the engine's volumes
     "docgen": {"config", "hub", "inventory"},  # writes the reference from the schema and the classes' traits
 }
 EXCEPTIONS = {
