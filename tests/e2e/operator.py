@@ -123,3 +123,25 @@ def start_server(op: Operator, token: str, profile: str) -> dict:
             return server
         time.sleep(1)
     pytest.fail(f"the server was not ready after {SPAWN_TIMEOUT} s:\n{op.logs()}")
+
+
+class Api:
+    """The hub's REST API with ``token`` (the admin's), at the operator's URL of the moment; a call
+    asserts its status is in ``ok`` and shows the hub's log when not."""
+
+    def __init__(self, op: Operator, token: str):
+        self.op, self.token = op, token
+
+    def __call__(self, method: str, path: str, ok=(200, 201, 204), **kw) -> requests.Response:
+        headers = {"Authorization": f"token {self.token}", **kw.pop("headers", {})}
+        r = requests.request(method, f"{self.op.url}{path}", headers=headers, timeout=60, verify=self.op.ca, **kw)
+        assert r.status_code in ok, f"{method} {path}: {r.status_code} {r.text[:400]}\n{self.op.logs()}"
+        return r
+
+    def stop_server(self, user: str = "admin", timeout: float = 120) -> None:
+        """Stop ``user``'s server and wait until the hub has no server of theirs."""
+        self("DELETE", f"/hub/api/users/{user}/server", ok=(202, 204))
+        deadline = time.monotonic() + timeout
+        while self("GET", f"/hub/api/users/{user}").json()["servers"]:
+            assert time.monotonic() < deadline, f"{user}'s server did not stop within {timeout} s"
+            time.sleep(1)

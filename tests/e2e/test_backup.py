@@ -15,14 +15,12 @@ from __future__ import annotations
 import shutil
 import subprocess
 import tarfile
-import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
-import requests
 
-from tests.e2e.operator import Operator, admin_token, said, start_server
+from tests.e2e.operator import Api, Operator, admin_token, said, start_server
 from tests.hubprocess import REPO, require_engine_and_image
 
 PREFIX = "gpuhubbk"
@@ -44,37 +42,17 @@ def operator(tmp_path_factory):
         op.clean()
 
 
-class Api:
-    def __init__(self, op: Operator, token: str):
-        self.op, self.headers = op, {"Authorization": f"token {token}"}
-
-    def __call__(self, method: str, path: str, ok=(200, 201, 204), **kw) -> requests.Response:
-        headers = {**self.headers, **kw.pop("headers", {})}
-        r = requests.request(method, f"{self.op.url}{path}", headers=headers, timeout=60, verify=self.op.ca, **kw)
-        assert r.status_code in ok, f"{method} {path}: {r.status_code} {r.text[:400]}\n{self.op.logs()}"
-        return r
-
-    def state(self) -> dict:
-        """What a restore must bring back, as the hub's APIs show it."""
-        users = {u["name"]: (u["admin"], sorted(u["groups"])) for u in self("GET", "/hub/api/users").json()}
-        groups = {g["name"]: sorted(g["users"]) for g in self("GET", "/hub/api/groups").json()}
-        quotas = self("GET", "/hub/api/gpuhub/v1/quotas").json()
-        sessions = self("GET", "/hub/api/gpuhub/v1/sessions/ml101").json()
-        since = (datetime.now(timezone.utc) - timedelta(days=1)).strftime("%Y-%m-%d")
-        until = (datetime.now(timezone.utc) + timedelta(days=2)).strftime("%Y-%m-%d")
-        usage = self("GET", f"/hub/api/gpuhub/v1/usage?since={since}&until={until}&format=csv&records=true").text
-        return {"users": users, "groups": groups, "quotas": quotas, "session": _without_live_parts(sessions), "usage": usage}
-
-
-def _without_live_parts(session: dict) -> dict:
-    return {k: v for k, v in session.items() if k not in ("open_now", "next_start", "roster")}
-
-
-def wait_stopped(api: Api, user: str) -> None:
-    deadline = time.monotonic() + 120
-    while api("GET", f"/hub/api/users/{user}").json()["servers"]:
-        assert time.monotonic() < deadline, f"{user}'s server did not stop"
-        time.sleep(1)
+def site_state(api: Api) -> dict:
+    """What a restore must bring back, as the hub's APIs show it."""
+    users = {u["name"]: (u["admin"], sorted(u["groups"])) for u in api("GET", "/hub/api/users").json()}
+    groups = {g["name"]: sorted(g["users"]) for g in api("GET", "/hub/api/groups").json()}
+    quotas = api("GET", "/hub/api/gpuhub/v1/quotas").json()
+    session = api("GET", "/hub/api/gpuhub/v1/sessions/ml101").json()
+    since = (datetime.now(timezone.utc) - timedelta(days=1)).strftime("%Y-%m-%d")
+    until = (datetime.now(timezone.utc) + timedelta(days=2)).strftime("%Y-%m-%d")
+    usage = api("GET", f"/hub/api/gpuhub/v1/usage?since={since}&until={until}&format=csv&records=true").text
+    live = ("open_now", "next_start", "roster")
+    return {"users": users, "groups": groups, "quotas": quotas, "session": {k: v for k, v in session.items() if k not in live}, "usage": usage}
 
 
 def test_a_backup_restores_a_site_on_a_fresh_machine(operator):
@@ -92,13 +70,12 @@ def test_a_backup_restores_a_site_on_a_fresh_machine(operator):
     api("PUT", "/hub/api/gpuhub/v1/sessions/ml101", json={
         "profile": "cpu-small", "title": "ML 101", "windows": [{"start": "2027-01-11T09:00Z", "end": "2027-01-11T11:00Z"}]})
     api("POST", "/hub/api/gpuhub/v1/sessions/ml101/roster", data=b"username,name\nana,Ana\n", headers={"Content-Type": "text/csv"})
-    start_server(op, api.headers["Authorization"].split()[1], "gpu-1")  # a SIMULATED GPU: GPU-hours recorded
-    api("DELETE", "/hub/api/users/admin/server", ok=(202, 204))
-    wait_stopped(api, "admin")
-    start_server(op, api.headers["Authorization"].split()[1], "cpu-small")  # runs through the backup
+    start_server(op, api.token, "gpu-1")  # a SIMULATED GPU: GPU-hours recorded
+    api.stop_server()
+    start_server(op, api.token, "cpu-small")  # runs through the backup
     note = "written before the backup\n" * 1000
     api("PUT", "/user/admin/api/contents/note.txt", json={"type": "file", "format": "text", "content": note}, ok=(200, 201))
-    before = api.state()
+    before = site_state(api)
     assert before["users"]["ana"] == (False, ["ml-lab", "ml101"]) and "admin" in before["usage"]
 
     # --- the backup, while admin's server runs
@@ -151,9 +128,9 @@ def test_a_backup_restores_a_site_on_a_fresh_machine(operator):
     assert up.returncode == 0, said(up) + op.logs()
     assert Path(op.ca).read_text() == ca_before  # the edge's local CA came back: browsers that trusted it still do
     api = Api(op, admin_token(op))
-    after = api.state()
+    after = site_state(api)
     assert after == before
-    start_server(op, api.headers["Authorization"].split()[1], "cpu-small")
+    start_server(op, api.token, "cpu-small")
     r = api("GET", "/user/admin/api/contents/note.txt?content=1&type=file&format=text")
     assert r.json()["content"] == note
     owner = subprocess.run(["docker", "exec", op.user_container("admin").id, "stat", "-c", "%u", "/home/jovyan/note.txt"],

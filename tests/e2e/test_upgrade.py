@@ -20,14 +20,12 @@ import csv
 import io
 import subprocess
 import tarfile
-import time
 from pathlib import Path
 
 import docker
 import pytest
-import requests
 
-from tests.e2e.operator import Operator, admin_token, operator_settings, said, start_server
+from tests.e2e.operator import Api, Operator, admin_token, operator_settings, said, start_server
 from tests.hubprocess import REPO, require_engine_and_image
 
 PREVIOUS = "37d923e50a2cc64d756b822e9cbc15cda471c609"  # the last commit before issue 18 (JupyterHub 5.5.4)
@@ -97,25 +95,15 @@ def test_the_previous_release_upgrades_in_place_keeping_servers_and_records(oper
     assert up.returncode == 0, said(up) + op.logs()
     engine = docker.from_env()
     assert "5.5." in engine.containers.get(op.hub_container().id).exec_run(["jupyterhub", "--version"]).output.decode()
-    token = admin_token(op)
-    auth = {"Authorization": f"token {token}"}
-
-    def api(method: str, path: str, ok=(200, 201, 204), **kw) -> requests.Response:
-        r = requests.request(method, f"{op.url}{path}", headers=auth, timeout=60, verify=op.ca, **kw)
-        assert r.status_code in ok, f"{method} {path}: {r.status_code} {r.text[:400]}\n{op.logs()}"
-        return r
+    api = Api(op, admin_token(op))
 
     api("POST", "/hub/api/users/ana", ok=(201,))
     api("POST", "/hub/api/groups/ml-lab", ok=(201,))
     api("POST", "/hub/api/groups/ml-lab/users", json={"users": ["ana"]})
     api("PUT", "/hub/api/gpuhub/v1/quotas/group/ml-lab", json={"max_gpus": 1, "gpu_hours_per_week": 12})
-    start_server(op, token, "gpu-1")
-    api("DELETE", "/hub/api/users/admin/server", ok=(202, 204))
-    deadline = time.monotonic() + 120
-    while api("GET", "/hub/api/users/admin").json()["servers"]:
-        assert time.monotonic() < deadline, "admin's server did not stop"
-        time.sleep(1)
-    start_server(op, token, "gpu-1")  # runs through the upgrade
+    start_server(op, api.token, "gpu-1")
+    api.stop_server()
+    start_server(op, api.token, "gpu-1")  # runs through the upgrade
     server = op.user_container("admin")
     started_at = server.attrs["State"]["StartedAt"]
 
@@ -146,16 +134,11 @@ def test_the_previous_release_upgrades_in_place_keeping_servers_and_records(oper
     assert "gpuhub reconcile: kept allocation" in hub_log, hub_log[-3000:]
     server.reload()
     assert server.status == "running" and server.attrs["State"]["StartedAt"] == started_at  # never restarted
-    token = admin_token(op)  # the same password, from the migrated database
-    auth["Authorization"] = f"token {token}"
+    api.token = admin_token(op)  # the same password, from the migrated database
     assert records() == before
     r = api("GET", "/user/admin/api/status")  # the old server (JupyterHub 5.5's singleuser) checks the token with the new hub
     assert r.status_code == 200
     # the GPU goes back when the old server stops, and a new start (this release's image) gets it
-    api("DELETE", "/hub/api/users/admin/server", ok=(202, 204))
-    deadline = time.monotonic() + 120
-    while api("GET", "/hub/api/users/admin").json()["servers"]:
-        assert time.monotonic() < deadline, "admin's server did not stop"
-        time.sleep(1)
-    start_server(op, token, "gpu-1")
+    api.stop_server()
+    start_server(op, api.token, "gpu-1")
     assert op.user_container("admin").image.id == docker.from_env().images.get("gpuhub/pytorch-cuda:cpu").id

@@ -8,7 +8,7 @@ import logging
 import os
 import sys
 
-from ..config.schema import load_settings
+from ..config.schema import SETTINGS_ENV, load_settings
 from ..config.sections import SettingsError
 from ..contract import utcnow
 from .activity import source_for
@@ -30,7 +30,7 @@ async def run_forever(agent: Agent, interval: float) -> None:
 def main() -> int:
     logging.basicConfig(level=logging.INFO, format="[%(levelname)1.1s %(asctime)s gpuhub-agent] %(message)s")
     try:
-        settings = load_settings(os.environ["GPUHUB_SETTINGS"])
+        settings = load_settings(os.environ[SETTINGS_ENV])
         api = HubApi(os.environ["JUPYTERHUB_API_URL"], os.environ["JUPYTERHUB_API_TOKEN"])
     except (KeyError, SettingsError) as e:
         print(f"gpuhub-agent: cannot start: {e}", file=sys.stderr)

@@ -3,28 +3,26 @@ container they run in, handed to ``service``."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
-from ..config.schema import Settings, load_settings
+from ..config.schema import load_settings, settings_path
 from ..engine.docker import docker_client
 from .archive import verify
 from .service import backup, restore
 
-SETTINGS_ENV, SETTINGS_IN_IMAGE = "GPUHUB_SETTINGS", "/srv/gpuhub/settings.toml"  # as the hub image sets it
-
-
-def _settings() -> Settings:
-    return load_settings(os.environ.get(SETTINGS_ENV) or SETTINGS_IN_IMAGE)
+CONFIG_DIR = "/srv/gpuhub"  # the hub image's jupyterhub_config.py and settings.toml (GPUHUB_SETTINGS overrides)
 
 
 def run_backup(to: str, site: str | None) -> str:
-    return str(backup(_settings(), Path(to), docker_client(), site_dir=Path(site) if site else None))
+    """``site``: the folder with the site's own settings.toml and drop-ins (scripts/backup stages them);
+    default: the folder of the settings file the hub runs."""
+    path = settings_path(CONFIG_DIR)
+    return str(backup(load_settings(path), Path(to), docker_client(), site_dir=Path(site) if site else Path(path).parent))
 
 
 def run_restore(archive: str, replace: bool, check: bool) -> str:
     if check:
         manifest = verify(archive)
         return f"{archive}: intact ({len(manifest.members)} parts, taken {manifest.created}, {manifest.users} users)"
-    restore(Path(archive), _settings(), docker_client(), replace=replace)
+    restore(Path(archive), load_settings(settings_path(CONFIG_DIR)), docker_client(), replace=replace)
     return "restored: start the hub (bash scripts/up)"

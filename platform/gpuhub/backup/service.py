@@ -35,6 +35,7 @@ from .volumes import VolumeFiles
 
 log = logging.getLogger("gpuhub.backup")
 STATE_SKIPPED = ("jupyterhub-proxy.pid",)  # per-process, remade at start
+SQLITE_COMPANIONS = ("-journal", "-wal", "-shm")  # files SQLite keeps beside a database
 EDGE_VOLUME = "edge-data"  # docker-compose.yml's volume of the edge (its local CA, ACME certificates)
 
 
@@ -92,8 +93,9 @@ def database_snapshot(source: Path, target: Path) -> tuple[list[str], list[str]]
     return users, sessions
 
 
-def backup(settings: Settings, to_dir: Path, client, site_dir: Path | None = None, clock: Callable[[], datetime] = utcnow,
+def backup(settings: Settings, to_dir: Path, client, site_dir: Path, clock: Callable[[], datetime] = utcnow,
            place: Place | None = None, say: Callable[[str], None] = print) -> Path:
+    """The archive of the hub ``settings`` describe, with the site files of ``site_dir``, into ``to_dir``."""
     place = place or Place.of(settings, client)
     files = VolumeFiles(client, place.image)
     to_dir.mkdir(parents=True, exist_ok=True)
@@ -116,7 +118,7 @@ def backup(settings: Settings, to_dir: Path, client, site_dir: Path | None = Non
             for path in sorted(place.state_dir.iterdir()) if place.state_dir.is_dir() else []:
                 if path.is_file() and not _is_database_file(path, place.database) and path.name not in STATE_SKIPPED:
                     _add_file(tar, manifest, a.DATA_PREFIX + path.name, path)
-            for name, path in site_files(site_dir or Path(os.environ.get("GPUHUB_SETTINGS", "/srv/gpuhub/settings.toml")).parent):
+            for name, path in site_files(site_dir):
                 _add_file(tar, manifest, a.SITE_PREFIX + name, path)
             for volume in manifest.volumes:
                 spool = Path(work) / "volume.tar"
@@ -153,7 +155,11 @@ def site_files(folder: Path) -> list[tuple[str, Path]]:
 
 
 def _is_database_file(path: Path, database: Path) -> bool:
-    return path.resolve() == database or path.name in {database.name + s for s in ("-journal", "-wal", "-shm")}
+    return path.resolve() in (database, *_companions(database))
+
+
+def _companions(database: Path) -> list[Path]:
+    return [database.with_name(database.name + suffix) for suffix in SQLITE_COMPANIONS]
 
 
 def _add_file(tar: tarfile.TarFile, manifest: a.Manifest, name: str, path: Path) -> None:
@@ -205,7 +211,7 @@ def restore(archive_path: Path, settings: Settings, client, replace: bool = Fals
     with tarfile.open(archive_path, mode="r:") as tar:
         for info in tar:
             if info.name == a.DATABASE:
-                for stale in (place.database.with_name(place.database.name + s) for s in ("-journal", "-wal", "-shm")):
+                for stale in _companions(place.database):
                     stale.unlink(missing_ok=True)
                 _write_atomically(tar.extractfile(info), place.database)
             elif info.name.startswith(a.DATA_PREFIX):

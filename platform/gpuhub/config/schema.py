@@ -13,6 +13,7 @@ Validate a file without starting the hub::
 
 from __future__ import annotations
 
+import os
 import re
 from pathlib import PurePosixPath
 
@@ -965,6 +966,14 @@ class Settings(Section):
 
     def dataset(self, name: str) -> Dataset:
         return next(d for d in self.datasets if d.name == name)
+
+
+SETTINGS_ENV = "GPUHUB_SETTINGS"  # the settings file's path, where it is not beside the config
+
+
+def settings_path(config_dir: str) -> str:
+    """The site settings file: ``$GPUHUB_SETTINGS``, else ``settings.toml`` in ``config_dir``."""
+    return os.environ.get(SETTINGS_ENV) or os.path.join(config_dir, "settings.toml")
 
 
 def parse_settings(text: str, source: str = "settings") -> Settings:

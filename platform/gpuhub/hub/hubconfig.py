@@ -11,7 +11,8 @@ import os
 import secrets
 import sys
 
-from ..config.schema import Settings, load_settings
+from ..config.schema import SETTINGS_ENV, Settings, load_settings
+from ..config.schema import settings_path as settings_path  # jupyterhub_config.py finds the settings file through here
 from ..config.sections import SettingsError
 from ..web import metrics
 from ..web.routes import handlers
@@ -23,12 +24,7 @@ from .log import quiet_the_hub_log
 from .services import Services
 
 TEMPLATES = os.path.join(os.path.dirname(os.path.dirname(__file__)), "templates")
-SETTINGS_ENV = "GPUHUB_SETTINGS"
 CONFIG_D_ENV = "GPUHUB_CONFIG_D"
-
-
-def settings_path(config_dir: str) -> str:
-    return os.environ.get(SETTINGS_ENV) or os.path.join(config_dir, "settings.toml")
 
 
 def config_d_files(config_dir: str) -> list[str]:
@@ -153,7 +149,7 @@ def services(settings: Settings, settings_file: str, own_token: str, reporter_to
     with ``[culling] timeout``, jupyterhub-idle-culler; ``gpuhub-hub``, the hub process's own
     token (it re-serves the GPU starts a previous process left waiting); on a Swarm,
     ``gpuhub-node-reporter``, the token of the nodes' reporters (they run on the nodes, not here)."""
-    environment = {"GPUHUB_SETTINGS": settings_file}
+    environment = {SETTINGS_ENV: settings_file}
     if os.environ.get("DOCKER_HOST"):
         environment["DOCKER_HOST"] = os.environ["DOCKER_HOST"]
     found = [{"name": AGENT, "command": [sys.executable, "-m", "gpuhub.agent"], "environment": environment}]
