@@ -13,10 +13,12 @@ _xsrf cookie); POST /hub/api/users/NAME/server and poll the user model until rea
 it is gone. Every request's latency is kept by kind, every failure with its step and reason. A 1-user
 level runs first: the same-run baseline. Between levels everything is stopped and the homes removed.
 
-``--logins``: the same journeys on two platforms in one run, the password check as NativeAuthenticator
-does it (bcrypt on the hub's event loop: gpuhub before issue 18, put back by a drop-in config file)
-and as gpuhub does it (on worker threads); the login and home page figures side by side go between
-the ``load_logins`` markers of docs/reliability.md.
+``--logins``: the same journeys on three platforms in one run: native accounts with the password
+check as NativeAuthenticator does it (bcrypt on the hub's event loop: gpuhub before issue 18, put back
+by a drop-in config file) and as gpuhub does it (on worker threads at a lower priority), and accounts in
+an LDAP directory (Debian's slapd, started here on the host's address on the engine's default bridge, which the
+hub's container reaches: the password is checked by the directory, not hashed by the hub); the login and home
+page figures side by side go between the ``load_logins`` markers of docs/reliability.md.
 """
 
 from __future__ import annotations
@@ -44,9 +46,11 @@ REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 from benchmarks.report import machine, percentile, write_section
 from gpuhub.config.schema import parse_settings
+from tests.directory_server import DirectoryServer
+from tests.directory_server import missing as directory_missing
 from tests.e2e.conftest import E2E_SETTINGS, composed_platform
 from tests.e2e.conftest import PREFIX as E2E_PREFIX
-from tests.hubprocess import USER_IMAGE, remove_prefixed
+from tests.hubprocess import USER_IMAGE, bridge_gateway, remove_prefixed
 
 PREFIX, PROFILE = "gpuhubload", "cpu-load"
 SETTINGS = E2E_SETTINGS.replace(E2E_PREFIX, PREFIX) + f'''
@@ -83,6 +87,37 @@ class Run:
     ready: list[float] = field(default_factory=list)
     gone: list[float] = field(default_factory=list)
     failures: list[tuple[str, str, str]] = field(default_factory=list)
+
+
+def execute_request(code: str, username: str) -> dict:
+    """A kernel's execute_request message (Jupyter's messaging protocol 5.3) for its websocket."""
+    return {
+        "header": {"msg_id": uuid.uuid4().hex, "username": username, "session": uuid.uuid4().hex,
+                   "msg_type": "execute_request", "version": "5.3",
+                   "date": datetime.datetime.now(datetime.timezone.utc).isoformat()},
+        "parent_header": {}, "metadata": {}, "channel": "shell", "buffers": [],
+        "content": {"code": code, "silent": False, "store_history": False, "user_expressions": {},
+                    "allow_stdin": False, "stop_on_error": True},
+    }
+
+
+async def execute_reply(ws: aiohttp.ClientWebSocketResponse, msg_id: str) -> tuple[str, str | None]:
+    """The reply's status and the output (result, stream or error) of the request ``msg_id``."""
+    reply = output = None
+    while reply is None or output is None:
+        frame = await ws.receive(timeout=REQUEST_TIMEOUT)
+        if frame.type != aiohttp.WSMsgType.TEXT:
+            raise Failed(f"the kernel websocket closed ({frame.type.name}) before the reply")
+        msg = json.loads(frame.data)
+        if msg.get("parent_header", {}).get("msg_id") != msg_id:
+            continue
+        if msg["msg_type"] == "execute_reply":
+            reply = msg["content"]["status"]
+        elif msg["msg_type"] == "execute_result":
+            output = msg["content"]["data"].get("text/plain")
+        elif msg["msg_type"] in ("stream", "error"):
+            output = str(msg["content"].get("text") or msg["content"].get("evalue"))
+    return reply, output
 
 
 class User:
@@ -149,29 +184,9 @@ class User:
         began = time.monotonic()
         async with self.http.ws_connect(f"{self.hub.replace('http', 'ws', 1)}{base}/api/kernels/{kernel}/channels") as ws:
             self.run.latency["websocket open"].append(time.monotonic() - began)
-            began, msg_id = time.monotonic(), uuid.uuid4().hex
-            await ws.send_json({
-                "header": {"msg_id": msg_id, "username": self.name, "session": uuid.uuid4().hex,
-                           "msg_type": "execute_request", "version": "5.3",
-                           "date": datetime.datetime.now(datetime.timezone.utc).isoformat()},
-                "parent_header": {}, "metadata": {}, "channel": "shell", "buffers": [],
-                "content": {"code": CODE, "silent": False, "store_history": False, "user_expressions": {},
-                            "allow_stdin": False, "stop_on_error": True},
-            })
-            reply = output = None
-            while reply is None or output is None:
-                frame = await ws.receive(timeout=REQUEST_TIMEOUT)
-                if frame.type != aiohttp.WSMsgType.TEXT:
-                    raise Failed(f"the kernel websocket closed ({frame.type.name}) before the reply")
-                msg = json.loads(frame.data)
-                if msg.get("parent_header", {}).get("msg_id") != msg_id:
-                    continue
-                if msg["msg_type"] == "execute_reply":
-                    reply = msg["content"]["status"]
-                elif msg["msg_type"] == "execute_result":
-                    output = msg["content"]["data"].get("text/plain")
-                elif msg["msg_type"] in ("stream", "error"):
-                    output = str(msg["content"].get("text") or msg["content"].get("evalue"))
+            began, request = time.monotonic(), execute_request(CODE, self.name)
+            await ws.send_json(request)
+            reply, output = await execute_reply(ws, request["header"]["msg_id"])
         self.run.latency["execute round trip"].append(time.monotonic() - began)
         if reply != "ok" or output != RESULT:
             raise Failed(f"the execution answered {reply!r} with the output {output!r}")
@@ -238,14 +253,24 @@ async def stop_everything(admin: User, names: list[str]) -> None:
     remove_prefixed(f"{PREFIX}-home")
 
 
-async def drive(hub: str, admin_password: str, levels: list[int], ca: str | bool = True) -> list[Run]:
+def directory_accounts(directory: DirectoryServer):
+    """``create_accounts`` for a hub that logs in through ``directory``: each name added there."""
+    async def create(admin: User, names: list[str]) -> dict[str, str]:
+        accounts = {name: secrets.token_urlsafe(16) for name in names}
+        for name, password in accounts.items():
+            directory.add_person(name, password)
+        return accounts
+    return create
+
+
+async def drive(hub: str, admin_password: str, levels: list[int], ca: str | bool = True, create=create_accounts) -> list[Run]:
     """``levels`` of simultaneous users against ``hub`` (over HTTPS, its certificate checked against
-    ``ca``, the platform's local CA)."""
+    ``ca``, the platform's local CA); their accounts made by ``create(admin, names)``."""
     tls = ssl.create_default_context(cafile=ca) if isinstance(ca, str) else None
     admin = User(hub, "admin", admin_password, tls=tls)
     try:
         await admin.login()
-        accounts = await create_accounts(admin, [f"load{i:03d}" for i in range(max(levels))])
+        accounts = await create(admin, [f"load{i:03d}" for i in range(max(levels))])
         runs = []
         for users in levels:
             print(f"level: {users} user(s)", flush=True)
@@ -286,6 +311,23 @@ def measure(levels: list[int], config_d: dict | None = None) -> list[Run]:
         except BaseException:
             print(f"===== hub log =====\n{platform.logs()}", file=sys.stderr)
             raise
+
+
+def measure_directory_logins(levels: list[int]) -> list[Run]:
+    """As ``measure``, with ``[hub] authenticator = "ldap"`` and every account (the admin's too) in a
+    slapd started here."""
+    problem = directory_missing()
+    if problem:
+        sys.exit(f"--logins needs the LDAP directory: {problem}")
+    with tempfile.TemporaryDirectory(prefix=f"{PREFIX}-slapd-") as folder, DirectoryServer(Path(folder), bridge_gateway(docker.from_env())) as directory:
+        settings = SETTINGS.replace("[hub]\n", '[hub]\nauthenticator = "ldap"\n', 1) + "\n" + directory.settings()
+        with tempfile.TemporaryDirectory(prefix=f"{PREFIX}-") as tmp, composed_platform(Path(tmp), PREFIX, settings) as platform:
+            directory.add_person("admin", platform.admin_password)
+            try:
+                return asyncio.run(drive(platform.url, platform.admin_password, levels, platform.ca, directory_accounts(directory)))
+            except BaseException:
+                print(f"===== hub log =====\n{platform.logs()}", file=sys.stderr)
+                raise
 
 
 def secs(value: float | None) -> str:
@@ -334,20 +376,24 @@ def report(args, runs: list[Run]) -> str:
 """
 
 
-def logins_report(args, before: list[Run], after: list[Run]) -> str:
-    """Login and home page figures of each level, the check on the event loop against worker threads."""
-    lines = ["| level | figure | password check on the event loop (before) | on worker threads (now) |", "|---|---|---:|---:|"]
-    for b, a in zip(before, after):
+def logins_report(args, before: list[Run], after: list[Run], directory: list[Run]) -> str:
+    """Login and home page figures of each level: native accounts checked on the event loop and on
+    worker threads, and accounts in an LDAP directory."""
+    lines = ["| level | figure | native accounts, password check on the event loop (before) | native, on worker threads at nice 10 (now) | LDAP directory (now) |",
+             "|---|---|---:|---:|---:|"]
+    for b, a, d in zip(before, after, directory):
         rows = [("login p50 (ms)", lambda r: ms(percentile(r.latency.get("login", []), 50))),
                 ("login p95 (ms)", lambda r: ms(percentile(r.latency.get("login", []), 95))),
                 ("login max (ms)", lambda r: ms(max(r.latency.get("login", []), default=None))),
                 ("home page p95 (ms)", lambda r: ms(percentile(r.latency.get("home page", []), 95))),
                 ("login page p95 (ms)", lambda r: ms(percentile(r.latency.get("login page", []), 95))),
                 ("failures", lambda r: str(len(r.failures)))]
-        lines += [f"| {b.users} user(s) | {title} | {fn(b)} | {fn(a)} |" for title, fn in rows]
+        lines += [f"| {b.users} user(s) | {title} | {fn(b)} | {fn(a)} | {fn(d)} |" for title, fn in rows]
     return f"""Run {datetime.datetime.now().astimezone():%Y-%m-%d %H:%M %Z}, `python benchmarks/load.py --logins --users {args.users}{' --write' * args.write}`
-on {machine()}: two platforms one after the other, the same journeys as above (every user logs in at once,
-then starts, uses and stops a server); the first with NativeAuthenticator's own check, the second as gpuhub ships.
+on {machine()}: three platforms one after the other, the same journeys as above (every user logs in at once,
+then starts, uses and stops a server): native accounts with NativeAuthenticator's own check, native accounts
+as gpuhub ships, and accounts in an LDAP directory (slapd on this machine; `[hub] authenticator = "ldap"`). All three
+with docker-compose.yml as it is (the hub and the edge at `cpu_shares: 4096`).
 
 {chr(10).join(lines)}
 """
@@ -357,7 +403,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--users", default="10,30,50", help="levels, comma-separated (default 10,30,50)")
     parser.add_argument("--write", action="store_true", help=f"write the 'load' (or 'load_logins') section of {DOC.relative_to(REPO)}")
-    parser.add_argument("--logins", action="store_true", help="the password check on the event loop against worker threads, side by side")
+    parser.add_argument("--logins", action="store_true", help="native logins (the password check on the event loop, on worker threads) and LDAP logins, side by side")
     args = parser.parse_args()
     levels = [int(n) for n in args.users.split(",") if n.strip().isdigit() and int(n) > 0]
     if not levels or len(levels) != len(args.users.split(",")):
@@ -365,7 +411,8 @@ def main() -> int:
     levels = [1] + [n for n in levels if n != 1]
     if args.logins:
         before = measure(levels, {"90-password-check-on-the-loop.py": CHECK_ON_THE_LOOP})
-        text = logins_report(args, before, measure(levels))
+        after = measure(levels)
+        text = logins_report(args, before, after, measure_directory_logins(levels))
     else:
         text = report(args, measure(levels))
     print(text)

@@ -82,8 +82,10 @@ def missing() -> str:
 
 
 class DirectoryServer:
-    def __init__(self, folder: Path):
-        self.folder = Path(folder)
+    def __init__(self, folder: Path, host: str = "127.0.0.1"):
+        """``host``: the address it listens on (loopback; ``benchmarks/load.py`` gives the engine's
+        default bridge gateway, a host address a composed hub's container reaches)."""
+        self.folder, self.host = Path(folder), host
         self.port = free_port()
         self.process: subprocess.Popen | None = None
 
@@ -97,7 +99,7 @@ class DirectoryServer:
             subprocess.run(["slapadd", "-f", str(conf), "-l", str(seed)], check=True, capture_output=True)
         log = open(self.folder / "slapd.log", "ab")
         # -d 0: in the foreground (its own process, stopped at the end), no debug output
-        self.process = subprocess.Popen([SLAPD, "-f", str(conf), "-h", f"ldap://127.0.0.1:{self.port}/", "-d", "0"],
+        self.process = subprocess.Popen([SLAPD, "-f", str(conf), "-h", f"ldap://{self.host}:{self.port}/", "-d", "0"],
                                         stdout=log, stderr=subprocess.STDOUT)
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
@@ -131,7 +133,7 @@ class DirectoryServer:
 
     # --- as the directory's admin --------------------------------------------------------------
     def admin(self) -> ldap3.Connection:
-        server = ldap3.Server("127.0.0.1", port=self.port, connect_timeout=2)
+        server = ldap3.Server(self.host, port=self.port, connect_timeout=2)
         return ldap3.Connection(server, user=ROOT_DN, password=ROOT_PASSWORD, auto_bind=True, receive_timeout=5)
 
     def add_person(self, uid: str, password: str, groups: tuple[str, ...] = ()) -> str:
@@ -158,9 +160,9 @@ class DirectoryServer:
         conn.unbind()
 
     def settings(self, **keys) -> str:
-        """An ``[ldap]`` table for this directory (plain LDAP on loopback), with more ``keys``."""
+        """An ``[ldap]`` table for this directory (plain LDAP), with more ``keys``."""
         table = {
-            "server_address": '"127.0.0.1"', "port": str(self.port), "tls": '"insecure"',
+            "server_address": f'"{self.host}"', "port": str(self.port), "tls": '"insecure"',
             "bind_dn_templates": f'["uid={{username}},{PEOPLE}"]', "group_search_base": f'"{GROUPS}"', **keys,
         }
         return "[ldap]\n" + "".join(f"{key} = {value}\n" for key, value in table.items())

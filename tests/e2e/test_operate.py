@@ -111,6 +111,9 @@ def test_up_demo_gives_a_gpu_server_a_simulated_gpu(demo):
     assert uuid.startswith("GPU-5a1d0000-")  # one of inventory.example.toml's simulated GPUs
     assert container.labels[c.GPU_SIMULATED_LABEL] == "true" and container.labels[c.PROFILE_LABEL] == "gpu-1"
     assert container.image.tags == [DEMO_IMAGE]
+    # on a contended CPU the hub goes before users' servers (docker-compose.yml: 4 × Docker's default weight)
+    assert demo.hub_container().attrs["HostConfig"]["CpuShares"] == 4096
+    assert container.attrs["HostConfig"]["CpuShares"] in (0, 1024)  # 0: the default, 1024
 
     # the server itself says so (what JupyterLab's GPU status bar shows)
     r = requests.get(f"{demo.url}/user/admin/gpuhub/api/v1/gpus", headers={"Authorization": f"token {token}"}, timeout=30, verify=demo.ca)

@@ -3,13 +3,23 @@ rules kept (approved accounts only, blocked after failed attempts), the password
 thread (``gpuhub.hub.auth.password_matches``)."""
 
 import asyncio
+import os
+import threading
 
 import bcrypt
 import pytest
 from jupyterhub import orm
 from jupyterhub.auth import DummyAuthenticator
 
-from gpuhub.hub.auth import GPUHubAuthenticator, GPUHubPages, NativeLoginHandler, password_matches, with_gpuhub_pages
+from gpuhub.hub.auth import (
+    PASSWORD_CHECK_NICENESS,
+    PASSWORD_CHECKS,
+    GPUHubAuthenticator,
+    GPUHubPages,
+    NativeLoginHandler,
+    password_matches,
+    with_gpuhub_pages,
+)
 
 PASSWORD = "correct horse battery staple"
 
@@ -60,6 +70,16 @@ def test_the_event_loop_keeps_serving_while_a_password_is_checked():
     # on the loop the check would hold it for its whole length: not one tick in between
     assert matches is True and ticks >= 5, ticks
     assert asyncio.run(password_matches("not it", stored)) is False
+
+
+def test_password_checks_run_behind_the_rest_of_the_hub_for_the_cpu():
+    def niceness_here():
+        return os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+
+    hub_niceness = niceness_here()
+    checks = [PASSWORD_CHECKS.submit(niceness_here) for _ in range(8)]
+    assert {c.result() for c in checks} == {max(PASSWORD_CHECK_NICENESS, hub_niceness)}
+    assert niceness_here() == hub_niceness  # the calling thread (the event loop's) keeps its own
 
 
 def test_gpuhub_authenticator_serves_its_pages_and_its_own_login_page(authenticator):
