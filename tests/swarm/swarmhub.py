@@ -189,10 +189,13 @@ class SwarmHub:
         pytest.fail(f"{user}'s server was not ready within {timeout} s\n{self.logs()}")
 
     def stop(self, user: str) -> None:
+        """Stop the user's server and wait until the hub says so and no node runs its container any more
+        (the service is removed at once, its task's container a moment later: a next start's container
+        must not be mistaken for the old one)."""
         self.api("DELETE", f"/users/{user}/server", ok=(202, 204, 400))
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline:
-            if not self.api("GET", f"/users/{user}").json()["servers"]:
+            if not self.api("GET", f"/users/{user}").json()["servers"] and not self.containers_of(user):
                 return
             time.sleep(0.5)
         pytest.fail(f"{user}'s server did not stop\n{self.logs()}")
@@ -233,13 +236,20 @@ class SwarmHub:
             time.sleep(2)
         pytest.fail(f"{user}'s server did not answer within {timeout} s: {answered}\n{self.last_answer}\n{self.logs(300)}")
 
+    def containers_of(self, user: str) -> list[tuple[str, str]]:
+        """(node name, container id) of every running server container of the user, on every node."""
+        slug_prefix = f"{PREFIX}-"
+        return [
+            (node.name, c["Id"])
+            for node in self.cluster.nodes
+            for c in node.client().api.containers(filters={"label": f"org.gpuhub.user={user}"})
+            if c["Names"] and c["Names"][0].lstrip("/").startswith(slug_prefix)
+        ]
+
     def container_of(self, user: str) -> tuple[str, dict]:
         """(node name, ``docker inspect`` on that node's own engine) of the user's server container."""
-        slug_prefix = f"{PREFIX}-"
-        for node in self.cluster.nodes:
-            for c in node.client().api.containers(filters={"label": f"org.gpuhub.user={user}"}):
-                if c["Names"] and c["Names"][0].lstrip("/").startswith(slug_prefix):
-                    return node.name, node.client().api.inspect_container(c["Id"])
+        for name, container_id in self.containers_of(user):
+            return name, self.cluster.node(name).client().api.inspect_container(container_id)
         pytest.fail(f"no container of {user} on any node\n{self.logs()}")
 
 

@@ -38,12 +38,13 @@ def test_shared_homes_follow_a_user_to_any_node_and_a_course_folder_is_one_for_t
     home = _mount(info, "/home/jovyan")
     assert node == "worker1" and home["Type"] == "bind" and home["Source"].startswith(f"{shared}/")
     _exec(swarm_hub, "rita", "sh", "-c", "echo 'from worker1' > /home/jovyan/notes.txt")
-    swarm_hub.stop("rita")
+    swarm_hub.stop("rita")  # and its container gone from worker1
     # one GPU: worker2 is the best fit; the same folder, so the same file
     swarm_hub.start("rita", "gpu-1")
     swarm_hub.wait_ready("rita")
     node, info = swarm_hub.container_of("rita")
-    assert node == "worker2" and _mount(info, "/home/jovyan")["Source"] == home["Source"]
+    assert node == "worker2", f"the one-GPU start landed on {node}:\n{swarm_hub.logs(40)}"
+    assert _mount(info, "/home/jovyan")["Source"] == home["Source"]
     assert _exec(swarm_hub, "rita", "cat", "/home/jovyan/notes.txt") == "from worker1\n"
     stat = (shared / home["Source"].rsplit("/", 1)[1]).stat()
     assert (stat.st_uid, oct(stat.st_mode & 0o777)) == (1000, "0o750")  # the image's user; not world-readable
