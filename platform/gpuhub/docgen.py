@@ -11,10 +11,11 @@ import sys
 from pathlib import Path
 
 from jupyterhub.traitlets import ByteSpecification
-from traitlets import HasTraits, Instance, List
+from traitlets import Dict, HasTraits, Instance, List
 
 from .config.access import Https
 from .config.directory import Ldap, Oidc
+from .config.fairness import Fairness
 from .config.sections import accepted
 from .config.schema import Accounting, Admission, Culling, Dataset, Engine, Gpus, Hub, Profile, Quota, Reclaim, Sessions, Spawner
 from .hub.auth import GPUHubAuthenticator
@@ -33,6 +34,7 @@ SECTIONS = [
     ("[[quotas]]", Quota),
     ("[accounting]", Accounting),
     ("[admission]", Admission),
+    ("[fairness]", Fairness),
     ("[sessions]", Sessions),
     ("[reclaim]", Reclaim),
     ("[culling]", Culling),
@@ -46,6 +48,8 @@ SECTIONS = [
 
 
 def _default(trait) -> str:
+    if isinstance(trait, Dict):
+        return "`{}` (none)"
     if isinstance(trait, Instance) and not isinstance(trait, List):
         return "(a table)"
     value = trait.default()

@@ -4,6 +4,8 @@ the composed hub):
 - a profile whose image the host lacks is shown disabled, with the reason and how to get it; the
   form's start of it anyway, and an image outside the allowed list, are refused on the form page with
   the same message and status as the REST API, and nothing starts;
+- waiting in line for a GPU, "Leave the line" on the spawn page cancels the start and goes home, the
+  line empty again; the wait endpoint says the place while waiting;
 - waiting in line for a GPU, the hub restarts (``docker-compose restart hub``): the spawn page says
   the hub was lost, then shows the same place in line "kept across a hub restart", and opens
   JupyterLab when a GPU frees."""
@@ -51,14 +53,17 @@ def test_missing_image_and_disallowed_image_are_refused_on_the_form(page, platfo
     assert all(d["state"] == "free" for d in gpus)
 
 
-def test_a_waiter_keeps_its_place_across_a_hub_restart(page, platform):
+def hold_both_gpus_and_wait_for_one(page, platform) -> None:
+    """holder1 and holder2 hold both simulated GPUs (started if not running yet); the admin starts
+    gpu-1 from the form and waits, 1st in line."""
     log_in(page, platform)
     page.wait_for_url(re.compile(r"/hub/|/user/"), timeout=60_000)
     stop_own_server(page, platform)
     holders = ["holder1", "holder2"]
-    for user in holders:  # both simulated GPUs held
+    for user in holders:
         hub_api(page, platform, "POST", f"/users/{user}")
-        hub_api(page, platform, "POST", f"/users/{user}/server", data={"profile": "gpu-1"})
+        if server_of(page, platform, user) is None:
+            hub_api(page, platform, "POST", f"/users/{user}/server", data={"profile": "gpu-1"})
     for user in holders:
         deadline = time.monotonic() + 120
         while not (server_of(page, platform, user) or {}).get("ready"):
@@ -67,10 +72,30 @@ def test_a_waiter_keeps_its_place_across_a_hub_restart(page, platform):
     page.goto(f"{platform.url}/hub/spawn")
     page.click("label[for=gpuhub-profile-gpu-1]")
     page.get_by_role("button", name=re.compile("^Start$", re.I)).click()
-    message = page.locator("#progress-message")
     page.wait_for_function(
         "() => (document.querySelector('#progress-message')?.innerText ?? '').includes('1st of 1 in line')", timeout=60_000
     )
+
+
+def test_leave_the_line_from_the_spawn_page(page, platform):
+    hold_both_gpus_and_wait_for_one(page, platform)
+    (waiting,) = hub_api(page, platform, "GET", "/gpuhub/v1/users/admin/wait").json()["waiting"]
+    assert (waiting["line"], waiting["place"], waiting["in_line"], waiting["profile"]) == ("exclusive×1", 1, 1, "gpu-1")
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.get_by_role("button", name="Leave the line").click()
+    page.wait_for_url(re.compile(r"/hub/home"), timeout=30_000)
+    deadline = time.monotonic() + 30
+    while server_of(page, platform, "admin") is not None:
+        assert time.monotonic() < deadline, "the admin's start was not cancelled"
+        time.sleep(0.5)
+    assert hub_api(page, platform, "GET", "/gpuhub/v1/queue").json()["waiting"] == []
+    assert hub_api(page, platform, "GET", "/gpuhub/v1/users/admin/wait").json() == {"waiting": []}
+
+
+def test_a_waiter_keeps_its_place_across_a_hub_restart(page, platform):
+    hold_both_gpus_and_wait_for_one(page, platform)
+    message = page.locator("#progress-message")
+    assert page.get_by_role("button", name="Leave the line").is_visible()
 
     subprocess.run([*platform.compose, "restart", "hub"], cwd=REPO, env=platform.env, check=True, capture_output=True)
     page.wait_for_function(

@@ -152,8 +152,9 @@ async def test_queue_rows_and_removal():
     queue = WaitQueue(clock)
     first = queue.join("exclusive×1", "alice", "gpu-1")
     second = queue.join("exclusive×1", "bob:big", "gpu-1")
-    rows = queue_rows(queue.tickets(), queue.lines(), NOW + timedelta(seconds=30))
-    assert [(r["holder"], r["position"], r["in_line"], r["waiting_seconds"]) for r in rows] == [("alice", 1, 2, 30), ("bob:big", 2, 2, 30)]
+    rows = queue_rows(queue, NOW + timedelta(seconds=30))
+    assert [(r["holder"], r["position"], r["in_line"], r["waiting_seconds"], r["order"]) for r in rows] == [
+        ("alice", 1, 2, 30, "arrival order"), ("bob:big", 2, 2, 30, "arrival order")]
     assert queue.remove(first.number, "admin") is first and first.removed_by == "admin"
     assert queue.remove(first.number, "admin") is None  # already gone
     assert queue.is_first(second)

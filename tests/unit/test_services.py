@@ -49,6 +49,15 @@ def start_of(services, user, profile="gpu-1", server="", session=""):
     return Start(user, server, (), p.name, gpu_request(p), p.mem_limit, p.cpu_limit, session)
 
 
+async def until(predicate, what: str, seconds: float = 5) -> None:
+    """Wait (on the loop) until ``predicate()``: a start reads and writes the database before it stands in line."""
+    for _ in range(int(seconds / 0.02)):
+        if predicate():
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError(f"not within {seconds} s: {what}")
+
+
 async def take(services, user, profile="gpu-1", progress=None, session=None):
     start = start_of(services, user, profile, session=session.name if session else "")
     return await services.allocation.acquire(start, user, progress or StartProgress(), session)
@@ -66,15 +75,15 @@ async def test_waiters_are_served_in_order_and_see_their_place(services):
     b = await take(services, "b")
     progress = {"c": StartProgress(), "d": StartProgress()}
     c_task = asyncio.ensure_future(take(services, "c", progress=progress["c"]))
-    await asyncio.sleep(0.05)
+    await until(lambda: progress["c"].message.startswith("waiting"), "c in line")
     d_task = asyncio.ensure_future(take(services, "d", progress=progress["d"]))
-    await asyncio.sleep(0.2)
+    await until(lambda: "1st of 2" in progress["c"].message and progress["d"].message.startswith("waiting"), "d behind c")
     assert progress["c"].message == "waiting for a GPU (exclusive×1): 1st of 2 in line"
     assert progress["d"].message == "waiting for a GPU (exclusive×1): 2nd of 2 in line"
     assert await services.allocation.release(b.id, "stopped")
     c = await asyncio.wait_for(c_task, 5)
     assert c.uuids == b.uuids and not d_task.done()  # c was first; d still waits
-    await asyncio.sleep(0.05)
+    await until(lambda: "1st of 1" in progress["d"].message, "d first")
     assert progress["d"].message == "waiting for a GPU (exclusive×1): 1st of 1 in line"
     await services.allocation.release(a.id, "stopped")
     d = await asyncio.wait_for(d_task, 5)
@@ -85,8 +94,7 @@ async def test_waiters_are_served_in_order_and_see_their_place(services):
 async def test_cancelling_leaves_the_line(services):
     await take(services, "a"), await take(services, "b")
     task = asyncio.ensure_future(take(services, "c"))
-    await asyncio.sleep(0.1)
-    assert services.allocation.lines.lines() == {"exclusive×1": ["c"]}
+    await until(lambda: services.allocation.lines.lines() == {"exclusive×1": ["c"]}, "c in line")
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task
@@ -163,8 +171,7 @@ async def test_a_change_that_can_let_a_waiter_in_wakes_the_line(services, clock,
     a = await take(services, "a")
     await take(services, "b")
     waiter = asyncio.ensure_future(take(services, "c"))
-    await asyncio.sleep(0.2)
-    assert services.allocation.lines.lines() == {"exclusive×1": ["c"]}
+    await until(lambda: services.allocation.lines.lines() == {"exclusive×1": ["c"]}, "c in line")
     await freed_without_a_wake(services, a)
     await asyncio.sleep(0.2)
     assert not waiter.done()  # nothing told the line
@@ -227,7 +234,7 @@ async def test_an_exclusive_request_is_passed_over_at_most_overtake_limit_times(
     s0 = await take(services, "s0", "gpu-shared")  # a slot on GPU 1
     progress = StartProgress()
     x = asyncio.ensure_future(take(services, "x", progress=progress))
-    await asyncio.sleep(0.1)
+    await until(lambda: progress.message.startswith("waiting"), "x in line")
     assert not x.done() and progress.message == "waiting for a GPU (exclusive×1): 1st of 1 in line"
     s1 = await asyncio.wait_for(take(services, "s1", "gpu-shared"), 5)  # fits beside s0: overtakes x once
     s2 = asyncio.ensure_future(take(services, "s2", "gpu-shared"))
@@ -255,11 +262,10 @@ async def test_waiters_left_by_a_stopping_hub_are_served_again_in_order(tmp_path
     for name in ("c", "d"):
         start = start_of(services, name)
         waiting[name] = asyncio.ensure_future(services.allocation.acquire(start, name, StartProgress(), None, {"profile": "gpu-1"}))
-        await asyncio.sleep(0.05)
+        await until(lambda name=name: name in services.allocation.lines.lines().get("exclusive×1", []), f"{name} in line")
         clock.now += timedelta(seconds=1)
     gone = asyncio.ensure_future(take(services, "e"))  # a start that ends while waiting: not kept
-    await asyncio.sleep(0.1)
-    assert services.allocation.lines.lines() == {"exclusive×1": ["c", "d", "e"]}
+    await until(lambda: services.allocation.lines.lines() == {"exclusive×1": ["c", "d", "e"]}, "c, d, e in line")
     services.allocation.remove_waiting(services.allocation.waiting()[-1].number, "admin")
     with pytest.raises(SpawnRefused):
         await gone
@@ -282,7 +288,7 @@ async def test_waiters_left_by_a_stopping_hub_are_served_again_in_order(tmp_path
         return True, ""
 
     await restarted.allocation.restore_waiters(start_server)
-    await asyncio.sleep(0.1)
+    await until(lambda: len(restarted.allocation.waiting()) == 2 and "1st of 2" in progress["c"].message, "both back in line")
     assert sorted(asked) == ["c", "d"]  # e's start ended on its own: it was not kept
     assert restarted.allocation.lines.lines() == {"exclusive×1": ["c", "d"]}  # their order from before
     assert progress["c"].message == (
@@ -297,7 +303,7 @@ async def test_waiters_left_by_a_stopping_hub_are_served_again_in_order(tmp_path
 async def test_a_kept_waiter_the_hub_cannot_start_again_is_forgotten(tmp_path, clock, services):
     await take(services, "a"), await take(services, "b")
     task = asyncio.ensure_future(services.allocation.acquire(start_of(services, "c"), "c", StartProgress(), None, {"profile": "gpu-1"}))
-    await asyncio.sleep(0.1)
+    await until(lambda: services.allocation.waiting(), "c in line")
     task.cancel()
     await asyncio.gather(task, return_exceptions=True)
     restarted = Services(services.settings, engine=services.engine, database=await services.database.get(), clock=clock)

@@ -37,3 +37,16 @@ async def test_leaving_wakes_waiters_and_wait_times_out():
     q.leave(a)
     await asyncio.wait_for(waiter, 1)  # woken at once, not after 30 s
     await q.wait_for_change(0.01)  # nothing changes: returns after the timeout
+
+
+async def test_a_cancelled_wait_ends_even_when_a_change_comes_in_the_same_moment():
+    """JupyterHub cancels a waiting start (the person left the line) just as someone else's leaving
+    wakes the line: the wait must end cancelled, not carry on to its timeout (``asyncio.wait_for``
+    on Python 3.11 dropped that cancellation)."""
+    queue = WaitQueue()
+    wait = asyncio.ensure_future(queue.wait_for_change(30))
+    await asyncio.sleep(0)  # it waits
+    queue.changed()  # the change...
+    wait.cancel()  # ...and the cancellation, in the same tick
+    with pytest.raises(asyncio.CancelledError):
+        await wait

@@ -21,6 +21,7 @@ from traitlets import Bool, Enum, Float, Instance, Integer, List, TraitError, Tr
 
 from .access import Https
 from .directory import Ldap, Oidc
+from .fairness import Fairness
 from .sections import MiB, Section, SettingsError, Size, optional_absolute_path, parse_toml
 
 __all__ = ["Settings", "SettingsError", "load_settings", "parse_settings"]
@@ -943,6 +944,9 @@ class Settings(Section):
     )
     admission = Instance(Admission, args=(), help="The ``[admission]`` table.").tag(
         section=Admission, accepted="an [admission] table"
+    )
+    fairness = Instance(Fairness, args=(), help="The ``[fairness]`` table.").tag(
+        section=Fairness, accepted="a [fairness] table"
     )
     sessions = Instance(Sessions, args=(), help="The ``[sessions]`` table.").tag(
         section=Sessions, accepted="a [sessions] table"

@@ -81,10 +81,13 @@ class UsageStore:
         with self.db.read() as session:
             return used_seconds_in(session, username, since, self.db.clock())
 
-    def records(self, since: datetime, until: datetime) -> list[UsageRecord]:
-        """Every usage record that overlaps [since, until), oldest first."""
+    def records(self, since: datetime, until: datetime, username: str | None = None) -> list[UsageRecord]:
+        """Every usage record that overlaps [since, until) (only ``username``'s if given), oldest first."""
+        query = select(UsageRow).where(_OVERLAPS)
+        if username is not None:
+            query = query.where(UsageRow.username == username)
         with self.db.read() as session:
-            rows = session.scalars(select(UsageRow).where(_OVERLAPS).order_by(UsageRow.start, UsageRow.id), {"since": since, "until": until})
+            rows = session.scalars(query.order_by(UsageRow.start, UsageRow.id), {"since": since, "until": until})
             return [as_record(r) for r in rows]
 
     def open_records(self) -> list[UsageRecord]:

@@ -74,6 +74,10 @@ class Engine(ABC):
         """The node a device is in; None on one host."""
         return None
 
+    def hostname_of(self, node_id: str) -> str:
+        """A node's name for people (its hostname)."""
+        return node_id
+
     def listen(self, capacity_changed: Callable[[], None], node_back: Callable[[str], Awaitable[None]]) -> None:
         """Whom to tell when the pool may have grown (a node joined, came back, reported more GPUs),
         and when a node that was down is back or removed (what was held for it can be handed back).

@@ -16,7 +16,6 @@ the site's history (``benchmarks/metrics_refresh.py``).
 from __future__ import annotations
 
 import asyncio
-from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -25,7 +24,7 @@ from ..config.schema import Settings
 from ..db.records import Allocation
 from ..db.usage import UsageStore
 from ..inventory.model import Inventory
-from ..policy.accounting import UsageRecord, running_verdict
+from ..policy.accounting import WEEK, UsageRecord, held_now, running_verdict, week_start, weekly
 from ..policy.quotas import resolve
 from ..worker import Worker
 from .database import DatabaseOpener, StoreCalls
@@ -61,9 +60,15 @@ class AccountingService:
         self._notices = notices
         self._clock = clock
 
-    async def records(self, since: datetime, until: datetime) -> list[UsageRecord]:
-        """Every usage record that overlaps [since, until) (the usage reports)."""
-        return await self._run("records", since, until)
+    async def records(self, since: datetime, until: datetime, username: str | None = None) -> list[UsageRecord]:
+        """Every usage record that overlaps [since, until) (the usage reports), or ``username``'s only."""
+        return await self._run("records", since, until, username)
+
+    async def weekly_hours(self, username: str, weeks: int) -> list[tuple[datetime, float]]:
+        """``username``'s GPU-hours in each of the last ``weeks`` quota weeks, this one last."""
+        now, week = self._clock(), self.settings.accounting.week
+        since = week_start(now, week) - (weeks - 1) * WEEK
+        return weekly(await self.records(since, now, username), now, week, weeks)
 
     # --- the loop -----------------------------------------------------------------------------------
     async def run(self) -> None:
@@ -84,19 +89,14 @@ class AccountingService:
     async def check_running(self) -> None:
         acc = self.settings.accounting
         rules = await self._quotas.rules()  # once per round, for every user
-        per_user: dict[str, dict] = defaultdict(lambda: {"rate": 0.0, "groups": set(), "allocations": set()})
-        for record in await self._run("open_records"):
-            entry = per_user[record.username]
-            entry["rate"] += record.share
-            entry["groups"].update(record.groups)
-            entry["allocations"].add(record.allocation_id)
+        per_user = held_now(await self._run("open_records"))
         for username in self._notices.users_with(HUB_SOURCE):
             if username not in per_user:
                 self._notices.clear(username, HUB_SOURCE)  # nothing running any more
         for username, entry in per_user.items():
-            limit = resolve(username, sorted(entry["groups"]), rules).gpu_hours_per_week.value
+            limit = resolve(username, sorted(entry.groups), rules).gpu_hours_per_week.value
             used = 0.0 if limit is None else await self._quotas.used_this_week(username) / 3600
-            verdict = running_verdict(used, limit, entry["rate"], acc.warn_before, acc.running_servers, acc.week)
+            verdict = running_verdict(used, limit, entry.rate, acc.warn_before, acc.running_servers, acc.week)
             if verdict is None:
                 self._notices.clear(username, HUB_SOURCE)
                 continue
@@ -104,7 +104,7 @@ class AccountingService:
             if self._notices.post(username, HUB_SOURCE, level, message):
                 log.warning("gpuhub accounting: %s: %s", username, message)
             if level == "stop":
-                for allocation_id in sorted(entry["allocations"]):
+                for allocation_id in sorted(entry.allocations):
                     if await self._allocation.release(allocation_id, "weekly GPU-hours used up"):
                         log.warning(
                             "gpuhub accounting: %s: released allocation %d (weekly GPU-hours used up); the next poll stops its server",

@@ -4,7 +4,8 @@
 
 - its worker thread for the allocation store (``db.allocations``: one serialised transaction per
   decision, ``policy.decide`` inside it);
-- the GPU wait lines (``waitqueue``: one FIFO per kind of request, served across kinds in arrival
+- the GPU wait lines (``waitqueue``: one line per kind of request in the site's order, ``[fairness]``:
+  arrival, or fair share from the usage records, ``policy.fairness``; served across kinds in that
   order with a bound on overtaking, ``policy.lineorder``) and their wake-ups: ``capacity_changed`` is
   called by this service on every release, and by the quota and session services on every change
   that can let a waiter in;
@@ -23,18 +24,20 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from ..config.schema import Settings
 from ..db.allocations import AllocationStore
 from ..contract import iso
 from ..db.records import Allocation, Waiter
+from ..db.usage import UsageStore
 from ..db.waiters import WaiterStore
 from ..engine.base import Engine
 from ..inventory.model import Inventory
 from ..policy.allocator import Capacity, GpuRequest, NeverFits, capacity, pool_of
 from ..policy.decide import Refused, SiteRules, Start, quota_refusal
 from ..policy.errors import SpawnRefused
+from ..policy.fairness import FIFO, Standing, decayed_gpu_hours, priority_of
 from ..policy.lineorder import dispatch, draws_on
 from ..policy.nodes import held_per_node
 from ..policy.sessions import Session, usable_devices
@@ -42,9 +45,12 @@ from ..worker import Worker
 from .database import DatabaseOpener, StoreCalls
 from .log import log
 from .progress import StartProgress
+from .waitestimate import WaitEstimator
 from .waitqueue import Ticket, WaitQueue, ordinal
 
 RECHECK_SECONDS = 5  # a waiter retries at least this often, even if nothing signalled a change
+STANDINGS_SECONDS = 60  # fair share: recent GPU-hours re-read at most this often (unless someone new waits)
+HALF_LIVES_READ = 8  # fair share: usage older than this many half-lives (1/256 of its weight) is left out
 
 
 @dataclass(frozen=True)
@@ -63,11 +69,16 @@ class AllocationService:
         self.settings = settings
         self.engine = engine
         self.rules = SiteRules(tuple(quotas.settings_rules), settings.gpus.max_shares_per_gpu, settings.accounting.week)
-        self.lines = WaitQueue(clock)
+        self.lines = WaitQueue(clock, settings.fairness.policy)
         self.last_reconcile: ReconcileReport | None = None
         worker = Worker("gpuhub-allocation")
         self._run = StoreCalls(database, AllocationStore, worker)
         self._waiters = StoreCalls(database, WaiterStore, worker)
+        self._usage = StoreCalls(database, UsageStore, worker)
+        self._recent: dict[str, float] = {}  # fair share: person → decayed recent GPU-hours
+        self._recent_read_for: set[str] = set()
+        self._recent_read_at = 0.0
+        self.estimates = WaitEstimator(settings, self._run, self._usage, quotas, sessions, clock)
         self._quotas = quotas
         self._sessions = sessions
         self._clock = clock
@@ -162,7 +173,7 @@ class AllocationService:
         kept = await self._waiters("keep", start.username, start.server_name, start.profile, options or {}, self.boot)
         ticket = self.lines.join(
             line, holder, start.profile, since=kept.joined, devices=draws_on(start.request, line),
-            kept=kept.boot != self.boot, payload=start,
+            kept=kept.boot != self.boot, payload=start, person=start.username,
         )
         if ticket.kept:
             log.info("gpuhub %s: back in line for a GPU at its place from before the hub restarted (joined %s)", holder, kept.joined)
@@ -184,7 +195,8 @@ class AllocationService:
                         " Start again, or pick another profile",
                         why="removed",
                     )
-                progress.update(10, self.lines.describe(ticket))
+                ticket.estimate = await self.estimates.for_ticket(ticket, self.lines.ahead_of(ticket))
+                progress.update(10, self.lines.describe(ticket, self._clock()))
                 place, total = self.lines.position(ticket)
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
@@ -225,6 +237,7 @@ class AllocationService:
         again = now >= self._retry_at  # the safety net: everyone tries again every few seconds
         if again:
             self._retry_at = now + RECHECK_SECONDS
+        await self.update_standings()
         waiting = [t for t in self.lines.in_order() if t.outcome is None and not t.removed_by]
         order = dispatch(waiting, self.settings.gpus.overtake_limit)
         inventory = None
@@ -239,6 +252,26 @@ class AllocationService:
                 ticket = order.send(placed)
         except StopIteration:
             pass
+
+    async def update_standings(self) -> None:
+        """Fair share: every waiter's priority (``[fairness]``) and its person's decayed recent GPU-hours
+        (the usage records, re-read every ``STANDINGS_SECONDS`` or when someone new waits), then the
+        lines re-sorted. Nothing to do for "fifo"."""
+        fairness = self.settings.fairness
+        if fairness.policy == FIFO:
+            return
+        tickets = self.lines.tickets()
+        people = {t.person for t in tickets}
+        if time.monotonic() >= self._recent_read_at or not people <= self._recent_read_for:
+            now = self._clock()
+            records = await self._usage("records", now - timedelta(hours=fairness.half_life_hours * HALF_LIVES_READ), now)
+            self._recent = decayed_gpu_hours(records, now, fairness.half_life_hours)
+            self._recent_read_for, self._recent_read_at = people, time.monotonic() + STANDINGS_SECONDS
+        for ticket in tickets:
+            start: Start = ticket.payload
+            priority, source = priority_of(start.groups, start.session, fairness.group_priority, fairness.session_priority)
+            ticket.standing = Standing(priority, source, self._recent.get(ticket.person, 0.0))
+        self.lines.reorder()
 
     async def _place(self, ticket: Ticket, inventory: Inventory) -> bool:
         """Try to allocate ``ticket``'s start; its outcome is set unless it has to wait on."""

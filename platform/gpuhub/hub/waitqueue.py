@@ -1,6 +1,8 @@
-"""Fair lines for starts that cannot go ahead yet: one FIFO per pool (``allocator.pool_of`` for GPU
-requests), each ticket ordered by when its request first joined (``since``: a request re-served after
-a hub restart keeps its place).
+"""The lines for starts that cannot go ahead yet: one per pool (``allocator.pool_of`` for GPU
+requests), each in the site's order (``[fairness]``, ``policy.fairness.order_key``): by default when a
+request first joined (``since``: a request re-served after a hub restart keeps its place); with fair
+share by priority, one start per person, recent GPU-hours, then arrival (the standings are set by the
+allocation service, then ``reorder``).
 
 Everything that may free a device or move a line calls ``changed()``; waiters wake and try again
 (and, as a safety net, every few seconds anyway). A newcomer joining a line wakes the waiters too, to
@@ -18,6 +20,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 from ..contract import utcnow
+from ..policy.estimate import Estimate
+from ..policy.fairness import FIFO, Standing, order_key, reason
 
 
 @dataclass(eq=False)
@@ -35,8 +39,12 @@ class Ticket:
     tried_at: int | None = None  # the queue's generation when it last tried to take a device
     reason: str = ""  # why it did not fit when it last tried
     payload: object = None  # what its owner needs to place it (a ``Start``)
+    person: str = ""  # whose start it is (fair share counts each person's starts)
+    standing: Standing | None = None  # fair share: priority and recent GPU-hours (set by its owner)
+    nth: int = 0  # fair share: 0 for the person's first waiting start, 1 for their second...
+    estimate: Estimate | None = None  # when a device is expected to free for it (``policy.estimate``)
 
-    def order(self) -> tuple:
+    def arrival(self) -> tuple:
         return (self.since, self.number)
 
 
@@ -46,7 +54,8 @@ def ordinal(n: int) -> str:
 
 
 class WaitQueue:
-    def __init__(self, clock: Callable[[], datetime] = utcnow):
+    def __init__(self, clock: Callable[[], datetime] = utcnow, policy: str = FIFO):
+        self.policy = policy  # ``[fairness] policy``
         self._lines: dict[str, list[Ticket]] = {}
         self._numbers = itertools.count(1)
         self._event = asyncio.Event()
@@ -57,18 +66,35 @@ class WaitQueue:
         """A new ticket at its place in ``pool``: after everyone who joined before ``since`` (default
         now; a request re-served after a restart passes the time it first joined)."""
         ticket = Ticket(pool, holder, next(self._numbers), profile, since or self._clock(), **fields)
-        line = self._lines.setdefault(pool, [])
-        line.insert(sum(1 for t in line if t.order() <= ticket.order()), ticket)
+        self._lines.setdefault(pool, []).append(ticket)
+        self.reorder()
         self._wake()  # the others' "of N" moved; nothing was freed
         return ticket
+
+    def key(self, ticket: Ticket) -> tuple:
+        return order_key(self.policy, ticket.since, ticket.number, ticket.standing, ticket.nth)
+
+    def reorder(self) -> None:
+        """Each person's starts counted in their own arrival order (``nth``), then every line sorted by
+        the site's order: after a join, and after the standings were set."""
+        seen: dict[str, int] = {}
+        for ticket in sorted(self.tickets(), key=Ticket.arrival):
+            ticket.nth = seen.get(ticket.person, 0) if ticket.person else 0
+            seen[ticket.person] = ticket.nth + 1
+        for line in self._lines.values():
+            line.sort(key=self.key)
+
+    def why_here(self, ticket: Ticket) -> str:
+        """Why ``ticket`` stands where it does in its line (the admin's queue view)."""
+        return reason(self.policy, ticket.standing, ticket.nth)
 
     def tickets(self) -> list[Ticket]:
         """Everyone waiting, line by line, in order (for admins)."""
         return [t for line in self._lines.values() for t in line]
 
     def in_order(self) -> list[Ticket]:
-        """Everyone waiting, across lines, oldest request first."""
-        return sorted(self.tickets(), key=Ticket.order)
+        """Everyone waiting, across lines, in the site's order (by default the oldest request first)."""
+        return sorted(self.tickets(), key=self.key)
 
     def remove(self, number: int, by: str) -> Ticket | None:
         """An admin takes ticket ``number`` out of its line; its waiter ends its spawn with a message.
@@ -100,10 +126,18 @@ class WaitQueue:
         """Who waits for what, in order."""
         return {pool: [t.holder for t in line] for pool, line in self._lines.items()}
 
-    def describe(self, ticket: Ticket) -> str:
+    def ahead_of(self, ticket: Ticket) -> list[Ticket]:
+        """The tickets before ``ticket`` in its line."""
+        line = self._lines.get(ticket.pool, [])
+        return line[: line.index(ticket)] if ticket in line else []
+
+    def describe(self, ticket: Ticket, now: datetime | None = None) -> str:
+        """Its place, as the spawn page shows it, and the estimate of its wait where there is one."""
         place, total = self.position(ticket)
         kept = " (your place was kept across a hub restart)" if ticket.kept else ""
-        return f"waiting for a GPU ({ticket.pool}): {ordinal(place)} of {total} in line{kept}"
+        known = ticket.estimate is not None and ticket.estimate.at is not None
+        expected = f"; {ticket.estimate.text(now or self._clock())}" if known else ""
+        return f"waiting for a GPU ({ticket.pool}): {ordinal(place)} of {total} in line{kept}{expected}"
 
     def changed(self) -> None:
         """A device may have been freed, or someone left a line: wake every waiter to try again."""
@@ -115,11 +149,14 @@ class WaitQueue:
         self._event = asyncio.Event()
 
     async def wait_for_change(self, timeout: float) -> None:
-        event = self._event
+        """Until the next change, at most ``timeout`` seconds. Not ``asyncio.wait_for``: on Python 3.11
+        it drops a cancellation that comes as the change does (bpo-42130), and a waiter whose start was
+        cancelled (leaving the line, JupyterHub stopping) would wait on to its timeout."""
+        change = asyncio.ensure_future(self._event.wait())
         try:
-            await asyncio.wait_for(event.wait(), timeout)
-        except asyncio.TimeoutError:
-            pass
+            await asyncio.wait({change}, timeout=timeout)
+        finally:
+            change.cancel()
 
 
 class Listeners:

@@ -22,7 +22,8 @@ from __future__ import annotations
 import csv
 import io
 from collections import defaultdict
-from dataclasses import dataclass
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from ..contract import iso
@@ -112,6 +113,17 @@ def daily(records: list[UsageRecord], by: str, since: datetime, until: datetime)
     return days
 
 
+def weekly(records: Iterable[UsageRecord], now: datetime, week: str, weeks: int) -> list[tuple[datetime, float]]:
+    """GPU-hours of ``records`` in each of the last ``weeks`` quota weeks (``[accounting] week``), the
+    current one (to ``now``) last: ``[(week start, hours), ...]``."""
+    starts = [week_start(now, week)]
+    for _ in range(weeks - 1):
+        starts.insert(0, starts[0] - WEEK)
+    ends = [*starts[1:], now]
+    records = list(records)
+    return [(start, sum(gpu_seconds(r, start, end) for r in records) / 3600) for start, end in zip(starts, ends)]
+
+
 def bounded(sums: dict[str, float], limit: int) -> dict[str, float]:
     """At most ``limit`` names (the largest) and the rest summed under ``(others)``: a metric label
     whose cardinality does not grow with the number of accounts."""
@@ -121,6 +133,26 @@ def bounded(sums: dict[str, float], limit: int) -> dict[str, float]:
     if rest:
         kept[OTHERS] = kept.get(OTHERS, 0.0) + sum(v for _, v in rest)
     return kept
+
+
+@dataclass
+class HeldNow:
+    """What one person holds now, from the open usage records: GPUs (in shares), their groups, the allocations."""
+
+    rate: float = 0.0
+    groups: set[str] = field(default_factory=set)
+    allocations: set[int] = field(default_factory=set)
+
+
+def held_now(open_records: Iterable[UsageRecord]) -> dict[str, HeldNow]:
+    """Per person: what their open usage records hold."""
+    per_user: dict[str, HeldNow] = defaultdict(HeldNow)
+    for record in open_records:
+        entry = per_user[record.username]
+        entry.rate += record.share
+        entry.groups.update(record.groups)
+        entry.allocations.add(record.allocation_id)
+    return dict(per_user)
 
 
 def seconds_until_used_up(used_hours: float, limit_hours: float, gpus_held: float) -> float | None:

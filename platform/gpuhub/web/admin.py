@@ -9,7 +9,6 @@ quotas, force-free a GPU, take a spawn out of the line, post notices).
 from __future__ import annotations
 
 from jupyterhub import orm
-from jupyterhub.scopes import check_scope_filter
 from tornado import web
 
 from ..contract import iso
@@ -136,8 +135,8 @@ class UsageHandler(GpuhubAPIHandler):
 class QueueHandler(GpuhubAPIHandler):
     async def get(self):
         require(self, READ)
-        allocation = self.gpuhub.allocation
-        self.write_json({"waiting": views.queue_rows(allocation.waiting(), allocation.lines.lines(), self.now())})
+        lines = self.gpuhub.allocation.lines
+        self.write_json({"policy": lines.policy, "waiting": views.queue_rows(lines, self.now())})
 
 
 class QueueEntryHandler(GpuhubAPIHandler):
@@ -158,12 +157,7 @@ class NoticesHandler(GpuhubAPIHandler):
     ``POST {"source": "reclaim", "level": "warn", "message": "..."}``, ``DELETE ?source=reclaim``."""
 
     async def get(self, name: str):
-        if self.current_user is None:
-            raise web.HTTPError(403, "Missing or invalid credentials.")
-        user = self.find_user(payloads.parse_name("user", name))
-        filters = self.parsed_scopes.get("users:activity")
-        if user is None or filters is None or not check_scope_filter(filters, user.orm_user, "user"):
-            raise web.HTTPError(403, f"Action is not authorized with current scopes; requires users:activity for {name}")
+        user = self.user_allowed(name, "users:activity")
         notices = self.gpuhub.notices.of(user.name)
         self.write_json(
             {"notices": [{"level": n.level, "message": n.message, "since": iso(n.since), "source": source} for source, n in notices]}

@@ -8,13 +8,14 @@ import json
 
 from jupyterhub.apihandlers.base import APIHandler
 from jupyterhub.handlers.base import BaseHandler
+from jupyterhub.scopes import check_scope_filter
 from tornado import web
 
 from ..config.schema import Settings
 from ..contract import API_PREFIX
 from ..hub.services import Services
 from ..policy.errors import SpawnRefused
-from .payloads import BadRequest
+from .payloads import BadRequest, parse_name
 
 API = "/api" + API_PREFIX  # /hub/api/gpuhub/v1
 ERRORS = {400: "bad-request", 403: "forbidden", 404: "not-found", 405: "method-not-allowed", 409: "conflict"}
@@ -49,6 +50,17 @@ class GpuhubAPIHandler(APIHandler):
     def write_json(self, data) -> None:
         self.set_header("Content-Type", "application/json")
         self.finish(json.dumps(data))
+
+    def user_allowed(self, name: str, scope: str):
+        """The hub user ``name`` if the request's token or session holds ``scope`` for them (the person
+        themselves, their servers' tokens, admins: JupyterHub's own scopes), else 403."""
+        if self.current_user is None:
+            raise web.HTTPError(403, "Missing or invalid credentials.")
+        user = self.find_user(parse_name("user", name))
+        filters = self.parsed_scopes.get(scope)
+        if user is None or filters is None or not check_scope_filter(filters, user.orm_user, "user"):
+            raise web.HTTPError(403, f"Action is not authorized with current scopes; requires {scope} for {name}")
+        return user
 
     def now(self):
         return self.gpuhub.clock()

@@ -7,7 +7,7 @@ import os
 from tornado import web
 
 from ..config.schema import Settings
-from . import admin, nodes, sessions
+from . import admin, nodes, sessions, user
 from .base import API
 
 STATIC = os.path.join(os.path.dirname(__file__), "static")
@@ -28,6 +28,8 @@ def handlers(settings: Settings) -> list[tuple]:
         (rf"{API}/quotas", admin.QuotasHandler, kw),
         (rf"{API}/quotas/([^/]+)(?:/([^/]+))?", admin.QuotaHandler, kw),
         (rf"{API}/users/([^/]+)/quota", admin.EffectiveQuotaHandler, kw),
+        (rf"{API}/users/([^/]+)/wait", user.WaitHandler, kw),
+        (rf"{API}/users/([^/]+)/overview", user.OverviewHandler, kw),
         (rf"{API}/usage", admin.UsageHandler, kw),
         (rf"{API}/queue", admin.QueueHandler, kw),
         (rf"{API}/queue/(\d+)", admin.QueueEntryHandler, kw),

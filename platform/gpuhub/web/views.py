@@ -10,7 +10,7 @@ from ..config.schema import Quota
 from ..config.sections import Size
 from ..contract import iso
 from ..db.records import Allocation
-from ..hub.waitqueue import Ticket
+from ..hub.waitqueue import WaitQueue
 from ..inventory.model import Inventory
 from ..policy.quotas import FIELDS, EffectiveQuota, QuotaRule
 
@@ -70,10 +70,11 @@ def device_rows(
     return rows
 
 
-def queue_rows(tickets: list[Ticket], lines: dict[str, list[str]], now: datetime) -> list[dict]:
+def queue_rows(queue: WaitQueue, now: datetime) -> list[dict]:
+    """Everyone waiting, line by line in the lines' order, with their place and why they stand there."""
     rows = []
-    for t in tickets:
-        line = lines.get(t.pool, [])
+    for t in queue.tickets():
+        place, in_line = queue.position(t)
         rows.append(
             {
                 "ticket": t.number,
@@ -82,8 +83,9 @@ def queue_rows(tickets: list[Ticket], lines: dict[str, list[str]], now: datetime
                 "profile": t.profile,
                 "since": iso(t.since),
                 "waiting_seconds": int((now - t.since).total_seconds()) if t.since else None,
-                "position": line.index(t.holder) + 1 if t.holder in line else None,
-                "in_line": len(line),
+                "position": place or None,
+                "in_line": in_line,
+                "order": queue.why_here(t),
             }
         )
     return rows

@@ -234,6 +234,9 @@
   // --- queue --------------------------------------------------------------------------------------
   async function loadQueue() {
     const data = await call("GET", "queue");
+    document.getElementById("queue-policy").textContent = data.policy === "fair-share"
+      ? "Lines in fair-share order ([fairness]): priority, one start per person at a time, recent GPU-hours, then arrival."
+      : "Lines in arrival order ([fairness] policy = \"fifo\").";
     const tbody = body("queue-table");
     for (const q of data.waiting) {
       const tr = document.createElement("tr");
@@ -242,6 +245,7 @@
       cell(tr, q.profile);
       cell(tr, q.pool);
       cell(tr, q.position + " of " + q.in_line);
+      cell(tr, q.order);
       cell(tr, q.since + " (" + duration(q.waiting_seconds) + ")");
       const actions = cell(tr, "");
       if (canChange) {

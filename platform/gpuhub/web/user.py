@@ -1,0 +1,95 @@
+"""What a person may see of their own place in gpuhub: their waiting starts with their place and the
+estimate of their wait (``GET /hub/api/gpuhub/v1/users/NAME/wait``), and their overview for the home
+page (``GET .../users/NAME/overview``: servers with their GPUs, notices, quota with where each limit
+comes from, class windows, GPU-hours of the last weeks). Whoever may read the person's servers may
+read them (the person, their servers' tokens, admins)."""
+
+from __future__ import annotations
+
+from ..contract import iso
+from ..policy import accounting
+from ..policy.sessions import next_window, open_window
+from . import views
+from .base import GpuhubAPIHandler
+
+WEEKS_SHOWN = 8
+
+
+class WaitHandler(GpuhubAPIHandler):
+    async def get(self, name: str):
+        user = self.user_allowed(name, "read:servers")
+        allocation, now = self.gpuhub.allocation, self.now()
+        waiting = []
+        for ticket in allocation.waiting():
+            if ticket.person != user.name:
+                continue
+            place, in_line = allocation.lines.position(ticket)
+            estimate = ticket.estimate
+            waiting.append({
+                "server": ticket.payload.server_name,
+                "line": ticket.pool,
+                "profile": ticket.profile,
+                "since": iso(ticket.since),
+                "place": place or None,
+                "in_line": in_line,
+                "estimate_seconds": estimate.seconds(now) if estimate else None,
+                "estimate_basis": estimate.basis if estimate and estimate.at else "",
+            })
+        self.write_json({"waiting": waiting})
+
+
+class OverviewHandler(GpuhubAPIHandler):
+    async def get(self, name: str):
+        user = self.user_allowed(name, "read:servers")
+        gpuhub, now = self.gpuhub, self.now()
+        groups = [g.name for g in user.groups]
+        quota = await gpuhub.quotas.effective(user.name, groups)
+        used = await gpuhub.quotas.used_this_week(user.name) / 3600
+        live = [a for a in await gpuhub.allocation.live() if a.username == user.name]
+        inventory = await gpuhub.allocation.known_inventory()
+        names = {row["uuid"]: row["name"] for row in views.device_rows(inventory, [], now)}
+        engine = gpuhub.allocation.engine
+        servers = []
+        for server_name, spawner in sorted(user.spawners.items()):
+            if not (spawner.active or spawner.pending):
+                continue
+            held = next((a for a in live if a.server_name == server_name), None)
+            orm = spawner.orm_spawner
+            servers.append({
+                "name": server_name,
+                "ready": spawner.ready,
+                "pending": spawner.pending,
+                "profile": (spawner.user_options or {}).get("profile") or (held.profile if held else None),
+                "started": iso(orm.started),
+                "last_activity": iso(orm.last_activity),
+                "idle_seconds": int((now - orm.last_activity).total_seconds()) if orm.last_activity else None,
+                "gpus": [
+                    {"uuid": uuid, "model": names.get(uuid, uuid), "mode": held.mode,
+                     "node": engine.hostname_of(node) if (node := engine.node_of(uuid)) else None}
+                    for uuid in (held.uuids if held else ())
+                ],
+                "session": held.session if held and held.session else None,
+            })
+        classes = []
+        for session in await gpuhub.sessions.sessions_of(user.name):
+            window, upcoming = open_window(session, now), next_window(session, now)
+            if window or upcoming:
+                classes.append({
+                    "session": session.name, "title": session.title or session.name,
+                    "open_until": iso(window.end) if window else None,
+                    "next_start": iso(upcoming.start) if upcoming else None,
+                    "start_link": f"/hub/spawn?session={session.name}",
+                })
+        weeks = await gpuhub.accounting.weekly_hours(user.name, WEEKS_SHOWN)
+        self.write_json({
+            "user": user.name,
+            "simulated": inventory.simulated,
+            "servers": servers,
+            "notices": [{"level": n.level, "message": n.message, "since": iso(n.since), "source": source}
+                        for source, n in gpuhub.notices.of(user.name)],
+            "quota": views.effective_row(user.name, groups, quota, used, accounting.week_text(self.site.accounting.week)),
+            "gpus_held": sum(len(a.uuids) for a in live if a.mode == "exclusive"),
+            "shared_held": sum(1 for a in live if a.mode != "exclusive"),
+            "classes": sorted(classes, key=lambda c: (c["open_until"] is None, c["open_until"] or c["next_start"])),
+            "gpu_hours_by_week": [{"week_start": iso(start), "gpu_hours": round(hours, 4)} for start, hours in weeks],
+        })
