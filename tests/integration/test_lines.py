@@ -11,7 +11,7 @@ import time
 import pytest
 
 from tests.hubprocess import remove_prefixed, token_of
-from tests.integration.test_admin import OPS, ROLES, call
+from tests.integration.test_admin import OPS, READER, ROLES, call
 from tests.integration.test_gpu_allocation import (
     first_progress_message, gpu, hold_every_whole_gpu, live_allocations, make_hub, request_server, wait_until,
 )
@@ -119,18 +119,19 @@ def test_a_waiter_sees_when_a_gpu_likely_frees_and_it_does(lines_hub):
     hub = lines_hub
     hold_every_whole_gpu(hub, "m")
     request_server(hub, "waiter", "gpu-1")
-    url = f"{hub.url}/hub/api/gpuhub/v1/users/waiter/wait"
-    wait_until(lambda: hub.session.get(url, timeout=10).json()["waiting"], what="the waiter's wait")
+    wait_until(lambda: call(hub, READER, "GET", "users/waiter/wait").json()["waiting"], what="the waiter's wait")
     asked = time.monotonic()
-    (wait,) = hub.session.get(url, timeout=10).json()["waiting"]
+    (wait,) = call(hub, READER, "GET", "users/waiter/wait").json()["waiting"]
     assert (wait["line"], wait["place"], wait["in_line"], wait["server"]) == ("exclusive×1", 1, 1, "")
     assert wait["estimate_basis"] == "servers are stopped at their maximum age"
     estimate = wait["estimate_seconds"]
     assert 0 < estimate <= MAX_AGE
-    own = hub.session.get(url, headers={"Authorization": f"token {token_of(hub, 'waiter')}"}, timeout=10)
-    other = hub.session.get(url, headers={"Authorization": f"token {token_of(hub, 'm0')}"}, timeout=10)
+    own = call(hub, token_of(hub, "waiter"), "GET", "users/waiter/wait")
+    other = call(hub, token_of(hub, "m0"), "GET", "users/waiter/wait")
+    culler_like = call(hub, hub.token, "GET", "users/waiter/wait")  # read:servers for everyone, no gpuhub scope
     assert own.status_code == 200 and own.json()["waiting"][0]["place"] == 1
-    assert other.status_code == 403 and "read:servers" in other.json()["message"]
+    assert other.status_code == 403 and "Only waiter themselves" in other.json()["message"]
+    assert culler_like.status_code == 403
 
     hub.wait_ready("waiter", timeout=MAX_AGE + 120)
     got = time.monotonic() - asked

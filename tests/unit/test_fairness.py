@@ -164,3 +164,26 @@ async def test_one_persons_second_start_waits_behind_everyones_first(tmp_path, c
     for task in (two, other):
         task.cancel()
     await asyncio.gather(two, other, return_exceptions=True)
+
+
+async def test_hours_are_read_again_when_someone_joins_within_the_minute(tmp_path, clock):
+    """heavy waited once before using a GPU (0 hours read then), used one for 30 s, and asks again
+    within the minute the hours are kept: their hours are read again as they join, so light, who used
+    nothing, goes first."""
+    services = make_services(tmp_path, clock, extra='\n[fairness]\npolicy = "fair-share"\nhalf_life_hours = 1\n')
+    await services.allocation.ready()
+    a = await services.allocation.acquire(start_of(services, "a"), "a", StartProgress())
+    await services.allocation.acquire(start_of(services, "b"), "b", StartProgress())
+    early, _ = await wait_in_line(services, "heavy")  # read: 0 hours
+    await services.allocation.release(a.id, "stopped")
+    used = await asyncio.wait_for(early, 5)
+    clock.now += timedelta(seconds=30)
+    await services.allocation.release(used.id, "stopped")
+    await services.allocation.acquire(start_of(services, "a"), "a", StartProgress())  # both held again
+    heavy, _ = await wait_in_line(services, "heavy")
+    light, _ = await wait_in_line(services, "light")
+    await services.allocation.update_standings()
+    assert services.allocation.lines.lines() == {"exclusive×1": ["light", "heavy"]}
+    for task in (heavy, light):
+        task.cancel()
+    await asyncio.gather(heavy, light, return_exceptions=True)

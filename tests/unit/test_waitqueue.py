@@ -50,3 +50,15 @@ async def test_a_cancelled_wait_ends_even_when_a_change_comes_in_the_same_moment
     wait.cancel()  # ...and the cancellation, in the same tick
     with pytest.raises(asyncio.CancelledError):
         await wait
+
+
+async def test_a_change_between_looking_and_waiting_is_not_missed():
+    """A waiter notes ``wakes``, then awaits other things (its estimate, a placement round) while the
+    line changes: its wait returns at once instead of sleeping to the next recheck."""
+    queue = WaitQueue()
+    seen = queue.wakes
+    queue.changed()  # meanwhile
+    await asyncio.wait_for(queue.wait_for_change(30, seen), 1)
+    seen = queue.wakes
+    with pytest.raises(asyncio.TimeoutError):  # nothing new: it waits
+        await asyncio.wait_for(queue.wait_for_change(30, seen), 0.2)

@@ -76,8 +76,8 @@ class AllocationService:
         self._waiters = StoreCalls(database, WaiterStore, worker)
         self._usage = StoreCalls(database, UsageStore, worker)
         self._recent: dict[str, float] = {}  # fair share: person → decayed recent GPU-hours
-        self._recent_read_for: set[str] = set()
-        self._recent_read_at = 0.0
+        self._recent_read_for: set[int] = set()  # the tickets whose person's hours were read since they joined
+        self._recent_read_at: datetime | None = None  # by the hub's clock
         self.estimates = WaitEstimator(settings, self._run, self._usage, quotas, sessions, clock)
         self._quotas = quotas
         self._sessions = sessions
@@ -178,9 +178,15 @@ class AllocationService:
         if ticket.kept:
             log.info("gpuhub %s: back in line for a GPU at its place from before the hub restarted (joined %s)", holder, kept.joined)
         got, cancelled = None, False
+        if self.settings.fairness.policy != FIFO:
+            ticket.standing = self._standing_of(ticket)  # its place at once, from the hours read so far
+            self.lines.reorder()
         try:
             while True:
+                seen = self.lines.wakes  # a change during the awaits below is not missed
                 await self._serve_lines()
+                if ticket.outcome is None and not ticket.removed_by:
+                    ticket.estimate = await self.estimates.for_ticket(ticket, self.lines.ahead_on_its_devices(ticket))
                 if isinstance(ticket.outcome, BaseException):
                     raise ticket.outcome
                 if isinstance(ticket.outcome, Allocation):
@@ -195,7 +201,6 @@ class AllocationService:
                         " Start again, or pick another profile",
                         why="removed",
                     )
-                ticket.estimate = await self.estimates.for_ticket(ticket, self.lines.ahead_of(ticket))
                 progress.update(10, self.lines.describe(ticket, self._clock()))
                 place, total = self.lines.position(ticket)
                 remaining = deadline - time.monotonic()
@@ -208,7 +213,7 @@ class AllocationService:
                         why="capacity",
                     )
                 log.debug("gpuhub %s: %s", holder, self.lines.describe(ticket))
-                await self.lines.wait_for_change(min(remaining, RECHECK_SECONDS))
+                await self.lines.wait_for_change(min(remaining, RECHECK_SECONDS), seen)
         except asyncio.CancelledError:
             # JupyterHub cancels pending spawns when it stops: the start stays kept for the next hub
             # process. (A user who cancels is stopped next: ``forget_waiter`` from the spawner's stop.)
@@ -255,23 +260,30 @@ class AllocationService:
 
     async def update_standings(self) -> None:
         """Fair share: every waiter's priority (``[fairness]``) and its person's decayed recent GPU-hours
-        (the usage records, re-read every ``STANDINGS_SECONDS`` or when someone new waits), then the
-        lines re-sorted. Nothing to do for "fifo"."""
+        (everyone's usage records re-read every ``STANDINGS_SECONDS``; whoever joins the line has theirs
+        read at once, for them alone), then the lines re-sorted. Nothing to do for "fifo"."""
         fairness = self.settings.fairness
         if fairness.policy == FIFO:
             return
-        tickets = self.lines.tickets()
-        people = {t.person for t in tickets}
-        if time.monotonic() >= self._recent_read_at or not people <= self._recent_read_for:
-            now = self._clock()
-            records = await self._usage("records", now - timedelta(hours=fairness.half_life_hours * HALF_LIVES_READ), now)
-            self._recent = decayed_gpu_hours(records, now, fairness.half_life_hours)
-            self._recent_read_for, self._recent_read_at = people, time.monotonic() + STANDINGS_SECONDS
-        for ticket in tickets:
-            start: Start = ticket.payload
-            priority, source = priority_of(start.groups, start.session, fairness.group_priority, fairness.session_priority)
-            ticket.standing = Standing(priority, source, self._recent.get(ticket.person, 0.0))
+        now = self._clock()
+        since = now - timedelta(hours=fairness.half_life_hours * HALF_LIVES_READ)
+        if self._recent_read_at is None or now >= self._recent_read_at:
+            self._recent_read_at = now + timedelta(seconds=STANDINGS_SECONDS)  # before the read: one at a time
+            self._recent_read_for = {t.number for t in self.lines.tickets()}
+            self._recent = decayed_gpu_hours(await self._usage("records", since, now), now, fairness.half_life_hours)
+        joined = [t for t in self.lines.tickets() if t.number not in self._recent_read_for]
+        self._recent_read_for.update(t.number for t in joined)
+        for person in {t.person for t in joined}:  # their hours now, not as read before they joined
+            records = await self._usage("records", since, now, person)
+            self._recent[person] = decayed_gpu_hours(records, now, fairness.half_life_hours).get(person, 0.0)
+        for ticket in self.lines.tickets():  # read after the awaits: whoever joined meanwhile too
+            ticket.standing = self._standing_of(ticket)
         self.lines.reorder()
+
+    def _standing_of(self, ticket: Ticket) -> Standing:
+        fairness, start = self.settings.fairness, ticket.payload
+        priority, source = priority_of(start.groups, start.session, fairness.group_priority, fairness.session_priority)
+        return Standing(priority, source, self._recent.get(ticket.person, 0.0))
 
     async def _place(self, ticket: Ticket, inventory: Inventory) -> bool:
         """Try to allocate ``ticket``'s start; its outcome is set unless it has to wait on."""

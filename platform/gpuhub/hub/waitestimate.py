@@ -2,11 +2,13 @@
 allocations, their sessions, the server age limit, the weekly GPU-hours and the recent holds.
 
 Owned by the allocation service; the holds are gathered at most every ``HOLDS_SECONDS`` and the
-typical hold lengths every ``TYPICAL_SECONDS``, so the spawn pages of many waiters cost one read.
+typical hold lengths every ``TYPICAL_SECONDS``, by one waiter at a time (the others wait for that read
+and use it), so the spawn pages of many waiters cost one read.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Callable
 from datetime import datetime, timedelta
@@ -24,11 +26,14 @@ HOLDS_SECONDS = 10
 TYPICAL_SECONDS = 300
 
 
-def waits_on(allocation: Allocation, devices: str) -> bool:
-    """Whether ``allocation`` frees something a line drawing on ``devices`` (``lineorder.draws_on``) can use."""
+def waits_on(allocation: Allocation, reserved: bool, devices: str) -> bool:
+    """Whether ``allocation`` frees something a line drawing on ``devices`` (``lineorder.draws_on``)
+    can use; ``reserved``: it holds devices a classroom session keeps for its roster."""
     if devices.startswith("session "):
         return allocation.session == devices.removeprefix("session ")
-    return (allocation.mode == "mig") == (devices == MIG_SLICES) and devices in (MIG_SLICES, WHOLE_GPUS)
+    if reserved or devices not in (MIG_SLICES, WHOLE_GPUS):
+        return False
+    return (allocation.mode == "mig") == (devices == MIG_SLICES)
 
 
 def units_of(mode: str, count: int) -> int:
@@ -44,19 +49,22 @@ class WaitEstimator:
         self._quotas = quotas
         self._sessions = sessions
         self._clock = clock
-        self._holds: list[tuple[Allocation, Hold]] = []
+        self._holds: list[tuple[Allocation, bool, Hold]] = []
         self._holds_at = 0.0
         self._typical: dict[str, timedelta] = {}
         self._typical_at = 0.0
+        self._reading = asyncio.Lock()
 
     async def for_ticket(self, ticket: Ticket, ahead: list[Ticket]) -> Estimate:
         """When ``ticket`` is expected to get its devices, behind the waiters ``ahead`` of it in its line."""
         now = self._clock()
-        holds = [hold for allocation, hold in await self._current_holds(now) if waits_on(allocation, ticket.devices)]
-        typical = await self._typical_holds(now)
+        async with self._reading:
+            current = await self._current_holds(now)
+            typical = await self._typical_holds(now)
+        holds = [hold for allocation, reserved, hold in current if waits_on(allocation, reserved, ticket.devices)]
         return estimate(holds, typical, now, _units(ticket), sum(_units(t) for t in ahead))
 
-    async def _current_holds(self, now: datetime) -> list[tuple[Allocation, Hold]]:
+    async def _current_holds(self, now: datetime) -> list[tuple[Allocation, bool, Hold]]:
         if time.monotonic() < self._holds_at:
             return self._holds
         live = await self._allocations("live")
@@ -75,7 +83,8 @@ class WaitEstimator:
                 limits.append((a.created + timedelta(seconds=max_age), "servers are stopped at their maximum age"))
             if a.username in out_of_hours:
                 limits.append((out_of_hours[a.username], "a holder's weekly GPU-hours run out"))
-            holds.append((a, Hold(a.created, units_of(a.mode, len(a.uuids)), a.profile, tuple(limits))))
+            reserved = session is not None and bool(session.devices)
+            holds.append((a, reserved, Hold(a.created, units_of(a.mode, len(a.uuids)), a.profile, tuple(limits))))
         self._holds, self._holds_at = holds, time.monotonic() + HOLDS_SECONDS
         return holds
 

@@ -61,6 +61,7 @@ class WaitQueue:
         self._event = asyncio.Event()
         self._clock = clock
         self.generation = 0  # counts changed(): a waiter retries a placement only when it moved
+        self.wakes = 0  # counts every wake-up (changes and joins): ``wait_for_change``'s ``seen``
 
     def join(self, pool: str, holder: str, profile: str = "", since: datetime | None = None, **fields) -> Ticket:
         """A new ticket at its place in ``pool``: after everyone who joined before ``since`` (default
@@ -126,10 +127,11 @@ class WaitQueue:
         """Who waits for what, in order."""
         return {pool: [t.holder for t in line] for pool, line in self._lines.items()}
 
-    def ahead_of(self, ticket: Ticket) -> list[Ticket]:
-        """The tickets before ``ticket`` in its line."""
-        line = self._lines.get(ticket.pool, [])
-        return line[: line.index(ticket)] if ticket in line else []
+    def ahead_on_its_devices(self, ticket: Ticket) -> list[Ticket]:
+        """The tickets before ``ticket`` in the site's order that draw on the same devices (its own
+        line's and the other kinds' on the same GPUs, ``policy.lineorder.draws_on``)."""
+        ordered = [t for t in self.in_order() if t.devices == ticket.devices]
+        return ordered[: ordered.index(ticket)] if ticket in ordered else []
 
     def describe(self, ticket: Ticket, now: datetime | None = None) -> str:
         """Its place, as the spawn page shows it, and the estimate of its wait where there is one."""
@@ -145,13 +147,17 @@ class WaitQueue:
         self._wake()
 
     def _wake(self) -> None:
+        self.wakes += 1
         self._event.set()
         self._event = asyncio.Event()
 
-    async def wait_for_change(self, timeout: float) -> None:
-        """Until the next change, at most ``timeout`` seconds. Not ``asyncio.wait_for``: on Python 3.11
-        it drops a cancellation that comes as the change does (bpo-42130), and a waiter whose start was
-        cancelled (leaving the line, JupyterHub stopping) would wait on to its timeout."""
+    async def wait_for_change(self, timeout: float, seen: int | None = None) -> None:
+        """Until the next change, at most ``timeout`` seconds; at once if there was one since ``wakes``
+        was ``seen``. Not ``asyncio.wait_for``: on Python 3.11 it drops a cancellation that comes as the
+        change does (bpo-42130), and a waiter whose start was cancelled (leaving the line, JupyterHub
+        stopping) would wait on to its timeout."""
+        if seen is not None and seen != self.wakes:
+            return
         change = asyncio.ensure_future(self._event.wait())
         try:
             await asyncio.wait({change}, timeout=timeout)

@@ -16,6 +16,7 @@ from ..contract import API_PREFIX
 from ..hub.services import Services
 from ..policy.errors import SpawnRefused
 from .payloads import BadRequest, parse_name
+from .scopes import READ
 
 API = "/api" + API_PREFIX  # /hub/api/gpuhub/v1
 ERRORS = {400: "bad-request", 403: "forbidden", 404: "not-found", 405: "method-not-allowed", 409: "conflict"}
@@ -51,9 +52,25 @@ class GpuhubAPIHandler(APIHandler):
         self.set_header("Content-Type", "application/json")
         self.finish(json.dumps(data))
 
+    def own_or_viewer(self, name: str):
+        """The hub user ``name`` when the request is that person's own (their session or a token of
+        theirs holding ``read:servers`` for them) or a GPU viewer's or admin's (``custom:gpuhub:read``);
+        else 403. Services that hold ``read:servers`` for everyone (the idle culler) do not see people's
+        quotas and usage this way."""
+        if self.current_user is None:
+            raise web.HTTPError(403, "Missing or invalid credentials.")
+        if READ in self.expanded_scopes:
+            user = self.find_user(parse_name("user", name))
+            if user is None:
+                raise BadRequest("user", f"no user {name!r} on this hub. Accepted: an existing username")
+            return user
+        if getattr(self.current_user, "kind", "") == "user" and self.current_user.name == name:
+            return self.user_allowed(name, "read:servers")
+        raise web.HTTPError(403, f"Only {name} themselves, a GPU viewer or a GPU admin ({READ}) may read this")
+
     def user_allowed(self, name: str, scope: str):
-        """The hub user ``name`` if the request's token or session holds ``scope`` for them (the person
-        themselves, their servers' tokens, admins: JupyterHub's own scopes), else 403."""
+        """The hub user ``name`` if the request's token or session holds ``scope`` for them (JupyterHub's
+        own scopes: e.g. ``users:activity``, which the person and their servers' tokens hold), else 403."""
         if self.current_user is None:
             raise web.HTTPError(403, "Missing or invalid credentials.")
         user = self.find_user(parse_name("user", name))

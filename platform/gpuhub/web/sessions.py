@@ -9,6 +9,8 @@ records the request and answers 202.
 
 from __future__ import annotations
 
+from urllib.parse import quote
+
 from jupyterhub import orm
 from tornado import web
 
@@ -20,6 +22,11 @@ from .payloads import BadRequest
 from .scopes import ADMIN, READ, SESSIONS
 
 MAX_ROSTER_BYTES = 4 * 1024 * 1024
+
+
+def start_link(session: str) -> str:
+    """The link that starts a student's server for ``session`` (``policy.form``: a GET that starts)."""
+    return f"/hub/spawn?session={quote(session, safe='')}"
 
 
 def session_row(session: Session, status: dict, now) -> dict:
@@ -35,7 +42,7 @@ def session_row(session: Session, status: dict, now) -> dict:
         "created_by": status.get("created_by", ""),
         "prewarm_requested": iso(status.get("prewarm_requested")),
         "stop_requested": iso(status.get("stop_requested")),
-        "start_link": f"/hub/spawn?session={session.name}",
+        "start_link": start_link(session.name),
     }
 
 

@@ -1,8 +1,8 @@
 """What a person may see of their own place in gpuhub: their waiting starts with their place and the
 estimate of their wait (``GET /hub/api/gpuhub/v1/users/NAME/wait``), and their overview for the home
 page (``GET .../users/NAME/overview``: servers with their GPUs, notices, quota with where each limit
-comes from, class windows, GPU-hours of the last weeks). Whoever may read the person's servers may
-read them (the person, their servers' tokens, admins)."""
+comes from, class windows, GPU-hours of the last weeks). The person themselves may read them (their
+session, or a token of theirs with ``read:servers``), and GPU viewers and admins (``custom:gpuhub:read``)."""
 
 from __future__ import annotations
 
@@ -11,13 +11,14 @@ from ..policy import accounting
 from ..policy.sessions import next_window, open_window
 from . import views
 from .base import GpuhubAPIHandler
+from .sessions import start_link
 
 WEEKS_SHOWN = 8
 
 
 class WaitHandler(GpuhubAPIHandler):
     async def get(self, name: str):
-        user = self.user_allowed(name, "read:servers")
+        user = self.own_or_viewer(name)
         allocation, now = self.gpuhub.allocation, self.now()
         waiting = []
         for ticket in allocation.waiting():
@@ -40,7 +41,7 @@ class WaitHandler(GpuhubAPIHandler):
 
 class OverviewHandler(GpuhubAPIHandler):
     async def get(self, name: str):
-        user = self.user_allowed(name, "read:servers")
+        user = self.own_or_viewer(name)
         gpuhub, now = self.gpuhub, self.now()
         groups = [g.name for g in user.groups]
         quota = await gpuhub.quotas.effective(user.name, groups)
@@ -78,7 +79,7 @@ class OverviewHandler(GpuhubAPIHandler):
                     "session": session.name, "title": session.title or session.name,
                     "open_until": iso(window.end) if window else None,
                     "next_start": iso(upcoming.start) if upcoming else None,
-                    "start_link": f"/hub/spawn?session={session.name}",
+                    "start_link": start_link(session.name),
                 })
         weeks = await gpuhub.accounting.weekly_hours(user.name, WEEKS_SHOWN)
         self.write_json({
@@ -87,7 +88,8 @@ class OverviewHandler(GpuhubAPIHandler):
             "servers": servers,
             "notices": [{"level": n.level, "message": n.message, "since": iso(n.since), "source": source}
                         for source, n in gpuhub.notices.of(user.name)],
-            "quota": views.effective_row(user.name, groups, quota, used, accounting.week_text(self.site.accounting.week)),
+            "quota": views.effective_row(user.name, groups, quota, used, self.site.accounting.week),
+            "week_text": accounting.week_text(self.site.accounting.week),
             "gpus_held": sum(len(a.uuids) for a in live if a.mode == "exclusive"),
             "shared_held": sum(1 for a in live if a.mode != "exclusive"),
             "classes": sorted(classes, key=lambda c: (c["open_until"] is None, c["open_until"] or c["next_start"])),

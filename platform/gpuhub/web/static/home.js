@@ -3,6 +3,7 @@
 (function () {
   "use strict";
   const { call, say, cell, body, empty, when } = window.gpuhubPage;
+  const base = (window.jhdata && window.jhdata.base_url) || "/hub/";
   const root = document.getElementById("gpuhub-home");
   const user = root.dataset.user;
 
@@ -73,7 +74,7 @@
       const link = cell(tr, "");
       if (c.open_until) {
         const a = document.createElement("a");
-        a.href = c.start_link;
+        a.href = base + "spawn?session=" + encodeURIComponent(c.session);
         a.className = "btn btn-sm btn-primary";
         a.textContent = "Start";
         link.appendChild(a);
@@ -87,7 +88,7 @@
     meters.replaceChildren(
       meter("GPUs held", data.gpus_held, limits.max_gpus.value, "GPU(s)", limits.max_gpus.source),
       meter("Shared GPU slots held", data.shared_held, limits.max_shared_slices.value, "slot(s)", limits.max_shared_slices.source),
-      meter("GPU-hours " + data.quota.week, +data.quota.gpu_hours_used.toFixed(2), limits.gpu_hours_per_week.value, "GPU-hours",
+      meter("GPU-hours " + data.week_text, +data.quota.gpu_hours_used.toFixed(2), limits.gpu_hours_per_week.value, "GPU-hours",
             limits.gpu_hours_per_week.source),
     );
 
