@@ -93,11 +93,7 @@ class EffectiveQuotaHandler(GpuhubAPIHandler):
         user = self.find_user(payloads.parse_name("user", name))
         if user is None:
             raise BadRequest("user", f"no user {name!r} on this hub. Accepted: an existing username")
-        groups = [g.name for g in user.groups]
-        quotas = self.gpuhub.quotas
-        quota = await quotas.effective(user.name, groups)
-        used = await quotas.used_this_week(user.name) / 3600
-        self.write_json(views.effective_row(user.name, groups, quota, used, self.site.accounting.week))
+        self.write_json(await self.effective_quota_row(user))
 
 
 class UsageHandler(GpuhubAPIHandler):
@@ -158,10 +154,7 @@ class NoticesHandler(GpuhubAPIHandler):
 
     async def get(self, name: str):
         user = self.user_allowed(name, "users:activity")
-        notices = self.gpuhub.notices.of(user.name)
-        self.write_json(
-            {"notices": [{"level": n.level, "message": n.message, "since": iso(n.since), "source": source} for source, n in notices]}
-        )
+        self.write_json({"notices": views.notice_rows(self.gpuhub.notices.of(user.name))})
 
     async def post(self, name: str):
         require(self, ADMIN)

@@ -16,6 +16,7 @@ from ..contract import API_PREFIX
 from ..hub.services import Services
 from ..policy.errors import SpawnRefused
 from .payloads import BadRequest, parse_name
+from . import views
 from .scopes import READ
 
 API = "/api" + API_PREFIX  # /hub/api/gpuhub/v1
@@ -51,6 +52,13 @@ class GpuhubAPIHandler(APIHandler):
     def write_json(self, data) -> None:
         self.set_header("Content-Type", "application/json")
         self.finish(json.dumps(data))
+
+    async def effective_quota_row(self, user) -> dict:
+        """``user``'s effective quota, each limit with its source, and their GPU-hours this week (``views.effective_row``)."""
+        groups = [g.name for g in user.groups]
+        quota = await self.gpuhub.quotas.effective(user.name, groups)
+        used = await self.gpuhub.quotas.used_this_week(user.name) / 3600
+        return views.effective_row(user.name, groups, quota, used, self.site.accounting.week)
 
     def own_or_viewer(self, name: str):
         """The hub user ``name`` when the request is that person's own (their session or a token of

@@ -43,9 +43,6 @@ class OverviewHandler(GpuhubAPIHandler):
     async def get(self, name: str):
         user = self.own_or_viewer(name)
         gpuhub, now = self.gpuhub, self.now()
-        groups = [g.name for g in user.groups]
-        quota = await gpuhub.quotas.effective(user.name, groups)
-        used = await gpuhub.quotas.used_this_week(user.name) / 3600
         live = [a for a in await gpuhub.allocation.live() if a.username == user.name]
         inventory = await gpuhub.allocation.known_inventory()
         names = {row["uuid"]: row["name"] for row in views.device_rows(inventory, [], now)}
@@ -86,9 +83,8 @@ class OverviewHandler(GpuhubAPIHandler):
             "user": user.name,
             "simulated": inventory.simulated,
             "servers": servers,
-            "notices": [{"level": n.level, "message": n.message, "since": iso(n.since), "source": source}
-                        for source, n in gpuhub.notices.of(user.name)],
-            "quota": views.effective_row(user.name, groups, quota, used, self.site.accounting.week),
+            "notices": views.notice_rows(gpuhub.notices.of(user.name)),
+            "quota": await self.effective_quota_row(user),
             "week_text": accounting.week_text(self.site.accounting.week),
             "gpus_held": sum(len(a.uuids) for a in live if a.mode == "exclusive"),
             "shared_held": sum(1 for a in live if a.mode != "exclusive"),

@@ -91,6 +91,11 @@ def queue_rows(queue: WaitQueue, now: datetime) -> list[dict]:
     return rows
 
 
+def notice_rows(notices) -> list[dict]:
+    """A person's notices (``hub.notices``: (source, notice) pairs) for the API."""
+    return [{"level": n.level, "message": n.message, "since": iso(n.since), "source": source} for source, n in notices]
+
+
 def rule_row(rule: QuotaRule) -> dict:
     return {
         "scope": rule.scope,
