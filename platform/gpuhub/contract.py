@@ -47,6 +47,7 @@ GPU_MODE_ENV = "GPUHUB_GPU_MODE"  # "exclusive", "shared" or "mig"
 GPU_EXPOSURE_ENV = "GPUHUB_GPU_EXPOSURE"  # "device_requests" or "env-only"
 GPU_SIMULATED_ENV = "GPUHUB_GPU_SIMULATED"  # "true" where the hub's inventory is a simulated file
 GPU_MEMORY_BUDGET_ENV = "GPUHUB_GPU_MEMORY_BUDGET"  # shared GPUs: this server's budget in bytes
+GPU_BORROWED_ENV = "GPUHUB_GPU_BORROWED"  # "true": beyond the user's GPU quota, taken back when someone within quota waits
 PROFILE_ENV = "GPUHUB_PROFILE"
 MEM_LIMIT_ENV = "GPUHUB_MEM_LIMIT"
 CPU_LIMIT_ENV = "GPUHUB_CPU_LIMIT"

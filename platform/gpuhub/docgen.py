@@ -15,6 +15,7 @@ from traitlets import Dict, HasTraits, Instance, List
 
 from .config.access import Https
 from .config.directory import Ldap, Oidc
+from .config.borrowing import Borrowing
 from .config.fairness import Fairness
 from .config.sections import accepted
 from .config.schema import Accounting, Admission, Culling, Dataset, Engine, Gpus, Hub, Profile, Quota, Reclaim, Sessions, Spawner
@@ -35,6 +36,7 @@ SECTIONS = [
     ("[accounting]", Accounting),
     ("[admission]", Admission),
     ("[fairness]", Fairness),
+    ("[borrowing]", Borrowing),
     ("[sessions]", Sessions),
     ("[reclaim]", Reclaim),
     ("[culling]", Culling),

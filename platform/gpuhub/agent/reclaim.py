@@ -16,6 +16,7 @@ from datetime import datetime, timedelta
 
 from ..config.schema import Reclaim
 from ..contract import API_PREFIX, notices_path, parse_time
+from ..policy.durations import duration_text
 from .activity import ActivityError, Reading
 from .hubapi import HubApiError, q
 
@@ -54,11 +55,6 @@ def stop_time(held: HeldServer, idle_since: datetime, settings: Reclaim) -> date
     if settings.require_inactive and held.last_activity is not None:
         at = max(at, held.last_activity + timedelta(seconds=settings.require_inactive))
     return at
-
-
-def duration_text(seconds: float) -> str:
-    minutes = int(seconds // 60)
-    return f"{minutes // 60} h {minutes % 60} min" if minutes >= 60 else f"{minutes} min"
 
 
 def memory_held(held: HeldServer, reading: Reading) -> int:

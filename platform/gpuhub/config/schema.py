@@ -21,6 +21,7 @@ from traitlets import Bool, Enum, Float, Instance, Integer, List, TraitError, Tr
 
 from .access import Https
 from .directory import Ldap, Oidc
+from .borrowing import Borrowing
 from .fairness import Fairness
 from .sections import MiB, Section, SettingsError, Size, optional_absolute_path, parse_toml
 
@@ -947,6 +948,9 @@ class Settings(Section):
     )
     fairness = Instance(Fairness, args=(), help="The ``[fairness]`` table.").tag(
         section=Fairness, accepted="a [fairness] table"
+    )
+    borrowing = Instance(Borrowing, args=(), help="The ``[borrowing]`` table.").tag(
+        section=Borrowing, accepted="a [borrowing] table"
     )
     sessions = Instance(Sessions, args=(), help="The ``[sessions]`` table.").tag(
         section=Sessions, accepted="a [sessions] table"

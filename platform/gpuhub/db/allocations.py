@@ -19,7 +19,7 @@ from sqlalchemy.orm import Session, selectinload
 
 from ..inventory.model import Inventory
 from ..policy.accounting import device_share, week_start
-from ..policy.allocator import Holding, Placement
+from ..policy.allocator import Holding, Placement, change_holdings
 from ..policy.decide import Decision, SiteRules, Snapshot, Start, decide, limits_hours
 from ..policy.quotas import Held
 from .database import Database
@@ -41,6 +41,7 @@ def as_allocation(row: AllocationRow) -> Allocation:
         memory_bytes=max((d.memory_bytes for d in row.devices), default=0),
         created=row.created,
         session=row.session or "",
+        borrowed=bool(row.borrowed),
     )
 
 
@@ -79,16 +80,6 @@ def _devices_of(session: Session, allocation_id: int) -> list[tuple[str, str, in
     return [tuple(r) for r in session.connection().execute(_DEVICES_OF, {"allocation_id": allocation_id})]
 
 
-def _change(held: Holdings, devices: list[tuple[str, str, int]], sign: int) -> None:
-    """``held`` with ``devices`` (``_devices_of``) added (``sign`` 1) or taken away (-1)."""
-    for uuid, mode, memory_bytes in devices:
-        old = held.get((uuid, mode)) or Holding(uuid, mode, 0, 0)
-        if old.holders + sign:
-            held[(uuid, mode)] = Holding(uuid, mode, old.memory_bytes + sign * memory_bytes, old.holders + sign)
-        else:
-            del held[(uuid, mode)]
-
-
 def _version(session: Session) -> int | None:
     return session.connection().scalar(_READ_VERSION)  # None: no version row, nothing is kept
 
@@ -113,7 +104,8 @@ def _record(session: Session, inventory: Inventory, start: Start, placement: Pla
     on every placement's path: nothing in the transaction reads them back)."""
     conn, mode, budget = session.connection(), start.request.mode, placement.memory_bytes
     server = {"username": start.username, "server_name": start.server_name, "profile": start.profile}
-    allocation_id = conn.execute(insert(_A), {**server, "mode": mode, "created": now, "session": start.session}).inserted_primary_key[0]
+    row = {**server, "mode": mode, "created": now, "session": start.session, "borrowed": placement.borrowed}
+    allocation_id = conn.execute(insert(_A), row).inserted_primary_key[0]
     conn.execute(insert(_D), [{"allocation_id": allocation_id, "uuid": u, "mode": mode, "memory_bytes": budget} for u in placement.uuids])
     conn.execute(
         insert(UsageRow.__table__),
@@ -130,7 +122,10 @@ def _record(session: Session, inventory: Inventory, start: Start, placement: Pla
             for u in placement.uuids
         ],
     )
-    return Allocation(allocation_id, **server, mode=mode, uuids=placement.uuids, memory_bytes=budget, created=now, session=start.session)
+    return Allocation(
+        allocation_id, **server, mode=mode, uuids=placement.uuids, memory_bytes=budget, created=now, session=start.session,
+        borrowed=placement.borrowed,
+    )
 
 
 class AllocationStore:
@@ -150,10 +145,11 @@ class AllocationStore:
         if version is not None:
             self._kept = (version, held)
 
-    def allocate(self, inventory: Inventory, start: Start, rules: SiteRules) -> Allocation | Decision:
+    def allocate(self, inventory: Inventory, start: Start, rules: SiteRules, borrow_now: bool = False) -> Allocation | Decision:
         """Decide and record ``start``'s GPUs in one serialised transaction: the ``Allocation``, or
         the decision that placed nothing (``NoFitNow``, ``NeverFits``, ``Refused``). A live
-        allocation of the same server (a leftover) is released first: a server holds one."""
+        allocation of the same server (a leftover) is released first: a server holds one.
+        ``borrow_now``: nobody else waits for its devices (``policy.decide.decide``)."""
         with self.db.serialised() as session:
             now, version = self.db.clock(), _version(session)
             held = self._take_holdings(session, version)
@@ -161,7 +157,7 @@ class AllocationStore:
             superseded = [allocation_id for allocation_id, server, _ in mine if server == start.server_name]
             for allocation_id in superseded:
                 _close(session, allocation_id, "superseded by a new start of the server", now)
-                _change(held, _devices_of(session, allocation_id), -1)
+                change_holdings(held, _devices_of(session, allocation_id), -1)
             session.flush()
             database_rules = rules_in(session)
             hours_limited = limits_hours([*rules.quota_rules, *database_rules])
@@ -173,13 +169,13 @@ class AllocationStore:
                 database_rules=database_rules,
                 sessions=all_sessions(session),
             )
-            decision = decide(inventory, start, rules, snapshot)
+            decision = decide(inventory, start, rules, snapshot, borrow_now)
             if superseded or isinstance(decision, Placement):
                 session.connection().execute(_RAISE_VERSION)
                 version = None if version is None else version + 1
             if isinstance(decision, Placement):
                 decision = _record(session, inventory, start, decision, now)
-                _change(held, [(uuid, decision.mode, decision.memory_bytes) for uuid in decision.uuids], 1)
+                change_holdings(held, [(uuid, decision.mode, decision.memory_bytes) for uuid in decision.uuids], 1)
         self._keep(version, held)
         return decision
 
@@ -193,7 +189,7 @@ class AllocationStore:
                 return False
             held = self._take_holdings(session, version)
             _close(session, allocation_id, reason, self.db.clock(), at_last_seen)
-            _change(held, _devices_of(session, allocation_id), -1)
+            change_holdings(held, _devices_of(session, allocation_id), -1)
             session.connection().execute(_RAISE_VERSION)
         self._keep(None if version is None else version + 1, held)
         return True

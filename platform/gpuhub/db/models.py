@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import JSON, BigInteger, DateTime, Float, ForeignKey, Index, Integer, Unicode, UniqueConstraint
+from sqlalchemy import JSON, BigInteger, Boolean, DateTime, Float, ForeignKey, Index, Integer, Unicode, UniqueConstraint
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 VERSION_TABLE = "gpuhub_alembic_version"
@@ -30,6 +30,7 @@ class AllocationRow(Base):
     released: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
     release_reason: Mapped[str] = mapped_column(Unicode(255), default="")
     session: Mapped[str] = mapped_column(Unicode(63), default="")  # the classroom session it was made for
+    borrowed: Mapped[bool] = mapped_column(Boolean, default=False)  # beyond its user's GPU quota ([borrowing])
     devices: Mapped[list[DeviceRow]] = relationship(back_populates="allocation", cascade="all, delete-orphan")
 
 

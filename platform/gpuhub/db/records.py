@@ -20,6 +20,7 @@ class Allocation:
     memory_bytes: int
     created: datetime
     session: str = ""
+    borrowed: bool = False  # beyond its user's GPU quota, on a GPU lent while nobody waited for it
 
     def as_held(self) -> Held:
         """What it counts against its user's quota."""
@@ -27,7 +28,7 @@ class Allocation:
 
     def assignment(self) -> GpuAssignment:
         """What the engine wires into the server's container."""
-        return GpuAssignment(self.id, self.mode, self.uuids, self.memory_bytes)
+        return GpuAssignment(self.id, self.mode, self.uuids, self.memory_bytes, self.borrowed)
 
 
 @dataclass(frozen=True)

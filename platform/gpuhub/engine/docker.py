@@ -48,6 +48,8 @@ def docker_wiring(gpu: GpuAssignment | None, exposure: str, simulated: bool) -> 
     }
     if gpu.mode == "shared":
         env[c.GPU_MEMORY_BUDGET_ENV] = str(gpu.memory_bytes)
+    if gpu.borrowed:
+        env[c.GPU_BORROWED_ENV] = "true"
     labels = {
         c.ALLOCATION_LABEL: str(gpu.allocation_id),
         c.GPUS_LABEL: ids,

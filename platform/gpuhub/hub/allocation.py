@@ -34,19 +34,20 @@ from ..db.usage import UsageStore
 from ..db.waiters import WaiterStore
 from ..engine.base import Engine
 from ..inventory.model import Inventory
-from ..policy.allocator import Capacity, GpuRequest, NeverFits, capacity, pool_of
-from ..policy.decide import Refused, SiteRules, Start, quota_refusal
+from ..policy.allocator import Capacity, GpuRequest, Holding, NeverFits, capacity, pool_of
+from ..policy.decide import Refused, SiteRules, Start, borrow_refusal, quota_verdict
 from ..policy.errors import SpawnRefused
 from ..policy.fairness import FIFO, Standing, decayed_gpu_hours, priority_of
 from ..policy.lineorder import dispatch, draws_on
 from ..policy.nodes import held_per_node
+from ..policy.quotas import Held
 from ..policy.sessions import Session, usable_devices
 from ..worker import Worker
 from .database import DatabaseOpener, StoreCalls
 from .log import log
 from .progress import StartProgress
 from .waitestimate import WaitEstimator
-from .waitqueue import Ticket, WaitQueue, ordinal
+from .waitqueue import Listeners, Ticket, WaitQueue, ordinal
 
 RECHECK_SECONDS = 5  # a waiter retries at least this often, even if nothing signalled a change
 STANDINGS_SECONDS = 60  # fair share: recent GPU-hours re-read at most this often (unless someone new waits)
@@ -88,6 +89,7 @@ class AllocationService:
         self._round: asyncio.Future | None = None
         self._retry_at = 0.0
         self._held_for_lost: dict[int, str] = {}  # allocation id → the down node its stopped server was on
+        self.still_waiting = Listeners()  # told after a round that left someone waiting (``BorrowingService``)
         engine.listen(self.capacity_changed, self.node_back)
 
     def capacity_changed(self) -> None:
@@ -148,15 +150,17 @@ class AllocationService:
         return ReconcileReport(kept, freed, strays)
 
     # --- a start ------------------------------------------------------------------------------------
-    async def check_start(self, start: Start) -> None:
+    async def check_start(self, start: Start) -> str | None:
         """Refuse (403) at once what the user's quota does not allow, before anything is created: the
-        rule the allocation transaction applies again (``policy.decide.quota_refusal``)."""
+        rule the allocation transaction applies again (``policy.decide.quota_verdict``). Returns the
+        GPU quota a start that may borrow goes beyond (None: within quota)."""
         quota = await self._quotas.effective(start.username, list(start.groups))
         used = await self._quotas.used_this_week(start.username)
-        held = await self._run("held_elsewhere", start.username, start.server_name)
-        message = quota_refusal(quota, start, held, used, self.rules.week)
+        held = await self.held_elsewhere(start.username, start.server_name)
+        message, over = quota_verdict(quota, start, held, used, self.rules.week)
         if message:
             raise SpawnRefused(403, message, why="quota")
+        return over
 
     async def acquire(
         self, start: Start, holder: str, progress: StartProgress, session: Session | None = None, options: dict | None = None
@@ -170,9 +174,12 @@ class AllocationService:
         await self.engine.settle()  # a pool short of nodes not heard from yet would refuse what fits
         deadline = time.monotonic() + timeout
         line = f"session {session.name}" if session is not None and session.devices else pool_of(start.request)
+        devices = draws_on(start.request, line)
+        if start.may_borrow and self.lines.waiting_on(devices) and (over := await self.check_start(start)):
+            raise SpawnRefused(403, borrow_refusal(over, "others are waiting for these GPUs"), why="quota")  # a borrower never waits
         kept = await self._waiters("keep", start.username, start.server_name, start.profile, options or {}, self.boot)
         ticket = self.lines.join(
-            line, holder, start.profile, since=kept.joined, devices=draws_on(start.request, line),
+            line, holder, start.profile, since=kept.joined, devices=devices,
             kept=kept.boot != self.boot, payload=start, person=start.username,
         )
         if ticket.kept:
@@ -191,7 +198,8 @@ class AllocationService:
                     raise ticket.outcome
                 if isinstance(ticket.outcome, Allocation):
                     got = ticket.outcome
-                    log.info("gpuhub %s: allocation %d: %s %s", holder, got.id, start.request.mode, ",".join(got.uuids))
+                    borrowed = " (borrowed, beyond the GPU quota)" if got.borrowed else ""
+                    log.info("gpuhub %s: allocation %d: %s %s%s", holder, got.id, start.request.mode, ",".join(got.uuids), borrowed)
                     progress.update(50, "GPU assigned; starting your server")
                     return got
                 if ticket.removed_by:
@@ -257,6 +265,8 @@ class AllocationService:
                 ticket = order.send(placed)
         except StopIteration:
             pass
+        if any(t.outcome is None and not t.removed_by for t in self.lines.tickets()):
+            self.still_waiting()
 
     async def update_standings(self) -> None:
         """Fair share: every waiter's priority (``[fairness]``) and its person's decayed recent GPU-hours
@@ -288,8 +298,9 @@ class AllocationService:
     async def _place(self, ticket: Ticket, inventory: Inventory) -> bool:
         """Try to allocate ``ticket``'s start; its outcome is set unless it has to wait on."""
         start: Start = ticket.payload
+        borrow_now = start.may_borrow and not self.lines.waiting_on(ticket.devices, but=ticket)
         try:
-            decision = await self._run("allocate", inventory, start, self.rules)
+            decision = await self._run("allocate", inventory, start, self.rules, borrow_now)
         except Exception as e:  # the database: that start fails, the others try on
             ticket.outcome = e
             return False
@@ -376,6 +387,14 @@ class AllocationService:
     # --- what pages show ------------------------------------------------------------------------------
     async def live(self) -> list[Allocation]:
         return await self._run("live")
+
+    async def held_elsewhere(self, username: str, server_name: str) -> list[Held]:
+        """What ``username`` holds on servers other than ``server_name`` (what a start of it counts beside)."""
+        return await self._run("held_elsewhere", username, server_name)
+
+    async def holdings(self) -> list[Holding]:
+        """What every live allocation holds, per device and mode."""
+        return await self._run("holdings")
 
     def waiting(self) -> list[Ticket]:
         """Everyone waiting for a GPU, line by line, in order."""

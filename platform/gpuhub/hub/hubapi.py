@@ -26,6 +26,11 @@ def api_url_of(hub_bind_url: str) -> str:
     return f"{parts.scheme}://{host}:{parts.port or 8081}/hub/api"
 
 
+def _server_path(username: str, server_name: str) -> str:
+    user = quote(username, safe="")
+    return f"/users/{user}/servers/{quote(server_name, safe='')}" if server_name else f"/users/{user}/server"
+
+
 class HubApi:
     def __init__(self, api_url: str, token: str):
         self.api_url = api_url
@@ -56,14 +61,23 @@ class HubApi:
     async def start_server(self, waiter: Waiter) -> tuple[bool, str]:
         """Ask the hub to start ``waiter``'s server with its options: (True, "") once the start is under
         way, else (False, the hub's answer)."""
-        user = quote(waiter.username, safe="")
-        path = f"/users/{user}/servers/{quote(waiter.server_name, safe='')}" if waiter.server_name else f"/users/{user}/server"
-        code, text = await self._request("POST", path, waiter.options)
-        if code in (201, 202):
+        path = _server_path(waiter.username, waiter.server_name)
+        return self._answer("POST", path, await self._request("POST", path, waiter.options), (201, 202))
+
+    async def stop_server(self, username: str, server_name: str) -> tuple[bool, str]:
+        """Ask the hub to stop a server (JupyterHub's stop: the spawner's, then its GPU is released):
+        (True, "") once stopped or stopping, else (False, the hub's answer: a start still under way
+        cannot be stopped yet)."""
+        path = _server_path(username, server_name)
+        return self._answer("DELETE", path, await self._request("DELETE", path), (202, 204))
+
+    def _answer(self, method: str, path: str, answer: tuple[int, str], ok: tuple[int, ...]) -> tuple[bool, str]:
+        code, text = answer
+        if code in ok:
             return True, ""
         try:
             text = json.loads(text).get("message", text)
         except (ValueError, AttributeError):
             pass
-        log.debug("gpuhub: POST %s answered %s: %s", path, code, text)
+        log.debug("gpuhub: %s %s answered %s: %s", method, path, code, text)
         return False, f"{code}: {text}"

@@ -199,7 +199,7 @@ def admin_roles(settings: Settings) -> list[dict]:
         },
         {
             "name": HUB_ITSELF,
-            "description": "the hub process itself: starts again the GPU starts a previous process left waiting",
+            "description": "the hub process itself: starts again the GPU starts a previous process left waiting, stops borrowed servers taken back",
             "scopes": ["servers", "read:users"],
             "services": [HUB_ITSELF],
         },

@@ -10,6 +10,7 @@ handler and background task.
 | ``accounting`` | usage reports, the weekly GPU-hours of running servers, the metrics' inputs |
 | ``starts`` | admission control: the line for a turn to start (``admission.StartGate``) |
 | ``homes`` | on a Swarm with homes on the nodes: which node each user's home lives on |
+| ``borrowing`` | borrowed GPUs taken back for waiters within quota (``[borrowing]``) |
 
 Each owns its worker thread and its wake-ups: a quota or session change wakes the GPU lines from
 inside the quota or session service (wired here), never from a handler. ``engine`` is where servers
@@ -30,6 +31,7 @@ from ..engine.base import Engine
 from ..engine.docker import DockerEngine
 from .accounting import AccountingService
 from .admission import StartGate
+from .borrowing import BorrowingService
 from .allocation import AllocationService
 from .database import DatabaseOpener
 from ..policy.services import helper_image, reporter_spec
@@ -80,6 +82,9 @@ class Services:
         self.allocation = AllocationService(settings, self.database, self.engine, self.quotas, self.sessions, clock)
         self.accounting = AccountingService(settings, self.database, self.allocation, self.quotas, self.notices, clock)
         self.starts = StartGate(settings.admission.max_concurrent_starts, clock)
+        self.borrowing = BorrowingService(settings, self.allocation, self.sessions, self.notices, clock)
+        self.allocation.estimates.taken_back = self.borrowing.stop_times
+        self.allocation.still_waiting.add(self.borrowing.changed)
         # every change that can let a waiter in wakes the GPU lines, from inside the service that made it
         self.quotas.changed.add(self.allocation.capacity_changed)
         self.sessions.changed.add(self.allocation.capacity_changed)
@@ -87,15 +92,17 @@ class Services:
 
     def start(self, hub_api: HubApi | None = None, reporter_token: str = "") -> None:
         """Start the background loops (the accounting rounds, the window boundaries, the engine's node
-        poll) once; with the hub's own API, re-serve the GPU starts a previous hub process left
+        poll, taking borrowed GPUs back) once; with the hub's own API (it also stops borrowed servers), re-serve the GPU starts a previous hub process left
         waiting; on a Swarm, deploy the node reporters with their token."""
         if not self._tasks:
             self._tasks = [
                 asyncio.ensure_future(self.accounting.run()),
                 asyncio.ensure_future(self.sessions.run()),
                 asyncio.ensure_future(self.engine.run()),
+                asyncio.ensure_future(self.borrowing.run()),
             ]
             if hub_api is not None:
+                self.borrowing.stopper = hub_api.stop_server
                 self._tasks.append(asyncio.ensure_future(self._restore_waiters(hub_api)))
             if reporter_token and hasattr(self.engine, "deploy_reporters"):
                 self._tasks.append(asyncio.ensure_future(self._deploy_reporters(reporter_token)))

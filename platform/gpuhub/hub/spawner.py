@@ -18,6 +18,7 @@ from jupyterhub.utils import wait_for_http_server
 
 from ..config.schema import Profile, Settings
 from ..policy import containers, form
+from ..policy.borrowing import beyond_quota
 from ..policy.decide import Start
 from ..policy.errors import ServerDidNotAnswer, SpawnRefused
 from ..policy.profiles import choose_profile, gpu_request, missing_image_text, session_name
@@ -137,8 +138,15 @@ class GPUSpawner(DockerSpawner):
         groups = self._user_groups()
         quota = await services.quotas.effective(self.user.name, groups)
         requests = {p.name: r for p in self.settings.profiles if (r := gpu_request(p)) is not None}
+        held = await services.allocation.held_elsewhere(self.user.name, self.name)
+        borrowing = self.settings.borrowing
+        borrowed = {
+            name for name, r in requests.items() if borrowing.allows(name, groups) and beyond_quota(quota, held, name, r)
+        }
         availability = {
-            name: form.Availability(cap.text, cap.total >= requests[name].count, waiting)
+            name: form.Availability(
+                cap.text, cap.total >= requests[name].count, waiting, borrowing.grace_period if name in borrowed else None
+            )
             for name, (cap, waiting) in (await services.allocation.capacities(requests)).items()
         }
         inventory = await services.allocation.inventory()
@@ -207,7 +215,7 @@ class GPUSpawner(DockerSpawner):
         request = gpu_request(profile)
         start = Start(
             self.user.name, self.name, tuple(groups), profile.name, request, profile.mem_limit, profile.cpu_limit,
-            session.name if session else "",
+            session.name if session else "", may_borrow=request is not None and self.settings.borrowing.allows(profile.name, groups),
         )
         start = await self.bind_start(start)
         await services.allocation.check_start(start)

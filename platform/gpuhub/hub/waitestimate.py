@@ -54,6 +54,11 @@ class WaitEstimator:
         self._typical: dict[str, timedelta] = {}
         self._typical_at = 0.0
         self._reading = asyncio.Lock()
+        self.taken_back: Callable[[], dict[int, datetime]] = dict  # borrowed servers being stopped: when (``BorrowingService``)
+
+    def forget(self) -> None:
+        """Read the holds again at the next estimate (a borrowed GPU is being taken back, or no longer)."""
+        self._holds_at = 0.0
 
     async def for_ticket(self, ticket: Ticket, ahead: list[Ticket]) -> Estimate:
         """When ``ticket`` is expected to get its devices, behind the waiters ``ahead`` of it in its line."""
@@ -70,6 +75,7 @@ class WaitEstimator:
         live = await self._allocations("live")
         sessions = {s.name: s for s in await self._sessions.all()}
         out_of_hours = await self._hours_run_out(now)
+        taken_back = self.taken_back()
         culling = self.settings.culling
         max_age = culling.max_age if culling.timeout else 0  # without the culler nothing enforces it
         holds = []
@@ -81,6 +87,8 @@ class WaitEstimator:
                 limits.append((window.end, f"session {session.name}'s window ends"))
             if max_age:
                 limits.append((a.created + timedelta(seconds=max_age), "servers are stopped at their maximum age"))
+            if a.id in taken_back:
+                limits.append((taken_back[a.id], "a borrowed GPU is taken back"))
             if a.username in out_of_hours:
                 limits.append((out_of_hours[a.username], "a holder's weekly GPU-hours run out"))
             reserved = session is not None and bool(session.devices)

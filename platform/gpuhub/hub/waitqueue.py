@@ -127,6 +127,10 @@ class WaitQueue:
         """Who waits for what, in order."""
         return {pool: [t.holder for t in line] for pool, line in self._lines.items()}
 
+    def waiting_on(self, devices: str, but: Ticket | None = None) -> list[Ticket]:
+        """The tickets still waiting that draw on ``devices`` (``policy.lineorder.draws_on``), ``but`` one."""
+        return [t for t in self.tickets() if t.devices == devices and t is not but and t.outcome is None and not t.removed_by]
+
     def ahead_on_its_devices(self, ticket: Ticket) -> list[Ticket]:
         """The tickets before ``ticket`` in the site's order that draw on the same devices (its own
         line's and the other kinds' on the same GPUs, ``policy.lineorder.draws_on``)."""

@@ -60,6 +60,18 @@ class Holding:
 class Placement:
     uuids: tuple[str, ...]
     memory_bytes: int = 0  # the shared budget; 0 otherwise
+    borrowed: bool = False  # beyond its user's GPU quota, on a GPU nobody waited for (``policy.decide``)
+
+
+def change_holdings(held: dict[tuple[str, str], Holding], devices, sign: int) -> None:
+    """``held`` (per (UUID, mode)) with ``devices`` ((UUID, mode, budget) each) added (``sign`` 1) or
+    taken away (-1)."""
+    for uuid, mode, memory_bytes in devices:
+        old = held.get((uuid, mode)) or Holding(uuid, mode, 0, 0)
+        if old.holders + sign:
+            held[(uuid, mode)] = Holding(uuid, mode, old.memory_bytes + sign * memory_bytes, old.holders + sign)
+        else:
+            del held[(uuid, mode)]
 
 
 @dataclass(frozen=True)

@@ -32,6 +32,7 @@ class GpuAssignment:
     mode: str  # "exclusive", "shared" or "mig"
     uuids: tuple[str, ...]  # GPU-... or MIG-... UUIDs
     memory_bytes: int = 0  # shared: the budget
+    borrowed: bool = False  # beyond the user's GPU quota ([borrowing]): the server shows it
 
 
 @dataclass(frozen=True)

@@ -13,6 +13,7 @@ from jinja2 import Environment, PackageLoader, select_autoescape
 
 from ..config.schema import Profile, Settings
 
+from .durations import duration_text
 from .errors import SpawnRefused
 from .profiles import default_profile, profiles_for
 
@@ -44,11 +45,18 @@ class Availability:
     text: str  # e.g. "2 of 8 NVIDIA H100 80GB HBM3 free", "shared: 3 slices free"
     possible: bool = True  # False: this host can never give it (the radio is disabled)
     waiting: int = 0  # people in line for this kind of device
+    borrowed_grace: int | None = None  # beyond the user's GPU quota, but it may borrow: the grace period (seconds)
 
 
 def availability_text(a: Availability) -> str:
     if not a.possible:
         return f"{a.text}: cannot start on this host."
+    if a.borrowed_grace is not None:
+        return (
+            f"{a.text} · borrowed: beyond your GPU quota, it starts only on a GPU that is free with nobody"
+            f" waiting, and is stopped (files kept, after a {duration_text(a.borrowed_grace)} warning) when"
+            " someone within their quota needs it."
+        )
     if a.waiting:
         return f"{a.text} · {a.waiting} waiting: you would join the line."
     return a.text

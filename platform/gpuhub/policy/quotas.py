@@ -150,9 +150,29 @@ def _size(n: int) -> str:
     return f"{n / 1024**3:g}G" if n % 1024**2 == 0 else f"{n} bytes"
 
 
-def refusal(quota: EffectiveQuota, held: list[Held], ask: Ask, used: WeekUsed | None = None) -> str | None:
+def count_refusal(quota: EffectiveQuota, held: list[Held], ask: Ask) -> str | None:
+    """Why ``ask`` would hold more GPUs (or shared/MIG slices) than ``quota`` allows beside ``held``,
+    or None: the one limit a start may go beyond on a borrowed GPU (``policy.borrowing``)."""
+    if ask.mode == "exclusive":
+        holding = sum(h.devices for h in held if h.mode == "exclusive")
+        limit, what, field = quota.max_gpus, "GPU(s)", "max_gpus"
+    elif ask.mode in ("shared", "mig"):
+        holding = sum(h.devices for h in held if h.mode in ("shared", "mig"))
+        limit, what, field = quota.max_shared_slices, "shared or MIG slice(s)", "max_shared_slices"
+    else:
+        return None
+    if limit.value is not None and holding + ask.count > limit.value:
+        return (
+            f"GPU quota reached: {field} = {limit.value} (set by {limit.source}). You hold {holding} {what};"
+            f" profile {ask.profile!r} asks for {ask.count} more. Stop another server first, or ask an admin"
+        )
+    return None
+
+
+def refusal(quota: EffectiveQuota, held: list[Held], ask: Ask, used: WeekUsed | None = None, may_borrow: bool = False) -> str | None:
     """Why ``ask`` exceeds ``quota`` (given the user's live ``held`` allocations on other servers and
-    the GPU-hours ``used`` this week), or None if it fits."""
+    the GPU-hours ``used`` this week), or None if it fits. ``may_borrow``: the number of GPUs held is
+    not a refusal (the start borrows beyond it, ``count_refusal``); every other limit still is."""
     if not quota.allows_profile(ask.profile):
         allowed = ", ".join(quota.profiles.value) or "none"
         return f"Profile {ask.profile!r} is not in your allowed profiles ({allowed}; set by {quota.profiles.source})"
@@ -168,19 +188,10 @@ def refusal(quota: EffectiveQuota, held: list[Held], ask: Ask, used: WeekUsed | 
             f"Profile {ask.profile!r} asks for {ask.cpu_limit:g} CPUs, above your ceiling max_cpus ="
             f" {limit.value:g} (set by {limit.source}). Pick a smaller profile, or ask an admin"
         )
-    if ask.mode == "exclusive":
-        holding = sum(h.devices for h in held if h.mode == "exclusive")
-        limit, what, field = quota.max_gpus, "GPU(s)", "max_gpus"
-    elif ask.mode in ("shared", "mig"):
-        holding = sum(h.devices for h in held if h.mode in ("shared", "mig"))
-        limit, what, field = quota.max_shared_slices, "shared or MIG slice(s)", "max_shared_slices"
-    else:
+    if ask.mode == "none":
         return None
-    if limit.value is not None and holding + ask.count > limit.value:
-        return (
-            f"GPU quota reached: {field} = {limit.value} (set by {limit.source}). You hold {holding} {what};"
-            f" profile {ask.profile!r} asks for {ask.count} more. Stop another server first, or ask an admin"
-        )
+    if not may_borrow and (message := count_refusal(quota, held, ask)):
+        return message
     limit = quota.gpu_hours_per_week
     if limit.value is not None and used is not None and used.hours >= limit.value:
         return (

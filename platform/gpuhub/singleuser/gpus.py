@@ -75,6 +75,7 @@ class GpuReader:
             "exposure": self.environ.get(c.GPU_EXPOSURE_ENV, ""),
             "simulated": self.environ.get(c.GPU_SIMULATED_ENV) == "true",
             "memory_budget": int(budget) if budget.isdigit() else None,  # shared GPUs: this server's share
+            "borrowed": self.environ.get(c.GPU_BORROWED_ENV) == "true",  # beyond the user's GPU quota
         }
 
     def read(self) -> dict:

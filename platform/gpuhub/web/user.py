@@ -47,6 +47,7 @@ class OverviewHandler(GpuhubAPIHandler):
         inventory = await gpuhub.allocation.known_inventory()
         names = {row["uuid"]: row["name"] for row in views.device_rows(inventory, [], now)}
         engine = gpuhub.allocation.engine
+        taking = gpuhub.borrowing.stop_times()
         servers = []
         for server_name, spawner in sorted(user.spawners.items()):
             if not (spawner.active or spawner.pending):
@@ -67,6 +68,8 @@ class OverviewHandler(GpuhubAPIHandler):
                     for uuid in (held.uuids if held else ())
                 ],
                 "session": held.session if held and held.session else None,
+                "borrowed": bool(held and held.borrowed),
+                "taken_back_at": iso(stop_at) if held and (stop_at := taking.get(held.id)) else None,
             })
         classes = []
         for session in await gpuhub.sessions.sessions_of(user.name):

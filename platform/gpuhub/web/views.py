@@ -26,6 +26,7 @@ def holder(a: Allocation, now: datetime) -> dict:
         "held_seconds": int((now - a.created).total_seconds()),
         "memory_budget": a.memory_bytes or None,
         "session": a.session or None,
+        "borrowed": a.borrowed,
     }
 
 

@@ -40,6 +40,8 @@ export interface GpuSnapshot {
   exposure?: string;
   simulated?: boolean;
   memory_budget?: number | null;
+  /** Beyond the user's GPU quota: stopped (after a warning) when someone within quota needs the GPU. */
+  borrowed?: boolean;
   assigned?: string[];
   gpus: Gpu[];
   limits?: Limits;

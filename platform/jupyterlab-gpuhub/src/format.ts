@@ -70,11 +70,17 @@ export function statusText(snapshot: GpuSnapshot | null): string {
     return 'no GPU';
   }
   const figure = memoryFigure(snapshot);
+  const borrowed = snapshot.borrowed ? ' · borrowed' : '';
   if (!figure) {
-    return 'GPU n/a';
+    return `GPU n/a${borrowed}`;
   }
-  return `GPU ${gigabytes(figure.used)} / ${gigabytes(figure.limit, true)} GB`;
+  return `GPU ${gigabytes(figure.used)} / ${gigabytes(figure.limit, true)} GB${borrowed}`;
 }
+
+/** What a borrowed GPU means, for the tooltip and the panel. */
+export const BORROWED_TEXT =
+  'Borrowed GPU: beyond your GPU quota, lent while nobody waited for it. When someone within their quota needs it, ' +
+  'you get a warning here, then this server is stopped (your files are kept).';
 
 /** The status bar's tooltip: each device in full, or why there are no figures. */
 export function statusTitle(snapshot: GpuSnapshot | null, error?: string): string {
@@ -87,6 +93,9 @@ export function statusTitle(snapshot: GpuSnapshot | null, error?: string): strin
   if (snapshot.notices?.length) {
     const rest = statusTitle({ ...snapshot, notices: [] });
     return [...snapshot.notices.map(n => n.message), rest].join('\n');
+  }
+  if (snapshot.borrowed) {
+    return [BORROWED_TEXT, statusTitle({ ...snapshot, borrowed: false })].join('\n');
   }
   if (snapshot.state !== 'ok') {
     const assigned = snapshot.assigned?.length ? `\nassigned: ${snapshot.assigned.join(', ')}` : '';

@@ -6,7 +6,7 @@ import { Widget } from '@lumino/widgets';
 
 import type { Gpu, GpuSnapshot, Limits } from './api';
 import { h, svg } from './dom';
-import { gigabytes, level, mebibytes, memoryFigure } from './format';
+import { BORROWED_TEXT, gigabytes, level, mebibytes, memoryFigure } from './format';
 import { GpuModel, HISTORY_LENGTH, Sample } from './model';
 
 const CHART_W = 240;
@@ -49,7 +49,8 @@ export class GpuPanel extends Widget {
     if (snapshot.state !== 'ok') {
       return [
         h('p', { className: 'gpuhub-GpuPanel-message', data: { gpuhubState: snapshot.state }, text: snapshot.message ?? snapshot.state }),
-        ...(snapshot.assigned?.length ? [h('p', { className: 'gpuhub-GpuPanel-note', text: `Assigned: ${snapshot.assigned.join(', ')}` })] : [])
+        ...(snapshot.assigned?.length ? [h('p', { className: 'gpuhub-GpuPanel-note', text: `Assigned: ${snapshot.assigned.join(', ')}` })] : []),
+        ...(snapshot.borrowed ? [h('p', { className: 'gpuhub-GpuPanel-note gpuhub-GpuPanel-borrowed', text: BORROWED_TEXT })] : [])
       ];
     }
     const views = snapshot.gpus.map(gpu => this.deviceView(gpu));
@@ -61,6 +62,9 @@ export class GpuPanel extends Widget {
           text: `Shared GPU: your processes use ${gigabytes(figure.used)} of your ${gigabytes(figure.limit, true)} GB budget.`
         })
       );
+    }
+    if (snapshot.borrowed) {
+      views.unshift(h('p', { className: 'gpuhub-GpuPanel-note gpuhub-GpuPanel-borrowed', text: BORROWED_TEXT }));
     }
     if (snapshot.simulated) {
       views.unshift(h('p', { className: 'gpuhub-GpuPanel-note', text: 'SIMULATED inventory: these are not real GPUs.' }));

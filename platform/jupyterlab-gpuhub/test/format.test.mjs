@@ -45,6 +45,14 @@ test('tooltip says why there are no figures, and marks a simulated inventory', (
   assert.match(statusTitle(noticed), /^Weekly GPU-hours run out in about 10 minutes\n.*of 81,920 MiB used/);
 });
 
+test('a borrowed GPU is marked in the text and explained in the tooltip', () => {
+  const borrowed = { state: 'ok', borrowed: true, gpus: [gpu(GiB, 80 * GiB)] };
+  assert.equal(statusText(borrowed), 'GPU 1.0 / 80 GB · borrowed');
+  assert.equal(statusText({ state: 'unavailable', borrowed: true, gpus: [] }), 'GPU n/a · borrowed');
+  assert.match(statusTitle(borrowed), /^Borrowed GPU: beyond your GPU quota.*files are kept\)\.\n.*of 81,920 MiB used/);
+  assert.equal(statusText({ ...borrowed, borrowed: false }), 'GPU 1.0 / 80 GB');
+});
+
 test('report as text: one line per check, expected and hint kept', () => {
   const report = {
     schema: 1, generated: '2026-11-21T10:00:00+00:00', duration_s: 2.345,

@@ -35,7 +35,7 @@
       cell(tr, d.index);
       cell(tr, d.name + " " + d.uuid);
       cell(tr, d.state + (d.simulated ? " (simulated)" : "") + (d.health ? ": " + d.health : ""), "gpuhub-state-" + d.state);
-      cell(tr, d.holders.map((h) => h.user + (h.server ? ":" + h.server : "") + " (" + h.profile + ")").join(", "));
+      cell(tr, d.holders.map((h) => h.user + (h.server ? ":" + h.server : "") + " (" + h.profile + (h.borrowed ? ", borrowed" : "") + ")").join(", "));
       cell(tr, d.holders.map((h) => h.since + " (" + duration(h.held_seconds) + ")").join(", "));
       cell(tr, (d.memory_used === null ? "" : gb(d.memory_used) + " / ") + gb(d.memory_total));
       const actions = cell(tr, "");

@@ -59,7 +59,15 @@
       const tr = document.createElement("tr");
       cell(tr, s.name || "(default)");
       cell(tr, (s.profile || "") + (s.pending ? " (" + s.pending + ")" : ""));
-      cell(tr, s.gpus.map((g) => g.model + " · " + g.mode + (g.node ? " · " + g.node : "")).join(", ") || "none");
+      const gpus = cell(tr, s.gpus.map((g) => g.model + " · " + g.mode + (g.node ? " · " + g.node : "")).join(", ") || "none");
+      if (s.borrowed) {
+        const mark = document.createElement("span");
+        mark.className = "label label-warning gpuhub-borrowed";
+        mark.textContent = s.taken_back_at ? "borrowed: stops " + when(s.taken_back_at) : "borrowed";
+        mark.title = "Beyond your GPU quota: stopped (files kept, after a warning) when someone within their quota needs the GPU";
+        gpus.appendChild(document.createTextNode(" "));
+        gpus.appendChild(mark);
+      }
       cell(tr, when(s.started));
       cell(tr, duration(s.idle_seconds));
       servers.appendChild(tr);

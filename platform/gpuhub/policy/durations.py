@@ -1,0 +1,8 @@
+"""How a length of time reads in messages people get ("1 h 5 min", "25 min")."""
+
+from __future__ import annotations
+
+
+def duration_text(seconds: float) -> str:
+    minutes = int(seconds // 60)
+    return f"{minutes // 60} h {minutes % 60} min" if minutes >= 60 else f"{minutes} min"
