@@ -114,6 +114,9 @@ def test_admin_sets_a_group_quota_member_is_refused_usage_csv_matches(browser, p
     page.click("#usage-form button[type=submit]")
     page.wait_for_selector("#usage-table tbody tr:not(.gpuhub-empty)", timeout=30_000)
     assert page.locator("#usage-chart svg rect").count() >= 1
+    assert page.locator("#usage-table thead").inner_text().split() == ["User", "GPU-hours", "held", "measured", "busy", "busy", "share"]
+    page.wait_for_selector("#idle-table tbody tr")  # held but idle now: a row, or a line saying why there is none
+    assert page.locator("#usage-readings").inner_text()  # where the busy figures come from
     page.screenshot(path=str(ARTIFACTS / "admin-usage.png"), full_page=True)
     with page.expect_download() as download:
         page.click("#usage-csv")

@@ -285,7 +285,10 @@ def test_idle_gpu_is_warned_then_reclaimed_with_files_kept(class_hub):
         return asyncio.run(_round(reclaimer, HubApi(f"{hub.url}/hub/api", OPS), clock()))
 
     start = clock.now
-    assert round_at(start)["idle"] == ["idler:(default)"]
+    first = round_at(start)
+    assert first["idle"] == ["idler:(default)"] and first["read"] == 1  # the reading went to the hub's usage
+    (idle,) = call(hub, OPS, "GET", "usage/idle").json()["idle"]  # held but idle, for the admin
+    assert (idle["user"], idle["gpus"], idle["simulated"]) == ("idler", [device], True)
     # 3600 s idle with a 300 s warning: warned at 55 min, in the user's JupyterLab
     done = round_at(start + timedelta(minutes=56))
     assert done["warned"] == ["idler:(default)"], done
@@ -296,6 +299,7 @@ def test_idle_gpu_is_warned_then_reclaimed_with_files_kept(class_hub):
     write_activity(hub, {**{u: 0 for u in WHOLE}, device: 85})
     busy_at = start + timedelta(minutes=57)
     assert round_at(busy_at)["busy"] == ["idler:(default)"]
+    assert call(hub, OPS, "GET", "usage/idle").json()["idle"] == []  # busy at the latest reading
     mine = token_of(hub, "idler")  # a user reads their own notices
     assert not [n for n in call(hub, mine, "GET", "notices/idler").json()["notices"] if n["source"] == "reclaim"]
     write_activity(hub, {u: 0 for u in WHOLE})
@@ -307,6 +311,12 @@ def test_idle_gpu_is_warned_then_reclaimed_with_files_kept(class_hub):
     assert not any(h["user"] == "idler" for d in devices for h in d["holders"])
     assert next(d for d in devices if d["uuid"] == device)["state"] == "free"
     assert home_file(hub, volume, "work.txt") == "precious\n"
+    # its GPU-hours held against busy (one busy reading of four), from the simulated readings
+    usage = call(hub, OPS, "GET", "usage").json()
+    (row,) = [t for t in usage["totals"] if t["user"] == "idler"]
+    assert usage["readings"] == "simulated" and row["measured_gpu_hours"] > 0 and 0 < row["busy_share"] < 1, usage
+    records = call(hub, OPS, "GET", "usage?format=csv&records=true").text.splitlines()
+    assert records[0].endswith(",busy_gpu_hours,readings") and any(",idler," in r and r.endswith(",simulated") for r in records[1:])
     assert hub.api("GET", "/users/cpu-user", expect=200).json()["servers"][""]["ready"]
     hub.stop_server("cpu-user")
 

@@ -173,3 +173,16 @@ def test_metrics_snapshot():
     assert samples["gpuhub_allocations"] == {("exclusive",): 1, ("shared",): 2, ("mig",): 1}
     assert samples["gpuhub_user_gpu_seconds"] == {("alice",): 3600.0, ("dave",): 450.0, ("(others)",): 10.0}
     assert samples["gpuhub_group_gpu_seconds"] == {("ml",): 4050.0, ("vision",): 3600.0}
+
+
+def test_metrics_say_how_much_of_the_held_gpu_time_was_busy_and_from_which_readings():
+    records = [UsageRecord(1, 4, "dave", ("ml",), "", "p", mig_uuid(1), 0.125, NOW - timedelta(hours=1), None, observed_seconds=400.0, busy_seconds=100.0)]
+    closed = {"user": {"alice": 3600.0}, "group": {"ml": 3600.0}}
+    activity = {"user": {"alice": (3000.0, 2700.0)}, "group": {"ml": (3000.0, 2700.0)}}
+    inputs = MetricsInputs(INV, LIVE, {}, closed, records, NOW, max_users=5, max_groups=5, closed_activity=activity, readings_simulated=True)
+    samples = {name: dict(f.samples) for name, f in snapshot(inputs).items()}
+    assert samples["gpuhub_user_gpu_measured_seconds"] == {("alice", "true"): 3000.0, ("dave", "true"): 400.0}
+    assert samples["gpuhub_user_gpu_busy_seconds"] == {("alice", "true"): 2700.0, ("dave", "true"): 100.0}
+    assert samples["gpuhub_group_gpu_busy_seconds"] == {("ml", "true"): 2800.0}
+    none_yet = MetricsInputs(INV, LIVE, {}, closed, [], NOW, max_users=5, max_groups=5)
+    assert dict(snapshot(none_yet)["gpuhub_user_gpu_busy_seconds"].samples) == {}

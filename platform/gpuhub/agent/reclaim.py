@@ -1,4 +1,5 @@
-"""GPU-idle reclaim: which GPU servers sat idle long enough to be warned, then stopped.
+"""GPU-idle reclaim: which GPU servers sat idle long enough to be warned, then stopped; and the
+readings behind it sent to the hub each round, reclaim on or off (GPU-hours held against busy).
 
 Pure part (``HeldServer``, ``is_busy``, ``stop_time``, ``warning``): a server's idle time starts at
 the later of its start and the last round that saw one of its devices busy; it is stopped at
@@ -108,24 +109,30 @@ class Reclaimer:
         self.log = log
         self.last_busy: dict[int, datetime] = {}
         self.warned: dict[int, str] = {}  # allocation -> user, while a warning is posted
+        self._unread = False  # the last reading failed (said once as a warning while reclaim is off)
 
     @property
     def enabled(self) -> bool:
         return bool(self.settings.idle_timeout or self.settings.session_idle_timeout)
 
     async def round(self, now: datetime, users: list[dict]) -> dict:
-        """One check of every GPU server; what it did (for logs and tests)."""
-        done = {"warned": [], "stopped": [], "busy": [], "idle": []}
-        if not self.enabled:
-            return done
+        """One reading of every GPU server's devices, sent to the hub (its usage counts GPU-hours held
+        against busy, reclaim on or off), then the reclaim's check; what it did (for logs and tests)."""
+        done = {"warned": [], "stopped": [], "busy": [], "idle": [], "read": 0}
         devices = (await self.api.get(f"{API_PREFIX}/gpus"))["devices"]
         servers = held_servers(devices, users)
         if servers:
             try:
                 reading = await self.read_activity()
             except ActivityError as e:
-                self.log.warning("gpuhub-agent reclaim: no device reading this round: %s", e)
+                log = self.log.warning if self.enabled or not self._unread else self.log.debug
+                log("gpuhub-agent reclaim: no device reading this round: %s", e)
+                self._unread = True
                 return done
+            self._unread = False
+            done["read"] = await self._send(servers, reading)
+        if not self.enabled:
+            return done
         threshold = self.settings.busy_utilisation
         for held in servers:
             name = f"{held.user}:{held.server or '(default)'}"
@@ -159,6 +166,25 @@ class Reclaimer:
                 del self.warned[allocation]
                 await self._clear_user(user)
         return done
+
+    async def _send(self, servers: list[HeldServer], reading: Reading) -> int:
+        """The reading of each held device (busy above ``busy_utilisation``; unmeasured ones left out) to
+        the hub's usage (``POST .../usage/readings``); how many records it reached."""
+        threshold = self.settings.busy_utilisation
+        rows = [
+            {"allocation": held.allocation, "uuid": uuid, "busy": device.utilisation > threshold}
+            for held in servers
+            for uuid in held.uuids
+            if (device := reading.devices.get(uuid)) is not None and device.utilisation is not None
+        ]
+        if not rows:
+            return 0
+        try:
+            answer = await self.api.call("POST", f"{API_PREFIX}/usage/readings", {"simulated": reading.simulated, "devices": rows})
+        except HubApiError as e:
+            self.log.warning("gpuhub-agent: the hub did not take this round's device readings: %s", e)
+            return 0
+        return answer["records"] if isinstance(answer, dict) else 0
 
     async def _clear(self, held: HeldServer) -> None:
         self.warned.pop(held.allocation, None)

@@ -87,6 +87,11 @@ class UsageRow(Base):
     last_seen: Mapped[datetime] = mapped_column(DateTime)
     gpu_seconds: Mapped[float | None] = mapped_column(Float, nullable=True)
     end_reason: Mapped[str] = mapped_column(Unicode(255), default="")
+    # utilisation readings (``policy.efficiency``): GPU-seconds measured, of those busy, the latest reading
+    observed_seconds: Mapped[float] = mapped_column(Float, default=0.0)
+    busy_seconds: Mapped[float] = mapped_column(Float, default=0.0)
+    sampled_at: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    activity_simulated: Mapped[bool] = mapped_column(Boolean, default=False)
 
 
 class UsageTotalRow(Base):
@@ -97,6 +102,8 @@ class UsageTotalRow(Base):
     kind: Mapped[str] = mapped_column(Unicode(8), primary_key=True)  # "user" or "group"
     name: Mapped[str] = mapped_column(Unicode(255), primary_key=True)
     gpu_seconds: Mapped[float] = mapped_column(Float, default=0.0)
+    observed_seconds: Mapped[float] = mapped_column(Float, default=0.0)
+    busy_seconds: Mapped[float] = mapped_column(Float, default=0.0)
 
 
 class WaiterRow(Base):

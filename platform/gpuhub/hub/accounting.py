@@ -1,5 +1,6 @@
 """The accounting service: usage records for reports, running servers against the weekly GPU-hours,
-and the figures behind the hub's ``/metrics``. It owns the hub's background loop (``run``).
+the utilisation readings (held against busy, who holds GPUs without using them), and the figures
+behind the hub's ``/metrics``. It owns the hub's background loop (``run``).
 
 Every ``[accounting] check_interval`` seconds (``check_running``): each user holding GPUs, their
 GPU-hours this week against their ``gpu_hours_per_week`` (``policy.accounting.running_verdict``): a
@@ -25,6 +26,7 @@ from ..db.records import Allocation
 from ..db.usage import UsageStore
 from ..inventory.model import Inventory
 from ..policy.accounting import WEEK, UsageRecord, held_now, running_verdict, week_start, weekly
+from ..policy.efficiency import IdleHolder
 from ..policy.quotas import resolve
 from ..worker import Worker
 from .database import DatabaseOpener, StoreCalls
@@ -48,6 +50,8 @@ class MetricsInputs:
     max_groups: int
     nodes: tuple = ()  # a Swarm's nodes (``policy.nodes.NodeStatus``); () on one host
     held_per_node: dict | None = None  # node id → devices held there
+    closed_activity: dict | None = None  # {"user": {name: (measured, busy) GPU-seconds}, "group": ...}
+    readings_simulated: bool | None = None  # the latest utilisation readings' kind (None: none yet)
 
 
 class AccountingService:
@@ -59,6 +63,11 @@ class AccountingService:
         self._quotas = quotas
         self._notices = notices
         self._clock = clock
+        # the latest utilisation readings (``record_activity``): per allocation, when first read and last busy
+        self._first_read: dict[int, datetime] = {}
+        self._last_busy: dict[int, datetime] = {}
+        self._read_at: dict[int, datetime] = {}
+        self.readings_simulated: bool | None = None
 
     async def records(self, since: datetime, until: datetime, username: str | None = None) -> list[UsageRecord]:
         """Every usage record that overlaps [since, until) (the usage reports), or ``username``'s only."""
@@ -69,6 +78,39 @@ class AccountingService:
         now, week = self._clock(), self.settings.accounting.week
         since = week_start(now, week) - (weeks - 1) * WEEK
         return weekly(await self.records(since, now, username), now, week, weeks)
+
+    # --- utilisation readings: held against busy ----------------------------------------------------------
+    async def record_activity(self, samples: list[tuple[int, str, bool]], simulated: bool) -> int:
+        """One reading of the held devices (the agent's, every ``[reclaim] check_interval``):
+        ``(allocation, device, busy)`` each, into the usage records (``db.usage.record_activity``) and
+        the list of servers holding GPUs without using them (``idle_holders``). How many records it reached."""
+        now, interval = self._clock(), self.settings.reclaim.check_interval
+        reached = await self._run("record_activity", samples, simulated, 2.0 * interval)
+        self.readings_simulated = simulated
+        busy: dict[int, bool] = {}
+        for allocation, _, device_busy in samples:
+            busy[allocation] = busy.get(allocation, False) or device_busy
+        for allocation, any_busy in busy.items():
+            self._first_read.setdefault(allocation, now)
+            self._read_at[allocation] = now
+            if any_busy:
+                self._last_busy[allocation] = now
+        for allocation in [a for a, at in self._read_at.items() if (now - at).total_seconds() > 3 * interval]:
+            for kept in (self._first_read, self._last_busy, self._read_at):
+                kept.pop(allocation, None)  # released, or no longer read
+        return reached
+
+    async def idle_holders(self) -> list[IdleHolder]:
+        """Servers holding GPUs none of which was busy at their latest reading, the longest idle first."""
+        interval = self.settings.reclaim.check_interval
+        now, idle = self._clock(), []
+        for a in await self._allocation.live():
+            read_at = self._read_at.get(a.id)
+            if read_at is None or (now - read_at).total_seconds() > 2 * interval or self._last_busy.get(a.id) == read_at:
+                continue  # not read lately, or busy at the latest reading
+            since = self._last_busy.get(a.id) or max(a.created, self._first_read[a.id])
+            idle.append(IdleHolder(a.id, a.username, a.server_name, a.profile, a.uuids, a.created, since, bool(self.readings_simulated)))
+        return sorted(idle, key=lambda h: (h.idle_since, h.allocation))
 
     # --- the loop -----------------------------------------------------------------------------------
     async def run(self) -> None:
@@ -125,4 +167,6 @@ class AccountingService:
             max_groups=acc.metrics_max_groups,
             nodes=tuple(await self._allocation.engine.nodes()),
             held_per_node=await self._allocation.held_per_node(live),
+            closed_activity=await self._run("closed_activity"),
+            readings_simulated=self.readings_simulated,
         )

@@ -19,14 +19,11 @@ groups appears in both, so group totals may add up to more than the users' total
 
 from __future__ import annotations
 
-import csv
-import io
 from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from ..contract import iso
 from ..inventory.model import Inventory
 
 WEEK = timedelta(days=7)
@@ -46,6 +43,9 @@ class UsageRecord:
     start: datetime
     end: datetime | None  # None: still held
     end_reason: str = ""
+    observed_seconds: float = 0.0  # GPU-seconds with utilisation readings (``policy.efficiency``)
+    busy_seconds: float = 0.0  # of those, busy
+    activity_simulated: bool = False  # the readings came from a SIMULATED file
 
 
 def device_share(inventory: Inventory, uuid: str, mode: str, memory_bytes: int) -> float:
@@ -86,7 +86,7 @@ def seconds_held(start: datetime, end: datetime | None, share: float, since: dat
     return max(0.0, (end - start).total_seconds()) * share
 
 
-def _keys(record: UsageRecord, by: str) -> tuple[str, ...]:
+def record_keys(record: UsageRecord, by: str) -> tuple[str, ...]:
     return record.groups if by == "group" else (record.username,)
 
 
@@ -95,7 +95,7 @@ def totals(records: list[UsageRecord], by: str, since: datetime, until: datetime
     sums: dict[str, float] = defaultdict(float)
     for record in records:
         seconds = gpu_seconds(record, since, until)
-        for key in _keys(record, by):
+        for key in record_keys(record, by):
             sums[key] += seconds
     return dict(sorted(sums.items(), key=lambda kv: (-kv[1], kv[0])))
 
@@ -162,52 +162,6 @@ def seconds_until_used_up(used_hours: float, limit_hours: float, gpus_held: floa
     if gpus_held <= 0:
         return None
     return (limit_hours - used_hours) * 3600 / gpus_held
-
-
-RECORD_COLUMNS = (
-    "record", "allocation", "user", "groups", "server", "profile", "device", "share", "start", "end", "gpu_seconds", "gpu_hours", "end_reason",
-)
-
-
-def _csv_cell(value: str) -> str:
-    """A cell a spreadsheet will not run as a formula (CSV injection): names are user-chosen text."""
-    return "'" + value if value[:1] in ("=", "+", "-", "@", "\t", "\r") else value
-
-
-def records_csv(records: list[UsageRecord], since: datetime, until: datetime) -> str:
-    """One row per record, its GPU-seconds clipped to [since, until); an open record has no end."""
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(RECORD_COLUMNS)
-    for r in records:
-        seconds = gpu_seconds(r, since, until)
-        writer.writerow(
-            [
-                r.id,
-                r.allocation_id,
-                _csv_cell(r.username),
-                _csv_cell(" ".join(r.groups)),
-                _csv_cell(r.server_name),
-                r.profile,
-                r.device,
-                f"{r.share:g}",
-                iso(r.start),
-                iso(r.end) or "",
-                f"{seconds:.0f}",
-                f"{seconds / 3600:.4f}",
-                _csv_cell(r.end_reason),
-            ]
-        )
-    return out.getvalue()
-
-
-def totals_csv(sums: dict[str, float], by: str) -> str:
-    out = io.StringIO()
-    writer = csv.writer(out, lineterminator="\n")
-    writer.writerow((by, "gpu_seconds", "gpu_hours"))
-    for name, seconds in sums.items():
-        writer.writerow((_csv_cell(name), f"{seconds:.0f}", f"{seconds / 3600:.4f}"))
-    return out.getvalue()
 
 
 def hours_text(hours: float) -> str:

@@ -13,7 +13,7 @@ from tornado import web
 
 from ..contract import iso
 from ..hub.notices import POSTED_SOURCES
-from ..policy import accounting
+from ..policy import accounting, efficiency, usagecsv
 from ..policy.quotas import FIELDS
 from . import payloads, views
 from .base import GpuhubAPIHandler, GpuhubPageHandler
@@ -106,26 +106,49 @@ class UsageHandler(GpuhubAPIHandler):
         fmt = payloads.parse_choice("format", self.get_argument("format", "json"), ("json", "csv"))
         records_only = payloads.parse_choice("records", self.get_argument("records", "false"), ("true", "false")) == "true"
         records = await self.gpuhub.accounting.records(since, until)
+        sums = efficiency.efficiency(records, by, since, until)
         if fmt == "csv":
             name = f"gpuhub-usage-{'records' if records_only else by}-{since.date()}-{until.date()}.csv"
             self.set_header("Content-Type", "text/csv; charset=utf-8")
             self.set_header("Content-Disposition", f'attachment; filename="{name}"')
-            if records_only:
-                self.finish(accounting.records_csv(records, since, until))
-            else:
-                self.finish(accounting.totals_csv(accounting.totals(records, by, since, until), by))
+            self.finish(usagecsv.records_csv(records, since, until) if records_only else usagecsv.totals_csv(sums, by))
             return
-        totals = accounting.totals(records, by, since, until)
         self.write_json(
             {
                 "since": iso(since),
                 "until": iso(until),
                 "by": by,
-                "totals": [{by: k, "gpu_seconds": round(v, 1), "gpu_hours": round(v / 3600, 4)} for k, v in totals.items()],
+                "totals": [{by: k, "gpu_seconds": round(e.held, 1), **e.as_json()} for k, e in sums.items()],
+                "readings": efficiency.readings(records),
                 "daily_gpu_hours": accounting.daily(records, by, since, until) if (until - since).days <= 366 else None,
                 "records": len(records),
             }
         )
+
+
+class UsageReadingsHandler(GpuhubAPIHandler):
+    """The agent's utilisation reading of the held devices, every ``[reclaim] check_interval``
+    (``{"simulated": false, "devices": [{"allocation": 3, "uuid": "GPU-...", "busy": true}]}``)."""
+
+    async def post(self):
+        require(self, ADMIN)
+        simulated, samples = payloads.parse_readings(payloads.parse_json_object(self.request.body, payloads.MAX_READINGS_BODY))
+        reached = await self.gpuhub.accounting.record_activity(samples, simulated)
+        self.write_json({"records": reached})
+
+
+class IdleHoldersHandler(GpuhubAPIHandler):
+    """Servers holding GPUs that were idle at their latest reading, the longest idle first."""
+
+    async def get(self):
+        require(self, READ)
+        now, accounting_service = self.now(), self.gpuhub.accounting
+        holders = await accounting_service.idle_holders()
+        self.write_json({
+            "readings": None if accounting_service.readings_simulated is None else ("simulated" if accounting_service.readings_simulated else "nvml"),
+            "threshold": self.site.reclaim.busy_utilisation,
+            "idle": [h.as_json(now) for h in holders],
+        })
 
 
 class QueueHandler(GpuhubAPIHandler):

@@ -50,6 +50,14 @@ def snapshot(inputs: MetricsInputs) -> dict[str, Family]:
         by_user[r.username] += seconds
         for g in r.groups:
             by_group[g] += seconds
+    measured = {kind: defaultdict(float, {k: v[0] for k, v in (inputs.closed_activity or {}).get(kind, {}).items()}) for kind in ("user", "group")}
+    busy = {kind: defaultdict(float, {k: v[1] for k, v in (inputs.closed_activity or {}).get(kind, {}).items()}) for kind in ("user", "group")}
+    for r in inputs.open_records:
+        for kind, names in (("user", (r.username,)), ("group", r.groups)):
+            for name in names:
+                measured[kind][name] += r.observed_seconds
+                busy[kind][name] += r.busy_seconds
+    readings = {None: "none", True: "true", False: "false"}[inputs.readings_simulated]
     modes = Counter(a.mode for a in live)
     held = inputs.held_per_node or {}
     return {
@@ -85,6 +93,17 @@ def snapshot(inputs: MetricsInputs) -> dict[str, Family]:
             "counter", "GPU-seconds used per user since accounting began (top users; the rest as (others))", ("user",),
             [((u,), s) for u, s in bounded(dict(by_user), inputs.max_users).items()],
         ),
+        **{
+            f"gpuhub_{kind}_gpu_{what}_seconds": Family(
+                "counter",
+                f"GPU-seconds {text} per {kind}, from the utilisation readings ([reclaim] busy_utilisation; simulated: from a"
+                f" SIMULATED file); busy over measured is how much of the held GPU time was used",
+                (kind, "simulated"),
+                [((k, readings), v) for k, v in bounded(dict(figures[kind]), limit).items()],
+            )
+            for kind, limit in (("user", inputs.max_users), ("group", inputs.max_groups))
+            for what, text, figures in (("measured", "held while readings were taken", measured), ("busy", "busy", busy))
+        },
         "gpuhub_group_gpu_seconds": Family(
             "counter", "GPU-seconds used per group since accounting began (top groups; the rest as (others))", ("group",),
             [((g,), s) for g, s in bounded(dict(by_group), inputs.max_groups).items()],

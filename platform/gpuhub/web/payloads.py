@@ -208,3 +208,29 @@ def parse_session(name: str, data: dict, settings: Settings, inventory: Inventor
         stop_at_end=_bool("stop_at_end", data.get("stop_at_end", False)),
         instructors=tuple(dict.fromkeys([by, *instructors])),
     )
+
+
+MAX_READINGS = 10_000
+MAX_READINGS_BODY = 1024 * 1024
+
+
+def parse_readings(data: dict) -> tuple[bool, list[tuple[int, str, bool]]]:
+    """``{"simulated": false, "devices": [{"allocation": 3, "uuid": "GPU-...", "busy": true}, ...]}`` (the
+    agent's reading of the held devices) → (simulated, [(allocation, uuid, busy), ...])."""
+    unknown = sorted(set(data) - {"simulated", "devices"})
+    if unknown:
+        raise BadRequest(unknown[0], "unknown field. Accepted: simulated, devices")
+    simulated = _bool("simulated", data.get("simulated"))
+    devices = _list_of("devices", data.get("devices"), "readings", MAX_READINGS)
+    samples = []
+    for i, row in enumerate(devices):
+        where = f"devices[{i}]"
+        if not isinstance(row, dict) or set(row) != {"allocation", "uuid", "busy"}:
+            raise BadRequest(where, f"{row!r:.80} is not accepted. Accepted: an object with allocation, uuid and busy")
+        allocation, uuid, busy = row["allocation"], row["uuid"], row["busy"]
+        if isinstance(allocation, bool) or not isinstance(allocation, int) or allocation < 1:
+            raise BadRequest(f"{where}.allocation", f"{allocation!r:.40} is not accepted. Accepted: an allocation id (a positive integer)")
+        if not isinstance(uuid, str) or not re.fullmatch(r"(GPU|MIG)-[0-9A-Za-z/-]{1,90}", uuid):
+            raise BadRequest(f"{where}.uuid", f"{uuid!r:.100} is not accepted. Accepted: a GPU-... or MIG-... UUID")
+        samples.append((allocation, uuid, _bool(f"{where}.busy", busy)))
+    return simulated, samples

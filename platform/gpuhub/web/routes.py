@@ -31,6 +31,8 @@ def handlers(settings: Settings) -> list[tuple]:
         (rf"{API}/users/([^/]+)/wait", user.WaitHandler, kw),
         (rf"{API}/users/([^/]+)/overview", user.OverviewHandler, kw),
         (rf"{API}/usage", admin.UsageHandler, kw),
+        (rf"{API}/usage/readings", admin.UsageReadingsHandler, kw),
+        (rf"{API}/usage/idle", admin.IdleHoldersHandler, kw),
         (rf"{API}/queue", admin.QueueHandler, kw),
         (rf"{API}/queue/(\d+)", admin.QueueEntryHandler, kw),
         (rf"{API}/notices/([^/]+)", admin.NoticesHandler, kw),

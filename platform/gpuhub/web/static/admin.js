@@ -5,7 +5,7 @@
   "use strict";
   const root = document.querySelector(".gpuhub-admin");
   if (!root) return;
-  const { api, call, say, cell, button, body, empty } = window.gpuhubPage;
+  const { api, call, say, cell, button, body, empty, when } = window.gpuhubPage;
   const canChange = root.dataset.canChange === "true";
   const errorBox = document.getElementById("gpuhub-error");
   const okBox = document.getElementById("gpuhub-ok");
@@ -205,6 +205,31 @@
     box.appendChild(svg);
   }
 
+  const READINGS = {
+    nvml: "Busy: utilisation above [reclaim] busy_utilisation in the NVML readings the agent takes every check_interval; measured: the held time those readings cover.",
+    simulated: "Busy figures from SIMULATED readings (a file), not from real GPUs.",
+    mixed: "Busy figures partly from SIMULATED readings (a file), partly from NVML.",
+    none: "No utilisation readings in this range: the busy columns are empty.",
+  };
+
+  async function loadIdle() {
+    const data = await call("GET", "usage/idle");
+    const tbody = body("idle-table");
+    for (const h of data.idle) {
+      const tr = document.createElement("tr");
+      cell(tr, h.user + (h.server ? ":" + h.server : ""));
+      cell(tr, h.profile);
+      cell(tr, h.gpus.join(", "));
+      cell(tr, when(h.held_since));
+      cell(tr, duration(h.idle_seconds));
+      tbody.appendChild(tr);
+    }
+    empty(tbody, data.readings === null ? "No utilisation readings yet (the agent sends them every [reclaim] check_interval)." : "Every held GPU was busy at its latest reading.");
+    document.getElementById("idle-note").textContent =
+      "Servers whose GPUs were all at or below " + data.threshold + " % utilisation at the latest reading, the longest idle first" +
+      (data.readings === "simulated" ? " [SIMULATED readings]" : "") + ".";
+  }
+
   async function loadUsage() {
     const data = await call("GET", "usage?" + usageQuery({}));
     document.getElementById("usage-by").textContent = data.by === "group" ? "Group" : "User";
@@ -213,9 +238,14 @@
       const tr = document.createElement("tr");
       cell(tr, t[data.by]);
       cell(tr, t.gpu_hours.toFixed(2));
+      cell(tr, t.measured_gpu_hours.toFixed(2));
+      cell(tr, t.measured_gpu_hours ? t.busy_gpu_hours.toFixed(2) : "");
+      cell(tr, t.busy_share === null ? "not measured" : Math.round(t.busy_share * 100) + " %");
       tbody.appendChild(tr);
     }
     empty(tbody, "No GPU-hours from " + data.since.slice(0, 10) + " to " + data.until.slice(0, 10) + " (UTC): nobody held a GPU in this range.");
+    document.getElementById("usage-readings").textContent = READINGS[data.readings] || "";
+    await loadIdle();
     chart(data.daily_gpu_hours);
     document.getElementById("usage-csv").href = api + "usage?" + usageQuery({ format: "csv" });
     document.getElementById("usage-records-csv").href = api + "usage?" + usageQuery({ format: "csv", records: "true" });
