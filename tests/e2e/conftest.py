@@ -89,6 +89,10 @@ image = "{MISSING_IMAGE}"
 mem_limit = "2G"
 gpus = 1
 gpu_mode = "exclusive"
+
+[borrowing]
+profiles = ["gpu-1"]
+grace_period = 900
 '''
 
 

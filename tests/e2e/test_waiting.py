@@ -6,6 +6,8 @@ the composed hub):
   the same message and status as the REST API, and nothing starts;
 - waiting in line for a GPU, "Leave the line" on the spawn page cancels the start and goes home, the
   line empty again; the wait endpoint says the place while waiting;
+- waiting while a borrowed GPU is being taken back, the spawn page says when it likely frees and why;
+  leaving the line withdraws the borrower's warning (the borrower keeps the GPU);
 - waiting in line for a GPU, the hub restarts (``docker-compose restart hub``): the spawn page says
   the hub was lost, then shows the same place in line "kept across a hub restart", and opens
   JupyterLab when a GPU frees."""
@@ -14,7 +16,7 @@ import re
 import subprocess
 import time
 
-from tests.e2e.conftest import MISSING_IMAGE, REPO
+from tests.e2e.conftest import ARTIFACTS, MISSING_IMAGE, REPO
 from tests.e2e.test_admin_page import hub_api, stop_own_server
 from tests.e2e.test_browser import log_in
 
@@ -90,6 +92,58 @@ def test_leave_the_line_from_the_spawn_page(page, platform):
         time.sleep(0.5)
     assert hub_api(page, platform, "GET", "/gpuhub/v1/queue").json()["waiting"] == []
     assert hub_api(page, platform, "GET", "/gpuhub/v1/users/admin/wait").json() == {"waiting": []}
+
+
+def test_the_spawn_page_says_when_a_borrowed_gpu_frees_and_leaving_withdraws_the_warning(page, platform):
+    """holder1 holds a GPU within quota; "borrower", whose quota allows no GPU, borrows the other; the
+    admin waits: the borrower is warned (15 minutes' grace) and the admin's spawn page says when the
+    GPU likely frees and why; leaving the line withdraws the borrower's warning."""
+    log_in(page, platform)
+    page.wait_for_url(re.compile(r"/hub/|/user/"), timeout=60_000)
+    stop_own_server(page, platform)
+    for user in ("holder1", "holder2", "borrower"):
+        hub_api(page, platform, "POST", f"/users/{user}")
+    if server_of(page, platform, "holder2") is not None:
+        hub_api(page, platform, "DELETE", "/users/holder2/server")
+    deadline = time.monotonic() + 60
+    while server_of(page, platform, "holder2") is not None:  # stopped: its GPU released
+        assert time.monotonic() < deadline, "holder2's server did not stop"
+        time.sleep(0.5)
+    assert hub_api(page, platform, "PUT", "/gpuhub/v1/quotas/user/borrower", data={"max_gpus": 0}).status == 200
+    for user in ("holder1", "borrower"):
+        if server_of(page, platform, user) is None:
+            hub_api(page, platform, "POST", f"/users/{user}/server", data={"profile": "gpu-1"})
+        deadline = time.monotonic() + 120
+        while not (server_of(page, platform, user) or {}).get("ready"):
+            assert time.monotonic() < deadline, f"{user}'s server did not start"
+            time.sleep(1)
+    (server,) = hub_api(page, platform, "GET", "/gpuhub/v1/users/borrower/overview").json()["servers"]
+    assert server["borrowed"] is True
+
+    page.goto(f"{platform.url}/hub/spawn")
+    page.click("label[for=gpuhub-profile-gpu-1]")
+    page.get_by_role("button", name=re.compile("^Start$", re.I)).click()
+    page.wait_for_function(
+        "() => (document.querySelector('#progress-message')?.innerText ?? '').includes('a borrowed GPU is taken back')", timeout=60_000
+    )
+    message = page.locator("#progress-message").inner_text()
+    assert re.fullmatch(r"waiting for a GPU \(exclusive×1\): 1st of 1 in line; a GPU likely frees in about 1[45] minutes \(a borrowed GPU is taken back\)", message), message
+    page.screenshot(path=str(ARTIFACTS / "waiting.png"), full_page=True)
+    (wait,) = hub_api(page, platform, "GET", "/gpuhub/v1/users/admin/wait").json()["waiting"]
+    assert wait["estimate_basis"] == "a borrowed GPU is taken back" and 840 <= wait["estimate_seconds"] <= 900, wait
+    notices = hub_api(page, platform, "GET", "/gpuhub/v1/notices/borrower").json()["notices"]
+    assert [n["source"] for n in notices] == ["borrowing"] and "it will be stopped at" in notices[0]["message"]
+
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.get_by_role("button", name="Leave the line").click()
+    page.wait_for_url(re.compile(r"/hub/home"), timeout=30_000)
+    deadline = time.monotonic() + 30
+    while hub_api(page, platform, "GET", "/gpuhub/v1/notices/borrower").json()["notices"]:
+        assert time.monotonic() < deadline, "the borrower's warning was not withdrawn"
+        time.sleep(0.5)
+    assert (server_of(page, platform, "borrower") or {}).get("ready")  # kept its GPU
+    hub_api(page, platform, "DELETE", "/users/borrower/server")
+    hub_api(page, platform, "DELETE", "/gpuhub/v1/quotas/user/borrower")
 
 
 def test_a_waiter_keeps_its_place_across_a_hub_restart(page, platform):

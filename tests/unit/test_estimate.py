@@ -42,11 +42,11 @@ TYPICAL = {"gpu-1": 30 * M}
 @pytest.mark.parametrize(
     "hold, expected",
     [
-        (Hold(NOW - 10 * M, 1, "gpu-1"), (NOW + 20 * M, "gpu-1 is usually held 30 minutes")),
+        (Hold(NOW - 10 * M, 1, "gpu-1"), (NOW + 20 * M, "gpu-1 is usually held 30 min")),
         (Hold(NOW - 40 * M, 1, "gpu-1"), None),  # past its usual length: nothing known
         (Hold(NOW - 10 * M, 1, "other"), None),  # no history
         (Hold(NOW - 10 * M, 1, "gpu-1", ((NOW + 5 * M, "session s's window ends"),)), (NOW + 5 * M, "session s's window ends")),
-        (Hold(NOW - 10 * M, 1, "gpu-1", ((NOW + 50 * M, "max age"),)), (NOW + 20 * M, "gpu-1 is usually held 30 minutes")),
+        (Hold(NOW - 10 * M, 1, "gpu-1", ((NOW + 50 * M, "max age"),)), (NOW + 20 * M, "gpu-1 is usually held 30 min")),
         (Hold(NOW - 40 * M, 1, "other", ((NOW - 1 * M, "max age"),)), (NOW, "max age")),  # overdue: any moment
         (Hold(NOW, 1, "other", ((NOW + 9 * M, "b"), (NOW + 7 * M, "a"))), (NOW + 7 * M, "a")),
     ],

@@ -107,7 +107,7 @@ async def test_timeout_refuses_with_the_place_in_line(tmp_path, clock):
     with pytest.raises(SpawnRefused) as e:
         await take(services, "c")
     assert (e.value.status_code, e.value.why) == (503, "capacity")
-    assert "No GPU for profile 'gpu-1' became free within 1 seconds" in e.value.message
+    assert "No GPU for profile 'gpu-1' became free within 1 s" in e.value.message
     assert "you were 1st of 1 in line" in e.value.message and services.allocation.lines.lines() == {}
 
 

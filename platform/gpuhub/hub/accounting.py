@@ -27,7 +27,6 @@ from ..db.usage import UsageStore
 from ..inventory.model import Inventory
 from ..policy.accounting import WEEK, UsageRecord, held_now, running_verdict, week_start, weekly
 from ..policy.efficiency import IdleHolder
-from ..policy.quotas import resolve
 from ..worker import Worker
 from .database import DatabaseOpener, StoreCalls
 from .log import log
@@ -130,14 +129,13 @@ class AccountingService:
 
     async def check_running(self) -> None:
         acc = self.settings.accounting
-        rules = await self._quotas.rules()  # once per round, for every user
         per_user = held_now(await self._run("open_records"))
+        hours = await self._quotas.weekly_hours_of(per_user)
         for username in self._notices.users_with(HUB_SOURCE):
             if username not in per_user:
                 self._notices.clear(username, HUB_SOURCE)  # nothing running any more
         for username, entry in per_user.items():
-            limit = resolve(username, sorted(entry.groups), rules).gpu_hours_per_week.value
-            used = 0.0 if limit is None else await self._quotas.used_this_week(username) / 3600
+            limit, used = hours.get(username, (None, 0.0))
             verdict = running_verdict(used, limit, entry.rate, acc.warn_before, acc.running_servers, acc.week)
             if verdict is None:
                 self._notices.clear(username, HUB_SOURCE)

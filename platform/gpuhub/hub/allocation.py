@@ -36,6 +36,7 @@ from ..engine.base import Engine
 from ..inventory.model import Inventory
 from ..policy.allocator import Capacity, GpuRequest, Holding, NeverFits, capacity, pool_of
 from ..policy.decide import Refused, SiteRules, Start, borrow_refusal, quota_verdict
+from ..policy.durations import duration_text
 from ..policy.errors import SpawnRefused
 from ..policy.fairness import FIFO, Standing, decayed_gpu_hours, priority_of
 from ..policy.lineorder import dispatch, draws_on
@@ -59,10 +60,6 @@ class ReconcileReport:
     kept: list[int]
     freed: list[int]
     strays: list[str]  # servers that run with an allocation that is no longer live
-
-
-def _human_seconds(seconds: int) -> str:
-    return f"{seconds // 60} minutes" if seconds >= 120 and seconds % 60 == 0 else f"{seconds} seconds"
 
 
 class AllocationService:
@@ -215,7 +212,7 @@ class AllocationService:
                 if remaining <= 0:
                     raise SpawnRefused(
                         503,
-                        f"No GPU for profile {start.profile!r} became free within {_human_seconds(timeout)}"
+                        f"No GPU for profile {start.profile!r} became free within {duration_text(timeout)}"
                         f" ({ticket.reason or 'others were ahead of you'};"
                         f" you were {ordinal(place)} of {total} in line). Try again later, or pick another profile",
                         why="capacity",
@@ -246,11 +243,21 @@ class AllocationService:
         await asyncio.shield(self._round)
 
     async def _round_of_placements(self) -> None:
-        generation, now = self.lines.generation, time.monotonic()
+        now = time.monotonic()
         again = now >= self._retry_at  # the safety net: everyone tries again every few seconds
         if again:
             self._retry_at = now + RECHECK_SECONDS
         await self.update_standings()
+        while await self._placements_until_a_change(again):
+            pass  # something was freed while earlier waiters were tried: all try again, in order
+        if any(t.outcome is None and not t.removed_by for t in self.lines.tickets()):
+            self.still_waiting()
+
+    async def _placements_until_a_change(self, again: bool) -> bool:
+        """Let the waiters try, in order (``policy.lineorder.dispatch``); True if it stopped because
+        something changed meanwhile: a waiter that did not fit before a GPU was freed must not see a
+        later one take that GPU."""
+        generation = self.lines.generation
         waiting = [t for t in self.lines.in_order() if t.outcome is None and not t.removed_by]
         order = dispatch(waiting, self.settings.gpus.overtake_limit)
         inventory = None
@@ -259,14 +266,14 @@ class AllocationService:
             while True:
                 placed = False
                 if again or ticket.tried_at != generation:  # nothing freed since it last tried: it still does not fit
+                    if self.lines.generation != generation:
+                        return True
                     ticket.tried_at = generation
                     inventory = inventory or await self.inventory()
                     placed = await self._place(ticket, inventory)
                 ticket = order.send(placed)
         except StopIteration:
-            pass
-        if any(t.outcome is None and not t.removed_by for t in self.lines.tickets()):
-            self.still_waiting()
+            return False
 
     async def update_standings(self) -> None:
         """Fair share: every waiter's priority (``[fairness]``) and its person's decayed recent GPU-hours

@@ -13,7 +13,7 @@ from datetime import datetime
 from ..config.schema import Settings
 from ..db.quotas import QuotaStore
 from ..db.usage import UsageStore
-from ..policy.accounting import week_start
+from ..policy.accounting import HeldNow, week_start
 from ..policy.quotas import EffectiveQuota, QuotaRule, resolve, rule_from
 from ..worker import Worker
 from .database import DatabaseOpener, StoreCalls
@@ -41,6 +41,16 @@ class QuotaService:
     async def used_this_week(self, username: str) -> float:
         """GPU-seconds ``username`` used in the current ``[accounting] week`` (what ``gpu_hours_per_week`` counts)."""
         return await self._usage("used_seconds", username, week_start(self._clock(), self.settings.accounting.week))
+
+    async def weekly_hours_of(self, holders: dict[str, HeldNow]) -> dict[str, tuple[float, float]]:
+        """Per person holding GPUs now (``policy.accounting.held_now``) whose ``gpu_hours_per_week`` is
+        limited: (the limit, the GPU-hours used this week); one read of the rules for all of them."""
+        rules, hours = await self.rules(), {}
+        for username, held in holders.items():
+            limit = resolve(username, sorted(held.groups), rules).gpu_hours_per_week.value
+            if limit is not None:
+                hours[username] = (limit, await self.used_this_week(username) / 3600)
+        return hours
 
     async def set(self, rule: QuotaRule, by: str) -> None:
         await self._rules("set", rule)

@@ -18,7 +18,6 @@ from ..db.records import Allocation
 from ..policy.accounting import held_now, seconds_until_used_up
 from ..policy.estimate import TYPICAL_WINDOW, Estimate, Hold, estimate, typical_holds
 from ..policy.lineorder import MIG_SLICES, WHOLE_GPUS
-from ..policy.quotas import resolve
 from ..policy.sessions import open_window
 from .waitqueue import Ticket
 
@@ -100,13 +99,10 @@ class WaitEstimator:
         """Per person whose servers are stopped when their weekly GPU-hours are used: when, at today's rate."""
         if self.settings.accounting.running_servers != "stop":
             return {}
-        rules = await self._quotas.rules()
+        holders = held_now(await self._usage("open_records"))
         ends = {}
-        for username, held in held_now(await self._usage("open_records")).items():
-            limit = resolve(username, sorted(held.groups), rules).gpu_hours_per_week.value
-            if limit is None:
-                continue
-            left = seconds_until_used_up(await self._quotas.used_this_week(username) / 3600, limit, held.rate)
+        for username, (limit, used) in (await self._quotas.weekly_hours_of(holders)).items():
+            left = seconds_until_used_up(used, limit, holders[username].rate)
             if left is not None:
                 ends[username] = now + timedelta(seconds=left)
         return ends

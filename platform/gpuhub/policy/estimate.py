@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from .accounting import UsageRecord
+from .durations import duration_text
 
 TYPICAL_WINDOW = timedelta(days=28)
 MIN_SAMPLES = 3
@@ -88,7 +89,7 @@ def expected_end(hold: Hold, typical: dict[str, timedelta], now: datetime) -> tu
     candidates = [(max(at, now), why) for at, why in hold.limits]
     usual = typical.get(hold.profile)
     if usual is not None and hold.started + usual > now:
-        candidates.append((hold.started + usual, f"{hold.profile} is usually held {_length(usual)}"))
+        candidates.append((hold.started + usual, f"{hold.profile} is usually held {duration_text(usual.total_seconds())}"))
     return min(candidates, key=lambda c: c[0]) if candidates else None
 
 
@@ -102,8 +103,3 @@ def estimate(holds: Iterable[Hold], typical: dict[str, timedelta], now: datetime
     if needed <= 0 or needed > len(ends):
         return Estimate(None)
     return Estimate(*ends[needed - 1])
-
-
-def _length(length: timedelta) -> str:
-    minutes = round(length.total_seconds() / 60)
-    return f"{minutes} minutes" if minutes < 120 else f"{minutes / 60:.1f} hours"

@@ -18,6 +18,8 @@ from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 
+from .durations import duration_text
+
 MAX_WINDOWS = 500
 MAX_NAME_TEXT = 200
 EMAIL = re.compile(r"^[^@\s<>\"',;]+@[^@\s<>\"',;]+\.[^@\s<>\"',;]+$")
@@ -131,8 +133,7 @@ def closed_message(session: Session, now: datetime) -> str | None:
         return f"Session {label!r} is over: its last window ended {when(last.end)}. Ask your instructor for a new session"
     opens = upcoming.start - session.lead
     wait = opens - now
-    hours, rest = divmod(int(wait.total_seconds()), 3600)
-    in_text = f"{hours} h {rest // 60} min" if hours else f"{max(1, rest // 60)} min"
+    in_text = duration_text(wait.total_seconds())
     early = f" (servers may start from {when(opens)})" if session.lead else ""
     return (
         f"Session {label!r} is not open now. It opens next {when(upcoming.start)}{early}, in {in_text};"
