@@ -38,8 +38,9 @@ def main() -> int:
     agent = Agent(api, settings, source_for(settings.reclaim.activity, settings.engine.kind, api), utcnow)
     reclaim = settings.reclaim
     log.info(
-        "gpuhub-agent: sessions every %ss; GPU-idle reclaim %s (activity from %s)",
+        "gpuhub-agent: sessions every %ss; GPU readings every %ss (the usage's busy figures); GPU-idle reclaim %s (activity from %s)",
         settings.sessions.check_interval,
+        reclaim.check_interval,
         f"after {reclaim.idle_timeout}s (sessions {reclaim.session_idle_timeout or reclaim.idle_timeout}s)" if agent.reclaim.enabled else "off",
         f"the nodes' reporters ({reclaim.activity})" if settings.engine.kind == "swarm" else reclaim.activity,
     )
