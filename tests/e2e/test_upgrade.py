@@ -28,7 +28,10 @@ import pytest
 from tests.e2e.operator import Api, Operator, admin_token, operator_settings, said, start_server
 from tests.hubprocess import REPO, require_engine_and_image
 
-PREVIOUS = "37d923e50a2cc64d756b822e9cbc15cda471c609"  # the last commit before issue 18 (JupyterHub 5.5.4)
+PREVIOUS = "37d923e50a2cc64d756b822e9cbc15cda471c609"
+PREVIOUS_RECORD_COLUMNS = (
+    "record", "allocation", "user", "groups", "server", "profile", "device", "share", "start", "end", "gpu_seconds", "gpu_hours", "end_reason",
+)  # the last commit before issue 18 (JupyterHub 5.5.4)
 PREFIX = "gpuhubup"
 IMAGES = ("gpuhub/hub:latest", "gpuhub/pytorch-cuda:cpu")
 
@@ -113,8 +116,10 @@ def test_the_previous_release_upgrades_in_place_keeping_servers_and_records(oper
             "held": sorted((d["uuid"], h["user"], h["since"]) for d in gpus for h in d["holders"]),
             "quotas": api("GET", "/hub/api/gpuhub/v1/quotas").json(),
             "groups": {g["name"]: sorted(g["users"]) for g in api("GET", "/hub/api/groups").json()},
-            "closed_usage": [row for row in csv.DictReader(io.StringIO(api("GET", "/hub/api/gpuhub/v1/usage?since=2026-01-01&format=csv&records=true").text))
-                             if row["end"]],  # an open record's figures grow with the clock
+            # an open record's figures grow with the clock; the columns the previous release wrote
+            # (this one adds busy_gpu_hours and readings, empty for records without readings)
+            "closed_usage": [{k: row[k] for k in PREVIOUS_RECORD_COLUMNS} for row in csv.DictReader(io.StringIO(
+                api("GET", "/hub/api/gpuhub/v1/usage?since=2026-01-01&format=csv&records=true").text)) if row["end"]],
         }
 
     before = records()
@@ -136,6 +141,8 @@ def test_the_previous_release_upgrades_in_place_keeping_servers_and_records(oper
     assert server.status == "running" and server.attrs["State"]["StartedAt"] == started_at  # never restarted
     api.token = admin_token(op)  # the same password, from the migrated database
     assert records() == before
+    migrated = list(csv.DictReader(io.StringIO(api("GET", "/hub/api/gpuhub/v1/usage?since=2026-01-01&format=csv&records=true").text)))
+    assert migrated and all(row["busy_gpu_hours"] == "" and row["readings"] == "" for row in migrated if row["end"])  # 0010: no readings then
     r = api("GET", "/user/admin/api/status")  # the old server (JupyterHub 5.5's singleuser) checks the token with the new hub
     assert r.status_code == 200
     # the GPU goes back when the old server stops, and a new start (this release's image) gets it

@@ -13,6 +13,7 @@ from gpuhub.hub.progress import StartProgress
 from gpuhub.hub.waitqueue import WaitQueue
 from gpuhub.policy.accounting import UsageRecord
 from gpuhub.policy.fairness import FAIR_SHARE, FIFO, Standing, decayed_gpu_hours, order_key, priority_of, reason
+from gpuhub.policy.sessions import Session, Window
 from gpuhub.web.views import queue_rows
 from tests.unit.test_services import make_services, start_of, until
 
@@ -187,3 +188,24 @@ async def test_hours_are_read_again_when_someone_joins_within_the_minute(tmp_pat
     for task in (heavy, light):
         task.cancel()
     await asyncio.gather(heavy, light, return_exceptions=True)
+
+
+async def test_a_class_start_goes_first_only_while_its_window_is_open(tmp_path, clock):
+    services = make_services(tmp_path, clock, extra='\n[fairness]\npolicy = "fair-share"\nsession_priority = 100\n')
+    await services.allocation.ready()
+    await services.sessions.save(Session("ml101", "gpu-1", (Window(clock.now, clock.now + timedelta(hours=1)),)), "prof")
+    await services.allocation.acquire(start_of(services, "a"), "a", StartProgress())
+    await services.allocation.acquire(start_of(services, "b"), "b", StartProgress())
+    other, _ = await wait_in_line(services, "other")
+    progress = StartProgress()
+    student = asyncio.ensure_future(services.allocation.acquire(start_of(services, "student", session="ml101"), "student", progress))
+    await until(lambda: progress.message.startswith("waiting for a GPU"), "student in line")
+    await services.allocation.update_standings()
+    assert services.allocation.lines.lines() == {"exclusive×1": ["student", "other"]}
+    assert queue_rows(services.allocation.lines, clock())[0]["order"].startswith("priority 100 (session ml101)")
+    clock.now += timedelta(hours=1, minutes=1)  # the class is over; the student still waits
+    await services.allocation.update_standings()
+    assert services.allocation.lines.lines() == {"exclusive×1": ["other", "student"]}  # arrival again
+    for task in (other, student):
+        task.cancel()
+    await asyncio.gather(other, student, return_exceptions=True)

@@ -42,7 +42,7 @@ from ..policy.fairness import FIFO, Standing, decayed_gpu_hours, priority_of
 from ..policy.lineorder import dispatch, draws_on
 from ..policy.nodes import held_per_node
 from ..policy.quotas import Held
-from ..policy.sessions import Session, usable_devices
+from ..policy.sessions import Session, open_window, usable_devices
 from ..worker import Worker
 from .database import DatabaseOpener, StoreCalls
 from .log import log
@@ -76,6 +76,7 @@ class AllocationService:
         self._recent: dict[str, float] = {}  # fair share: person → decayed recent GPU-hours
         self._recent_read_for: set[int] = set()  # the tickets whose person's hours were read since they joined
         self._recent_read_at: datetime | None = None  # by the hub's clock
+        self._open_sessions: set[str] = set()  # the classroom sessions open at the last standings (fair share)
         self.estimates = WaitEstimator(settings, self._run, self._usage, quotas, sessions, clock)
         self._quotas = quotas
         self._sessions = sessions
@@ -293,13 +294,17 @@ class AllocationService:
         for person in {t.person for t in joined}:  # their hours now, not as read before they joined
             records = await self._usage("records", since, now, person)
             self._recent[person] = decayed_gpu_hours(records, now, fairness.half_life_hours).get(person, 0.0)
+        self._open_sessions = {s.name for s in await self._sessions.all() if open_window(s, now) is not None}
         for ticket in self.lines.tickets():  # read after the awaits: whoever joined meanwhile too
             ticket.standing = self._standing_of(ticket)
         self.lines.reorder()
 
     def _standing_of(self, ticket: Ticket) -> Standing:
+        """Its priority (a classroom session's only while the session's window is open: a start that
+        joined in class and still waits after it keeps its groups' only) and its person's recent hours."""
         fairness, start = self.settings.fairness, ticket.payload
-        priority, source = priority_of(start.groups, start.session, fairness.group_priority, fairness.session_priority)
+        session = start.session if start.session in self._open_sessions or ticket.standing is None else ""
+        priority, source = priority_of(start.groups, session, fairness.group_priority, fairness.session_priority)
         return Standing(priority, source, self._recent.get(ticket.person, 0.0))
 
     async def _place(self, ticket: Ticket, inventory: Inventory) -> bool:
