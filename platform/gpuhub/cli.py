@@ -13,6 +13,7 @@
                           [--title T] [--devices 0,1] [--datasets D] [--prewarm-minutes 10]
                           [--shared-folder] [--stop-at-end] [--instructors a,b]
     gpuhub session roster NAME roster.csv
+    gpuhub ssh-key list | add ~/.ssh/id_ed25519.pub | remove ID [--user NAME]   (SSH into your server)
     gpuhub nodes                        (a Swarm's nodes: state, GPUs, held)
     gpuhub home list | move USER NODE   (a Swarm with homes on the nodes)
     gpuhub backup [--to DIR] [--site DIR]        (in the hub's container: scripts/backup)
@@ -57,9 +58,9 @@ class Client:
         self.url = url.rstrip("/")
         self.token = token
 
-    def call(self, method: str, path: str, body: dict | None = None, raw: bool = False, csv: bytes | None = None):
+    def call(self, method: str, path: str, body: dict | None = None, raw: bool = False, csv: bytes | None = None, prefix: str = PREFIX):
         data = json.dumps(body).encode() if body is not None else csv
-        request = urllib.request.Request(self.url + PREFIX + path, data=data, method=method)
+        request = urllib.request.Request(self.url + prefix + path, data=data, method=method)
         request.add_header("Authorization", f"token {self.token}")
         if data is not None:
             request.add_header("Content-Type", "application/json" if body is not None else "text/csv")
@@ -257,6 +258,30 @@ def cmd_home(client: Client, args) -> str:
     return f"{home['user']}'s home is now on {home['node']} (the old copy stays on the old node until you remove it there)"
 
 
+def cmd_ssh_key(client: Client, args) -> str:
+    user = args.user or client.call("GET", "user", prefix="/hub/api/")["name"]  # the token's owner
+    path = f"users/{urllib.parse.quote(user, safe='')}/ssh-keys"
+    if args.action == "add":
+        if not args.key:
+            raise ApiError("ssh-key add needs the public key file (~/.ssh/id_ed25519.pub), or - to read it from stdin")
+        try:
+            text = sys.stdin.read() if args.key == "-" else open(args.key, encoding="utf-8").read()
+        except (OSError, UnicodeDecodeError) as e:
+            raise ApiError(f"cannot read {args.key}: {e}") from None
+        key = client.call("POST", path, {"key": text})
+        return f"added for {user}: {key['algorithm']} {key['fingerprint']} {key['comment']}".rstrip()
+    if args.action == "remove":
+        if not args.key or not args.key.isdigit():
+            raise ApiError("ssh-key remove needs the key's number (ID in `gpuhub ssh-key list`)")
+        client.call("DELETE", f"{path}/{args.key}")
+        return f"removed key {args.key} of {user}"
+    data = client.call("GET", path)
+    where = f"ssh -p {data['ssh']['port']} {user}@HUB" if data["ssh"]["enabled"] else "SSH is off on this hub ([ssh] port)"
+    rows = [["ID", "KEY", "FINGERPRINT", "ADDED", "LAST USED"]]
+    rows += [[k["id"], f"{k['algorithm']} {k['comment']}".rstrip(), k["fingerprint"], k["added"], k["last_used"] or "never"] for k in data["keys"]]
+    return (_table(rows) if len(rows) > 1 else f"{user} has no SSH key") + f"\n{where}"
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="gpuhub", description="gpuhub admin: GPUs, quotas, usage, queue, sessions (over the hub's REST API)", epilog=TOKEN_HELP
@@ -299,6 +324,11 @@ def parser() -> argparse.ArgumentParser:
     session.add_argument("--shared-folder", action="store_true")
     session.add_argument("--stop-at-end", action="store_true")
     session.set_defaults(run=cmd_session)
+    ssh_key = sub.add_parser("ssh-key", help="your public keys for SSH into your server: list, add FILE (or -), remove ID")
+    ssh_key.add_argument("action", choices=["list", "add", "remove"])
+    ssh_key.add_argument("key", nargs="?", help="add: the .pub file (- for stdin); remove: the key's ID")
+    ssh_key.add_argument("--user", help="another person's keys (a GPU admin's token); default: the token's owner")
+    ssh_key.set_defaults(run=cmd_ssh_key)
     sub.add_parser("nodes", help="a Swarm's nodes: state, GPUs, what they hold, whether they take servers").set_defaults(run=cmd_nodes)
     home = sub.add_parser("home", help="a Swarm with homes on the nodes: where homes are; move one (its servers stopped)")
     home.add_argument("action", choices=["list", "move"])

@@ -17,6 +17,7 @@ from .config.access import Https
 from .config.directory import Ldap, Oidc
 from .config.borrowing import Borrowing
 from .config.fairness import Fairness
+from .config.ssh import Ssh
 from .config.sections import accepted
 from .config.schema import Accounting, Admission, Culling, Dataset, Engine, Gpus, Hub, Profile, Quota, Reclaim, Sessions, Spawner
 from .hub.auth import GPUHubAuthenticator
@@ -41,6 +42,7 @@ SECTIONS = [
     ("[reclaim]", Reclaim),
     ("[culling]", Culling),
     ("[https]", Https),
+    ("[ssh]", Ssh),
     ("[ldap]", Ldap),
     ("[oidc]", Oidc),
     ("inventory file: the whole file", InventoryFile),

@@ -21,6 +21,7 @@ import sys
 import time
 from datetime import datetime
 
+import asyncssh
 import pytest
 import requests
 from hypothesis import HealthCheck, given, settings, strategies as st
@@ -83,6 +84,8 @@ ROUTES = [
     ("DELETE", "quotas/user/admin", None),
     ("POST", "gpus/GPU-00000000-0000-0000-0000-000000000003/free", None),
     ("DELETE", "queue/999999", None),
+    ("GET", "users/admin/ssh-keys", None),
+    ("POST", "users/admin/ssh-keys", {"key": "not a key"}),
 ]
 READS = {"GET"}
 # who: expected status per kind of route ("read" / "write"); writes reach their own 4xx past RBAC
@@ -167,6 +170,89 @@ def test_fuzzed_usage_queries_never_5xx(admin_hub, query):
     assert r.status_code in (200, 400), (query, r.text)
     if r.status_code == 400:
         assert r.json()["field"] in query or r.json()["field"] == "since"
+
+
+# --- SSH keys ---------------------------------------------------------------------------------------
+def public_key(comment="me@laptop") -> str:
+    return asyncssh.generate_private_key("ssh-ed25519", comment=comment).export_public_key().decode().strip()
+
+
+def keys_of(hub, user) -> list:
+    return call(hub, OPS, "GET", f"users/{user}/ssh-keys").json()["keys"]
+
+
+def test_ssh_keys_belong_to_their_person_and_bad_ones_are_refused(admin_hub, tmp_path):
+    hub = admin_hub
+    ana, ben = token_of(hub, "ana"), token_of(hub, "ben")
+    key = public_key("ana@laptop")
+    r = call(hub, ana, "POST", "users/ana/ssh-keys", {"key": key})
+    assert r.status_code == 201, r.text
+    row = r.json()
+    assert row["algorithm"] == "ssh-ed25519" and row["comment"] == "ana@laptop" and row["fingerprint"].startswith("SHA256:")
+    mine = call(hub, ana, "GET", "users/ana/ssh-keys").json()
+    assert mine["keys"] == [row] and mine["ssh"]["user"] == "ana"
+    # a key belongs to one person; nobody adds to or removes from another's keys
+    r = call(hub, ben, "POST", "users/ben/ssh-keys", {"key": key})
+    assert r.status_code == 409 and "registered by another person" in r.json()["message"] and keys_of(hub, "ben") == []
+    assert call(hub, ben, "POST", "users/ana/ssh-keys", {"key": public_key()}).status_code == 403
+    assert call(hub, ben, "DELETE", f"users/ana/ssh-keys/{row['id']}").status_code == 403
+    assert call(hub, ben, "GET", "users/ana/ssh-keys").status_code == 403
+    read_only = hub.api("POST", "/users/ana/tokens", {"scopes": ["read:servers!user=ana"], "expires_in": 600}, expect=201).json()["token"]
+    assert call(hub, read_only, "GET", "users/ana/ssh-keys").status_code == 200
+    assert call(hub, read_only, "POST", "users/ana/ssh-keys", {"key": public_key()}).status_code == 403  # needs servers for ana
+    # refused with the field named, nothing stored
+    private = asyncssh.generate_private_key("ssh-ed25519").export_private_key().decode()
+    for body, field, words in [
+        ({"key": private}, "key", "PRIVATE key"),
+        ({"key": f'command="id" {public_key()}'}, "key", "authorized_keys options"),
+        ({"key": "x" * (1024 * 1024)}, "body", "larger than"),
+        ({"key": key, "expires": 3}, "expires", "unknown field"),
+        (b"[1]", "body", "Accepted: a JSON object"),
+    ]:
+        r = call(hub, ana, "POST", "users/ana/ssh-keys", body)
+        assert r.status_code == 400 and r.json()["field"] == field and words in r.json()["message"], r.text
+    assert keys_of(hub, "ana") == [row]
+    # the CLI, with ana's own token
+    pub = tmp_path / "id_ed25519.pub"
+    pub.write_text(public_key("ana@desktop") + "\n")
+    added = gpuhub_cli(hub, "ssh-key", "add", str(pub), token=ana)
+    assert added.returncode == 0 and "added for ana: ssh-ed25519 SHA256:" in added.stdout, added.stderr
+    listed = gpuhub_cli(hub, "ssh-key", "list", token=ana).stdout
+    assert "ana@laptop" in listed and "ana@desktop" in listed and "SSH is off on this hub" in listed
+    second = keys_of(hub, "ana")[1]["id"]
+    assert gpuhub_cli(hub, "ssh-key", "remove", str(second), token=ana).returncode == 0
+    assert call(hub, ana, "DELETE", f"users/ana/ssh-keys/{row['id']}").status_code == 204
+    assert call(hub, ana, "DELETE", f"users/ana/ssh-keys/{row['id']}").status_code == 404
+    assert keys_of(hub, "ana") == []
+    log = hub.log_path.read_text()
+    assert f"gpuhub ssh-keys ana: key {row['id']} ssh-ed25519 {row['fingerprint']} added by ana" in log
+    assert f"gpuhub ssh-keys ana: key {row['id']} {row['fingerprint']} removed by ana" in log
+
+
+VALID_KEY = public_key()
+key_texts = st.one_of(
+    st.text(max_size=200),
+    st.sampled_from([VALID_KEY, VALID_KEY.replace("AAAA", "BBBB", 1), VALID_KEY + "\n" + VALID_KEY, "ssh-rsa AAAAB3NzaC1yc2E=", "ssh-ed25519"]),
+    st.builds(lambda k, cut: k[:cut], st.just(VALID_KEY), st.integers(0, len(VALID_KEY))),
+    st.builds(lambda k, junk: k + " " + junk, st.just(VALID_KEY), st.text(max_size=300)),
+)
+key_bodies = st.one_of(
+    st.builds(lambda t: {"key": t}, key_texts),
+    st.dictionaries(st.sampled_from(["key", "Key", "keys", ""]), json_values, max_size=3),
+)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=list(HealthCheck), derandomize=True)
+@given(body=key_bodies)
+def test_fuzzed_key_uploads_never_5xx_and_a_refused_one_stores_nothing(admin_hub, body):
+    hub = admin_hub
+    before = keys_of(hub, "admin")
+    r = call(hub, OPS, "POST", "users/admin/ssh-keys", body)
+    assert r.status_code < 500, (body, r.text)
+    if r.status_code >= 400:
+        assert keys_of(hub, "admin") == before and (r.json()["field"] or r.status_code == 409), (body, r.text)
+    else:
+        call(hub, OPS, "DELETE", f"users/admin/ssh-keys/{r.json()['id']}")
 
 
 # --- accounting -----------------------------------------------------------------------------------

@@ -37,7 +37,7 @@ EXCEPTIONS = {
     ("gpuhub.hub.hubconfig", "web"),
 }
 # what the hub side needs and the container image does not have (the ``hub`` extra's own packages)
-HUB_ONLY = ("dockerspawner", "docker", "nativeauthenticator", "jupyterhub_idle_culler", "psycopg")
+HUB_ONLY = ("dockerspawner", "docker", "nativeauthenticator", "jupyterhub_idle_culler", "psycopg", "asyncssh")
 
 
 def module_name(path: Path) -> str:

@@ -23,6 +23,7 @@ from .access import Https
 from .directory import Ldap, Oidc
 from .borrowing import Borrowing
 from .fairness import Fairness
+from .ssh import Ssh
 from .sections import MiB, Section, SettingsError, Size, optional_absolute_path, parse_toml
 
 __all__ = ["Settings", "SettingsError", "load_settings", "parse_settings"]
@@ -958,6 +959,7 @@ class Settings(Section):
     reclaim = Instance(Reclaim, args=(), help="The ``[reclaim]`` table.").tag(section=Reclaim, accepted="a [reclaim] table")
     culling = Instance(Culling, args=(), help="The ``[culling]`` table.").tag(section=Culling, accepted="a [culling] table")
     https = Instance(Https, args=(), help="The ``[https]`` table.").tag(section=Https, accepted="an [https] table")
+    ssh = Instance(Ssh, args=(), help="The ``[ssh]`` table.").tag(section=Ssh, accepted="an [ssh] table")
     ldap = Instance(Ldap, args=(), help="The ``[ldap]`` table.").tag(section=Ldap, accepted="an [ldap] table")
     oidc = Instance(Oidc, args=(), help="The ``[oidc]`` table.").tag(section=Oidc, accepted="an [oidc] table")
 

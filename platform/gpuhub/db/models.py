@@ -153,3 +153,18 @@ class HomeRow(Base):
     node_id: Mapped[str] = mapped_column(Unicode(64))
     hostname: Mapped[str] = mapped_column(Unicode(255))
     since: Mapped[datetime] = mapped_column(DateTime)
+
+
+class SshKeyRow(Base):
+    """A public key a person registered for SSH into their own server (``[ssh]``). A key belongs to
+    one person: the same key cannot be registered by another."""
+
+    __tablename__ = "gpuhub_ssh_keys"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    username: Mapped[str] = mapped_column(Unicode(255), index=True)
+    fingerprint: Mapped[str] = mapped_column(Unicode(64), unique=True)  # "SHA256:..."
+    algorithm: Mapped[str] = mapped_column(Unicode(64))
+    data: Mapped[str] = mapped_column(Unicode(4096))  # the key blob, base64
+    comment: Mapped[str] = mapped_column(Unicode(255), default="")
+    added: Mapped[datetime] = mapped_column(DateTime)
+    last_used: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)

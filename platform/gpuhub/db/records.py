@@ -7,6 +7,7 @@ from datetime import datetime
 
 from ..policy.containers import GpuAssignment
 from ..policy.quotas import Held
+from ..policy.sshkeys import PublicKey
 
 
 @dataclass(frozen=True)
@@ -52,3 +53,14 @@ class Home:
     node_id: str
     hostname: str
     since: datetime
+
+
+@dataclass(frozen=True)
+class SshKey:
+    """A public key registered by ``username`` for SSH into their own server."""
+
+    id: int
+    username: str
+    key: PublicKey
+    added: datetime
+    last_used: datetime | None = None

@@ -11,6 +11,7 @@ handler and background task.
 | ``starts`` | admission control: the line for a turn to start (``admission.StartGate``) |
 | ``homes`` | on a Swarm with homes on the nodes: which node each user's home lives on |
 | ``borrowing`` | borrowed GPUs taken back for waiters within quota (``[borrowing]``) |
+| ``ssh_keys`` | the public keys people register for SSH into their own servers (``[ssh]``) |
 
 Each owns its worker thread and its wake-ups: a quota or session change wakes the GPU lines from
 inside the quota or session service (wired here), never from a handler. ``engine`` is where servers
@@ -41,6 +42,7 @@ from .log import log
 from .notices import NoticeService
 from .quotas import QuotaService
 from .sessions import SessionService
+from .sshkeys import SshKeyService
 
 
 def engine_for(settings: Settings) -> Engine:
@@ -83,6 +85,7 @@ class Services:
         self.accounting = AccountingService(settings, self.database, self.allocation, self.quotas, self.notices, clock)
         self.starts = StartGate(settings.admission.max_concurrent_starts, clock)
         self.borrowing = BorrowingService(settings, self.allocation, self.sessions, self.notices, clock)
+        self.ssh_keys = SshKeyService(settings, self.database)
         self.allocation.estimates.taken_back = self.borrowing.stop_times
         self.allocation.still_waiting.add(self.borrowing.changed)
         # every change that can let a waiter in wakes the GPU lines, from inside the service that made it

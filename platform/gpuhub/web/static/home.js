@@ -2,7 +2,7 @@
 // class windows and GPU-hours per week, from GET users/NAME/overview. Text only through textContent.
 (function () {
   "use strict";
-  const { call, say, cell, body, empty, when } = window.gpuhubPage;
+  const { call, say, cell, button, body, empty, when } = window.gpuhubPage;
   const base = (window.jhdata && window.jhdata.base_url) || "/hub/";
   const root = document.getElementById("gpuhub-home");
   const user = root.dataset.user;
@@ -116,7 +116,53 @@
     document.getElementById("gpuhub-simulated").textContent = data.simulated ? "(SIMULATED GPUs)" : "";
   }
 
+  const errorBox = document.getElementById("gpuhub-error");
+  const okBox = document.getElementById("gpuhub-ok");
+  const keysPath = "users/" + encodeURIComponent(user) + "/ssh-keys";
+
+  async function loadKeys() {
+    const data = await call("GET", keysPath);
+    const section = document.getElementById("gpuhub-ssh");
+    section.classList.toggle("d-none", !data.ssh.enabled);
+    if (!data.ssh.enabled) return;
+    document.getElementById("gpuhub-ssh-command").textContent = "ssh -p " + data.ssh.port + " " + data.ssh.user + "@" + window.location.hostname;
+    const tbody = body("gpuhub-ssh-keys");
+    for (const k of data.keys) {
+      const tr = document.createElement("tr");
+      cell(tr, k.algorithm + (k.comment ? " " + k.comment : ""));
+      cell(tr, k.fingerprint, "font-monospace small");
+      cell(tr, when(k.added));
+      cell(tr, k.last_used ? when(k.last_used) : "never");
+      button(cell(tr, ""), "Remove", "btn-outline-danger", async () => {
+        if (!window.confirm("Remove the key " + k.fingerprint + "? SSH with it stops working.")) return;
+        try {
+          await call("DELETE", keysPath + "/" + k.id);
+          await loadKeys();
+          say(okBox, "Key removed: " + k.fingerprint);
+        } catch (e) {
+          say(errorBox, e.message);
+        }
+      });
+      tbody.appendChild(tr);
+    }
+    empty(tbody, "No key yet: add one below to use SSH.");
+  }
+
+  document.getElementById("gpuhub-ssh-add").addEventListener("submit", async (event) => {
+    event.preventDefault();
+    const input = document.getElementById("gpuhub-ssh-key");
+    try {
+      const added = await call("POST", keysPath, { key: input.value });
+      input.value = "";
+      await loadKeys();
+      say(okBox, "Key added: " + added.fingerprint);
+    } catch (e) {
+      say(errorBox, e.message);
+    }
+  });
+
   call("GET", "users/" + encodeURIComponent(user) + "/overview")
     .then(render)
-    .catch((e) => say(document.getElementById("gpuhub-error"), e.message));
+    .then(loadKeys)
+    .catch((e) => say(errorBox, e.message));
 })();

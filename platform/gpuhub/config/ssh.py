@@ -1,0 +1,44 @@
+"""SSH into one's own server: the ``[ssh]`` table (the key rules: ``policy.sshkeys``; the gateway:
+``hub.ssh``)."""
+
+from __future__ import annotations
+
+from traitlets import Bool, Integer
+
+from .sections import Section
+
+
+class Ssh(Section):
+    section_help = """SSH (key-only) into one's own running server: ``ssh -p PORT alice@HUB`` lands in a shell
+    in alice's server container (uid 1000, her home, her GPUs and limits); ``sftp``/``scp`` and VS Code's
+    Remote-SSH work. People add their public keys on their home page, through the REST API or with
+    ``gpuhub ssh-key add``. Passwords are never accepted, nor root. Off unless ``port`` is set."""
+
+    port = Integer(
+        0,
+        help="""The port the hub's SSH gateway listens on; ``0``: no SSH. docker-compose.yml publishes
+        ``GPUHUB_SSH_PORT`` (default 2222) to it. Example: ``2222``.""",
+        min=0,
+        max=65535,
+    ).tag(accepted="0 (off) or a port from 1 to 65535")
+
+    max_keys_per_user = Integer(
+        20,
+        help="""How many public keys one person may register. Example: ``10``.""",
+        min=1,
+        max=1000,
+    ).tag(accepted="an integer from 1 to 1000")
+
+    min_rsa_bits = Integer(
+        3072,
+        help="""The shortest RSA key accepted (ed25519 and ECDSA keys have fixed sizes). Example: ``4096``.""",
+        min=2048,
+        max=16384,
+    ).tag(accepted="bits, from 2048 to 16384")
+
+    start_server = Bool(
+        False,
+        help="""Whether an SSH login of a person without a running server starts one with their default
+        profile (``false``: the login is refused with a message saying to start a server first).
+        Example: ``true``.""",
+    ).tag(accepted="true or false")
