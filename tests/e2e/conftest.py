@@ -175,6 +175,7 @@ def composed_platform(workdir: Path, prefix: str = PREFIX, settings: str = E2E_S
         "GPUHUB_NETWORK": f"{prefix}-net",
         "GPUHUB_PORT": str(port),
         "GPUHUB_HTTPS_PORT": str(https_port),
+        "GPUHUB_SSH_PORT": str(free_port()),  # the hub's published SSH port: another run's must not collide
         "GPUHUB_BIND": "127.0.0.1",
         "GPUHUB_ADMIN_PASSWORD": password,
         "GPUHUB_CADDYFILE": str(workdir / "Caddyfile"),

@@ -54,6 +54,7 @@ class Operator:
             "GPUHUB_NETWORK": f"{prefix}-net",
             "GPUHUB_PORT": str(self.port),
             "GPUHUB_HTTPS_PORT": str(self.https_port),
+            "GPUHUB_SSH_PORT": str(free_port()),
             "GPUHUB_BIND": "127.0.0.1",
             "GPUHUB_ADMIN_PASSWORD": self.password,
             "GPUHUB_STATE_DIR": str(workdir / "state"),

@@ -283,6 +283,7 @@ def compose_hub(swarm_cluster, user_image, kind: str = "swarm", node_gpus: dict 
         "GPUHUB_PORT": str(PORT),
         "GPUHUB_BIND": "0.0.0.0",  # inside the manager's namespace: reachable from the test bridge only
         "GPUHUB_HTTPS_PORT": str(PORT + 1),
+        "GPUHUB_SSH_PORT": str(PORT + 2),
         "GPUHUB_CADDYFILE": str(work / "Caddyfile"),  # [https] mode "off": the edge passes plain HTTP (the e2e tier tests HTTPS)
         "GPUHUB_TLS_DIR": str(work / "tls"),
         "GPUHUB_ADMIN_PASSWORD": secrets.token_urlsafe(12),

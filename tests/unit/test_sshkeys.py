@@ -6,6 +6,7 @@ import asyncssh
 import pytest
 
 from gpuhub.db.sshkeys import SshKeyStore
+from gpuhub.hub.ssh import host_key, split_login
 from gpuhub.policy.sshkeys import MAX_KEY_TEXT, KeyRefused, parse_public_key
 
 
@@ -62,3 +63,16 @@ def test_the_store_keeps_a_key_with_one_person_up_to_the_limit(db):
     store.used(added.id)
     assert store.of("alice")[0].last_used == db.clock()
     assert store.remove("alice", added.id).key == key and store.add("bob", key, 2).username == "bob"
+
+
+@pytest.mark.parametrize("login, expected", [("alice", ("alice", "")), ("alice+gpu2", ("alice", "gpu2")), ("root", ("root", "")), ("+x", ("", "x"))])
+def test_a_login_names_the_person_and_their_server(login, expected):
+    assert split_login(login) == expected
+
+
+def test_the_host_key_is_kept_in_the_state_dir_private(tmp_path):
+    first = host_key(str(tmp_path))
+    path = tmp_path / "ssh_host_ed25519_key"
+    assert path.stat().st_mode & 0o777 == 0o600
+    assert host_key(str(tmp_path)).get_fingerprint() == first.get_fingerprint()  # clients' known_hosts stay valid
+    assert host_key("").get_fingerprint() != first.get_fingerprint()  # no state dir: a new one each start

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from traitlets import Bool, Integer
+from traitlets import Bool, Integer, Unicode
 
 from .sections import Section
 
@@ -21,6 +21,12 @@ class Ssh(Section):
         min=0,
         max=65535,
     ).tag(accepted="0 (off) or a port from 1 to 65535")
+
+    host = Unicode(
+        "0.0.0.0",
+        help="""The address the SSH gateway listens on, in the hub's container (or host). Example:
+        ``"127.0.0.1"`` (only from the hub's host, e.g. behind another SSH jump host).""",
+    ).tag(accepted="an IP address, or 0.0.0.0 for every interface")
 
     max_keys_per_user = Integer(
         20,

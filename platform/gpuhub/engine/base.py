@@ -23,6 +23,10 @@ from ..inventory.model import Inventory
 from ..policy.containers import DeviceWiring, GpuAssignment
 
 
+class ExecUnavailable(RuntimeError):
+    """The engine cannot run a process in a server (``exec_in``): the SSH gateway says so to the client."""
+
+
 @dataclass(frozen=True)
 class RunningServer:
     """A server the engine runs (or ran) with an allocation label."""
@@ -64,6 +68,15 @@ class Engine(ABC):
     @abstractmethod
     def allocation_of(self, server_object: dict) -> int | None:
         """The allocation one server's object (as the engine describes it) is labelled with."""
+
+    # --- a shell in a server (the SSH gateway, ``hub.ssh``) ------------------------------------------------
+    async def server_container(self, username: str, server_name: str) -> str | None:
+        """The running container of ``username``'s server ``server_name`` ("": the default one), or None."""
+        raise ExecUnavailable(f"SSH into servers is not available on the {self.name!r} engine")
+
+    async def exec_in(self, container: str, command: list[str], tty: bool, environment: dict, user: str, workdir: str):
+        """``command`` run in ``container`` as ``user``, its standard streams open (``engine.execstream.ExecStream``)."""
+        raise ExecUnavailable(f"SSH into servers is not available on the {self.name!r} engine")
 
     # --- several hosts (``engine.swarm``); one host has none of this -------------------------------------
     async def nodes(self) -> list:

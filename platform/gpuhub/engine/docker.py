@@ -28,6 +28,7 @@ from ..inventory.source import load_inventory
 from ..policy.containers import CPU_ONLY, DeviceWiring, GpuAssignment
 from ..worker import Worker
 from .base import Engine, RunningServer
+from .execstream import ExecStream
 
 NVML_REFRESH_SECONDS = 30  # health (ECC, XID, lost GPUs) is re-read at most this often
 CAPABILITIES = [["gpu", "compute", "utility"]]
@@ -129,6 +130,17 @@ class DockerEngine(Engine):
             return True
         except (ImageNotFound, NotFound):
             return False
+
+    async def server_container(self, username: str, server_name: str) -> str | None:
+        for container in await self.call("containers", filters={"label": f"{c.USER_LABEL}={username}", "status": "running"}):
+            if (container.get("Labels") or {}).get(c.SERVER_LABEL, "") == server_name:
+                return container["Id"]
+        return None
+
+    async def exec_in(self, container: str, command: list[str], tty: bool, environment: dict, user: str, workdir: str) -> ExecStream:
+        created = await self.call("exec_create", container, command, stdin=True, tty=tty, environment=environment, user=user, workdir=workdir)
+        stream = await self.call("exec_start", created["Id"], socket=True, tty=tty)
+        return ExecStream(self, created["Id"], stream, tty)
 
     async def running_servers(self) -> list[RunningServer]:
         found = []

@@ -35,6 +35,7 @@ from ..policy.errors import SpawnRefused
 from ..policy.services import IMAGE_PYTHON, ReporterSpec
 from ..policy.nodes import NodeStatus, Received, SwarmNode, is_lost, node_activity, node_of_devices, node_statuses, pool
 from .base import RunningServer
+from .base import ExecUnavailable
 from .docker import DockerEngine, docker_client, docker_wiring
 
 log = logging.getLogger("JupyterHub")
@@ -283,6 +284,9 @@ class SwarmEngine(DockerEngine):
     # --- servers ---------------------------------------------------------------------------------------
     def wiring(self, gpu: GpuAssignment | None) -> DeviceWiring:
         return docker_wiring(gpu, self.exposure, self.simulated)
+
+    async def server_container(self, username: str, server_name: str) -> str | None:
+        raise ExecUnavailable("SSH into servers on a Swarm is not available yet: a server's container runs on its node's engine")
 
     def placement(self, gpu: GpuAssignment | None) -> str | None:
         """The node id a server with ``gpu`` must run on (None: any node the site allows)."""

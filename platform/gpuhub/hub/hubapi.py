@@ -71,6 +71,16 @@ class HubApi:
         path = _server_path(username, server_name)
         return self._answer("DELETE", path, await self._request("DELETE", path), (202, 204))
 
+    async def post_activity(self, username: str, server_name: str, when) -> None:
+        """The server's activity now (JupyterHub's ``POST /users/NAME/activity``): an SSH session is
+        use of the server, which inactivity culling and GPU-idle reclaim must see."""
+        path = f"/users/{quote(username, safe='')}/activity"
+        when_text = when.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        body = {"last_activity": when_text, "servers": {server_name: {"last_activity": when_text}}}
+        ok, why = self._answer("POST", path, await self._request("POST", path, body), (200, 204))
+        if not ok:
+            raise RuntimeError(why)
+
     def _answer(self, method: str, path: str, answer: tuple[int, str], ok: tuple[int, ...]) -> tuple[bool, str]:
         code, text = answer
         if code in ok:

@@ -199,8 +199,9 @@ def admin_roles(settings: Settings) -> list[dict]:
         },
         {
             "name": HUB_ITSELF,
-            "description": "the hub process itself: starts again the GPU starts a previous process left waiting, stops borrowed servers taken back",
-            "scopes": ["servers", "read:users"],
+            "description": "the hub process itself: starts again the GPU starts a previous process left waiting, stops borrowed servers taken back,"
+            " records SSH sessions as activity",
+            "scopes": ["servers", "read:users", "users:activity"],
             "services": [HUB_ITSELF],
         },
         {

@@ -12,6 +12,7 @@ handler and background task.
 | ``homes`` | on a Swarm with homes on the nodes: which node each user's home lives on |
 | ``borrowing`` | borrowed GPUs taken back for waiters within quota (``[borrowing]``) |
 | ``ssh_keys`` | the public keys people register for SSH into their own servers (``[ssh]``) |
+| ``ssh`` | the SSH gateway into people's running servers (``[ssh] port``; off at 0) |
 
 Each owns its worker thread and its wake-ups: a quota or session change wakes the GPU lines from
 inside the quota or session service (wired here), never from a handler. ``engine`` is where servers
@@ -42,6 +43,7 @@ from .log import log
 from .notices import NoticeService
 from .quotas import QuotaService
 from .sessions import SessionService
+from .ssh import SshGateway
 from .sshkeys import SshKeyService
 
 
@@ -86,6 +88,7 @@ class Services:
         self.starts = StartGate(settings.admission.max_concurrent_starts, clock)
         self.borrowing = BorrowingService(settings, self.allocation, self.sessions, self.notices, clock)
         self.ssh_keys = SshKeyService(settings, self.database)
+        self.ssh = SshGateway(settings, self.engine, self.ssh_keys, clock)
         self.allocation.estimates.taken_back = self.borrowing.stop_times
         self.allocation.still_waiting.add(self.borrowing.changed)
         # every change that can let a waiter in wakes the GPU lines, from inside the service that made it
@@ -106,9 +109,18 @@ class Services:
             ]
             if hub_api is not None:
                 self.borrowing.stopper = hub_api.stop_server
+                self.ssh.activity = hub_api.post_activity
+            if self.settings.ssh.port:
+                self._tasks.append(asyncio.ensure_future(self._start_ssh()))
                 self._tasks.append(asyncio.ensure_future(self._restore_waiters(hub_api)))
             if reporter_token and hasattr(self.engine, "deploy_reporters"):
                 self._tasks.append(asyncio.ensure_future(self._deploy_reporters(reporter_token)))
+
+    async def _start_ssh(self) -> None:
+        try:
+            await self.ssh.start()
+        except Exception:
+            log.exception("gpuhub ssh: the gateway did not start on port %d: nobody can SSH into their server", self.settings.ssh.port)
 
     async def _deploy_reporters(self, token: str) -> None:
         s = self.settings
