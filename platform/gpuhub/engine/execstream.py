@@ -37,6 +37,10 @@ class ExecStream:
         await asyncio.get_running_loop().sock_sendall(self._sock, data)
 
     def close_stdin(self) -> None:
+        """End of input: the process reads EOF. Not with a terminal: the engine would end the whole
+        stream (a terminal's input has no end, as with sshd: ^D is the person's to type)."""
+        if self.tty:
+            return
         try:
             self._sock.shutdown(socket.SHUT_WR)
         except OSError:
@@ -67,8 +71,14 @@ class ExecStream:
         return (STDERR if stream == STDERR else STDOUT), data
 
     async def resize(self, width: int, height: int) -> None:
+        """The terminal's new size; nothing if the process has ended already (the engine refuses then)."""
+        from docker.errors import APIError
+
         if self.tty and width and height:
-            await self._engine.call("exec_resize", self.exec_id, height=height, width=width)
+            try:
+                await self._engine.call("exec_resize", self.exec_id, height=height, width=width)
+            except APIError:
+                pass
 
     async def exit_code(self) -> int | None:
         return (await self._engine.call("exec_inspect", self.exec_id)).get("ExitCode")

@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import os
 import asyncssh
+from asyncssh.stream import SSHTCPStreamSession
 
 from ..config.schema import Settings
 from ..engine.base import Engine, ExecUnavailable
@@ -171,7 +172,7 @@ class Gatekeeper(asyncssh.SSHServer):
             log.warning("gpuhub ssh %s: refused a forward to %s:%d (only the server's own loopback)", self.user, dest_host[:80], dest_port)
             raise asyncssh.ChannelOpenError(asyncssh.OPEN_ADMINISTRATIVELY_PROHIBITED, "only the server's own loopback (localhost) can be reached")
         log.info("gpuhub ssh %s:%s: forward to the server's %s:%d", self.user, self.server or "(default)", host, dest_port)
-        return asyncssh.SSHTCPStreamSession(lambda reader, writer: self._relay(host, dest_port, reader, writer))
+        return SSHTCPStreamSession(lambda reader, writer: self._relay(host, dest_port, reader, writer))
 
     async def _relay(self, host: str, port: int, reader, writer) -> None:
         process = await self.gateway.run_in_server(self.user, self.server, ["python3", "-c", RELAY, host, str(port)], False, {})
