@@ -93,6 +93,9 @@ gpu_mode = "exclusive"
 [borrowing]
 profiles = ["gpu-1"]
 grace_period = 900
+
+[ssh]
+port = 2222
 '''
 
 

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from traitlets import Bool, Integer, Unicode
+from traitlets import Integer, Unicode
 
 from .sections import Section
 
@@ -12,7 +12,8 @@ class Ssh(Section):
     section_help = """SSH (key-only) into one's own running server: ``ssh -p PORT alice@HUB`` lands in a shell
     in alice's server container (uid 1000, her home, her GPUs and limits); ``sftp``/``scp`` and VS Code's
     Remote-SSH work. People add their public keys on their home page, through the REST API or with
-    ``gpuhub ssh-key add``. Passwords are never accepted, nor root. Off unless ``port`` is set."""
+    ``gpuhub ssh-key add``. Passwords are never accepted, nor root. A person whose server is not
+    running is told to start it first (the gateway does not start servers). Off unless ``port`` is set."""
 
     port = Integer(
         0,
@@ -41,10 +42,3 @@ class Ssh(Section):
         min=2048,
         max=16384,
     ).tag(accepted="bits, from 2048 to 16384")
-
-    start_server = Bool(
-        False,
-        help="""Whether an SSH login of a person without a running server starts one with their default
-        profile (``false``: the login is refused with a message saying to start a server first).
-        Example: ``true``.""",
-    ).tag(accepted="true or false")
