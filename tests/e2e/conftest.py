@@ -159,6 +159,8 @@ def composed_platform(workdir: Path, prefix: str = PREFIX, settings: str = E2E_S
     text) for jupyterhub_config.d.
     Everything of the project (users' containers and volumes too) is removed at the end. Used by this
     tier and by ``benchmarks/load.py``."""
+    port, https_port, ssh_port = free_port(), free_port(), free_port()
+    settings = settings.replace("[ssh]\nport = 2222\n", f"[ssh]\nport = 2222\npublic_port = {ssh_port}\n")
     (workdir / "settings.toml").write_text(settings)
     (workdir / "config.d").mkdir(exist_ok=True)
     for name, text in (config_d or {}).items():
@@ -167,7 +169,6 @@ def composed_platform(workdir: Path, prefix: str = PREFIX, settings: str = E2E_S
     https = parse_settings(settings).https
     (workdir / "Caddyfile").write_text(caddyfile(https))
     (workdir / "tls").mkdir(exist_ok=True)
-    port, https_port = free_port(), free_port()
     password = secrets.token_urlsafe(12)
     env = {
         **os.environ,
@@ -178,7 +179,7 @@ def composed_platform(workdir: Path, prefix: str = PREFIX, settings: str = E2E_S
         "GPUHUB_NETWORK": f"{prefix}-net",
         "GPUHUB_PORT": str(port),
         "GPUHUB_HTTPS_PORT": str(https_port),
-        "GPUHUB_SSH_PORT": str(free_port()),  # the hub's published SSH port: another run's must not collide
+        "GPUHUB_SSH_PORT": str(ssh_port),  # the hub's published SSH port: another run's must not collide
         "GPUHUB_BIND": "127.0.0.1",
         "GPUHUB_ADMIN_PASSWORD": password,
         "GPUHUB_CADDYFILE": str(workdir / "Caddyfile"),

@@ -27,7 +27,7 @@ def test_a_key_added_on_the_home_page_opens_a_shell_in_the_running_server(page, 
     stop_own_server(page, platform)
     page.goto(f"{platform.url}/hub/home")
     page.wait_for_selector("#gpuhub-ssh:not(.d-none)", timeout=30_000)
-    assert page.locator("#gpuhub-ssh-command").inner_text() == "ssh -p 2222 admin@localhost"  # the port inside; the site publishes it
+    assert page.locator("#gpuhub-ssh-command").inner_text() == f"ssh -p {platform.env['GPUHUB_SSH_PORT']} admin@localhost"  # [ssh] public_port
     page.fill("#gpuhub-ssh-key", key.with_suffix(".pub").read_text().strip())
     page.get_by_role("button", name="Add key").click()
     page.wait_for_selector("#gpuhub-ok:has-text('Key added: SHA256:')")

@@ -206,7 +206,7 @@ def test_ssh_keys_belong_to_their_person_and_bad_ones_are_refused(admin_hub, tmp
         ({"key": private}, "key", "PRIVATE key"),
         ({"key": f'command="id" {public_key()}'}, "key", "authorized_keys options"),
         ({"key": "x" * (1024 * 1024)}, "body", "larger than"),
-        ({"key": key, "expires": 3}, "expires", "unknown field"),
+        ({"key": key, "expires": 3}, "expires", "unknown field 'expires'"),
         (b"[1]", "body", "Accepted: a JSON object"),
     ]:
         r = call(hub, ana, "POST", "users/ana/ssh-keys", body)

@@ -104,6 +104,7 @@ def test_the_store_counts_readings_by_share_caps_gaps_and_keeps_totals_at_releas
         ({"simulated": True, "devices": [{"allocation": 1, "uuid": "<script>", "busy": True}]}, "devices[0].uuid"),
         ({"simulated": True, "devices": [{"allocation": 1, "uuid": "GPU-a", "busy": 1}]}, "devices[0].busy"),
         ({"simulated": True, "devices": [], "extra": 1}, "extra"),
+        ({"simulated": True, "devices": [], "": 1}, "body"),
     ],
 )
 def test_a_bad_readings_payload_is_refused_naming_the_field(body, field):

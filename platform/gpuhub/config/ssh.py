@@ -17,11 +17,21 @@ class Ssh(Section):
 
     port = Integer(
         0,
-        help="""The port the hub's SSH gateway listens on; ``0``: no SSH. docker-compose.yml publishes
-        ``GPUHUB_SSH_PORT`` (default 2222) to it. Example: ``2222``.""",
+        help="""The port the hub's SSH gateway listens on; ``0``: no SSH. With docker-compose.yml keep
+        ``2222`` (the hub container's port it publishes as ``GPUHUB_SSH_PORT``, default 2222, on
+        ``GPUHUB_BIND``). Example: ``2222``.""",
         min=0,
         max=65535,
     ).tag(accepted="0 (off) or a port from 1 to 65535")
+
+    public_port = Integer(
+        0,
+        help="""The port people connect to, where the host publishes the gateway on another than ``port``
+        (docker-compose.yml maps the host's ``GPUHUB_SSH_PORT`` to the container's 2222); what the home
+        page and ``gpuhub ssh-key list`` show. ``0``: ``port``. Example: ``22``.""",
+        min=0,
+        max=65535,
+    ).tag(accepted="0 (as port) or a port from 1 to 65535")
 
     host = Unicode(
         "0.0.0.0",

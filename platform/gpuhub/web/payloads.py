@@ -219,7 +219,7 @@ def parse_readings(data: dict) -> tuple[bool, list[tuple[int, str, bool]]]:
     agent's reading of the held devices) → (simulated, [(allocation, uuid, busy), ...])."""
     unknown = sorted(set(data) - {"simulated", "devices"})
     if unknown:
-        raise BadRequest(unknown[0], "unknown field. Accepted: simulated, devices")
+        raise BadRequest(unknown[0] or "body", f"unknown field {unknown[0][:40]!r}. Accepted: simulated, devices")
     simulated = _bool("simulated", data.get("simulated"))
     devices = _list_of("devices", data.get("devices"), "readings", MAX_READINGS)
     samples = []

@@ -41,7 +41,7 @@ class SshKeysHandler(SshKeysBase):
         ssh = self.site.ssh
         self.write_json({
             "keys": [key_row(k) for k in await self.gpuhub.ssh_keys.of(user.name)],
-            "ssh": {"enabled": bool(ssh.port), "port": ssh.port or None, "user": user.name},
+            "ssh": {"enabled": bool(ssh.port), "port": (ssh.public_port or ssh.port) or None, "user": user.name},
         })
 
     async def post(self, name: str):
@@ -49,7 +49,7 @@ class SshKeysHandler(SshKeysBase):
         data = payloads.parse_json_object(self.request.body)
         unknown = sorted(set(data) - {"key"})
         if unknown:
-            raise BadRequest(unknown[0], "unknown field. Accepted: key")
+            raise BadRequest(unknown[0] or "body", f"unknown field {unknown[0][:40]!r}. Accepted: key")
         try:
             added = await self.gpuhub.ssh_keys.add(user.name, data.get("key"), self.current_user.name)
         except SshKeyError as e:
