@@ -117,7 +117,7 @@ def test_a_forward_reaches_the_containers_own_loopback_and_nothing_else(ssh_hub,
         ["ssh", "-N", "-p", str(ssh_hub.ssh_port), "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
          "-o", "IdentitiesOnly=yes", "-o", "ExitOnForwardFailure=yes", "-i", str(keys["alice"]), "-L", f"127.0.0.1:{local}:localhost:8765",
          "alice@127.0.0.1"],
-        stderr=subprocess.PIPE, text=True,
+        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
     try:
         def served():
@@ -126,12 +126,27 @@ def test_a_forward_reaches_the_containers_own_loopback_and_nothing_else(ssh_hub,
             except OSError:
                 return False
         wait_until(served, timeout=30, what="the container's loopback server through ssh -L")
+        # dynamic forwarding (a SOCKS proxy on the laptop, as VS Code's Remote-SSH uses) reaches it too
+        socks = free_port()
+        dynamic = subprocess.Popen(
+            ["ssh", "-N", "-p", str(ssh_hub.ssh_port), "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
+             "-o", "IdentitiesOnly=yes", "-i", str(keys["alice"]), "-D", f"127.0.0.1:{socks}", "alice@127.0.0.1"],
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        )
+        try:
+            wait_until(lambda: _connects(socks), timeout=20, what="the SOCKS port")
+            r = subprocess.run(["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "--socks5-hostname", f"127.0.0.1:{socks}", "http://localhost:8765/"],
+                               capture_output=True, text=True, timeout=30)
+            assert r.stdout == "200", (r.stdout, r.stderr)
+        finally:
+            dynamic.kill()
+            dynamic.wait(10)
         # a forward anywhere but the container's loopback is refused by the gateway (no address is tried)
         other = free_port()
         refused = subprocess.Popen(
             ["ssh", "-N", "-p", str(ssh_hub.ssh_port), "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
              "-o", "IdentitiesOnly=yes", "-i", str(keys["alice"]), "-L", f"127.0.0.1:{other}:hub.invalid:80", "alice@127.0.0.1"],
-            stderr=subprocess.PIPE, text=True,
+            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )
         try:
             wait_until(lambda: _connects(other), timeout=20, what="the second tunnel's local port")
@@ -139,10 +154,10 @@ def test_a_forward_reaches_the_containers_own_loopback_and_nothing_else(ssh_hub,
                 s.settimeout(10)
                 assert s.recv(100) == b""  # closed: the channel was refused
         finally:
-            refused.terminate()
+            refused.kill()
             refused.wait(10)
     finally:
-        tunnel.terminate()
+        tunnel.kill()
         tunnel.wait(10)
     log = ssh_hub.log_path.read_text()
     assert "gpuhub ssh alice:(default): forward to the server's 127.0.0.1:8765" in log
@@ -169,3 +184,22 @@ def test_a_session_is_the_servers_activity_and_the_log_tells_who_came(ssh_hub, k
     assert "gpuhub ssh bob:(default): refused command 'id': gpuhub: your server is not running" in log
     keys_now = call(ssh_hub, token_of(ssh_hub, "alice"), "GET", "users/alice/ssh-keys").json()
     assert keys_now["ssh"] == {"enabled": True, "port": ssh_hub.ssh_port, "user": "alice"} and keys_now["keys"][0]["last_used"]
+
+
+def processes(container) -> str:
+    return container.exec_run(["sh", "-c", 'for p in /proc/[0-9]*; do tr "\\0" " " < "$p/cmdline"; echo; done']).output.decode()
+
+
+@pytest.mark.parametrize("options", [("-tt",), ()], ids=["terminal", "command"])
+def test_a_client_that_leaves_leaves_nothing_running(ssh_hub, keys, alice_server, options):
+    command = "sleep 777" if options else "sleep 888"
+    client = subprocess.Popen(
+        ["ssh", "-p", str(ssh_hub.ssh_port), "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
+         "-o", "IdentitiesOnly=yes", "-i", str(keys["alice"]), *options, "alice@127.0.0.1", command],
+        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    wait_until(lambda: command in processes(alice_server), timeout=30, what=f"{command} in the server")
+    client.kill()  # the laptop's lid closes
+    client.wait(10)
+    wait_until(lambda: command not in processes(alice_server), timeout=30, what=f"{command} to end with its session")
+    assert "/tmp/.gpuhub-ssh-" not in alice_server.exec_run(["ls", "-a", "/tmp"]).output.decode()

@@ -140,7 +140,7 @@ class DockerEngine(Engine):
     async def exec_in(self, container: str, command: list[str], tty: bool, environment: dict, user: str, workdir: str) -> ExecStream:
         created = await self.call("exec_create", container, command, stdin=True, tty=tty, environment=environment, user=user, workdir=workdir)
         stream = await self.call("exec_start", created["Id"], socket=True, tty=tty)
-        return ExecStream(self, created["Id"], stream, tty)
+        return ExecStream(self, created["Id"], stream, tty, container)
 
     async def running_servers(self) -> list[RunningServer]:
         found = []

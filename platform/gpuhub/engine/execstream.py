@@ -24,9 +24,10 @@ def raw_socket(stream) -> socket.socket:
 
 
 class ExecStream:
-    def __init__(self, engine, exec_id: str, stream, tty: bool):
+    def __init__(self, engine, exec_id: str, stream, tty: bool, container: str = ""):
         self._engine = engine
         self.exec_id = exec_id
+        self.container = container
         self.tty = tty
         self._sock = raw_socket(stream)
         self._sock.setblocking(False)

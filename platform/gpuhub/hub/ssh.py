@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import secrets
 import asyncssh
 from asyncssh.stream import SSHTCPStreamSession
 
@@ -110,6 +111,19 @@ class SshGateway:
         spawner = self.settings.spawner
         log.debug("gpuhub ssh %s: running %s in %s", name, command[:1], container[:12])
         return await self.engine.exec_in(container, command, tty, environment, f"{spawner.uid}:{spawner.uid}", spawner.home_path)
+
+    async def end(self, process, marker: str, hang_up: bool) -> None:
+        """After a session: its marker file removed; if the client left while the process still ran,
+        SIGHUP to it (its process group: a terminal's), as sshd's closing of a terminal does."""
+        script = 'kill -HUP -- -"$(cat "$0")" 2>/dev/null || kill -HUP "$(cat "$0")" 2>/dev/null; rm -f "$0"' if hang_up else 'rm -f "$0"'
+        spawner = self.settings.spawner
+        try:
+            cleanup = await self.engine.exec_in(process.container, ["/bin/sh", "-c", script, marker], False, {}, f"{spawner.uid}:{spawner.uid}", "/")
+            while await cleanup.read() is not None:
+                pass
+            cleanup.close()
+        except Exception as e:  # the server stopped meanwhile: nothing left to end
+            log.debug("gpuhub ssh: the session's end in %s: %s", process.container[:12], e)
 
     async def keep_active(self, user: str, server: str) -> None:
         """While a session is open: the server's activity, every ``ACTIVITY_SECONDS``."""
@@ -279,13 +293,15 @@ class ServerSession(asyncssh.SSHServerSession):
 
     async def _run(self) -> None:
         command, what = self._what()
+        marker = f"/tmp/.gpuhub-ssh-{secrets.token_hex(8)}"  # the process's pid, for its end (``SshGateway.end``)
+        command = ["/bin/sh", "-c", 'echo $$ > "$0"; exec "$@"', marker, *command]
         tty = self._term is not None and not self._sftp
         client_env = self._chan.get_environment() if self._chan else {}
         environment = {k: v for k, v in client_env.items() if k in PASSED_ENV and isinstance(v, str)}
         environment["TERM"] = self._term or "dumb"
         log.info("gpuhub ssh %s: %s%s", self.name, what, " (terminal)" if tty else "")
         activity = asyncio.ensure_future(self.gateway.keep_active(self.user, self.server))
-        code = 255
+        code, finished = 255, False
         try:
             process = await self.gateway.run_in_server(self.user, self.server, command, tty, environment)
             if isinstance(process, str):
@@ -302,7 +318,7 @@ class ServerSession(asyncssh.SSHServerSession):
 
             await pump(process, self._stdin, out, self._writable, is_queue=True)
             code = await process.exit_code()
-            code = 255 if code is None else code
+            code, finished = (255, False) if code is None else (code, True)
         except Exception:
             log.exception("gpuhub ssh %s: %s failed", self.name, what)
             self._chan.write_stderr(b"gpuhub: the session failed; the hub log says why\r\n")
@@ -310,6 +326,9 @@ class ServerSession(asyncssh.SSHServerSession):
             activity.cancel()
             if self._process is not None:
                 self._process.close()
+                if not finished:
+                    log.info("gpuhub ssh %s: the client left while its %s ran: hung up", self.name, what)
+                asyncio.ensure_future(self.gateway.end(self._process, marker, hang_up=not finished))
             try:
                 self._chan.exit(code)
             except (OSError, asyncssh.Error):
