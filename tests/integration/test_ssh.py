@@ -8,6 +8,7 @@ activity; every login and refusal is in the hub log."""
 
 import re
 import socket
+from contextlib import contextmanager
 import subprocess
 import time
 import urllib.request
@@ -110,55 +111,45 @@ def test_sftp_puts_a_file_in_the_home(ssh_hub, keys, alice_server, tmp_path):
     assert alice_server.exec_run(["cat", "/home/jovyan/data.txt"]).output == b"over sftp\n"
 
 
-def test_a_forward_reaches_the_containers_own_loopback_and_nothing_else(ssh_hub, keys, alice_server):
-    alice_server.exec_run(["python3", "-m", "http.server", "8765", "--bind", "127.0.0.1", "--directory", "/home/jovyan"], user="1000", detach=True)
-    local = free_port()
-    tunnel = subprocess.Popen(
-        ["ssh", "-N", "-p", str(ssh_hub.ssh_port), "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
-         "-o", "IdentitiesOnly=yes", "-o", "ExitOnForwardFailure=yes", "-i", str(keys["alice"]), "-L", f"127.0.0.1:{local}:localhost:8765",
-         "alice@127.0.0.1"],
+@contextmanager
+def in_background(hub, key, *args):
+    """``ssh`` with ``args`` left running (a tunnel, a long command); killed at the end."""
+    client = subprocess.Popen(
+        ["ssh", "-p", str(hub.ssh_port), "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
+         "-o", "IdentitiesOnly=yes", "-i", str(key), *args],
         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )
     try:
-        def served():
-            try:
-                return urllib.request.urlopen(f"http://127.0.0.1:{local}/", timeout=5).status == 200
-            except OSError:
-                return False
-        wait_until(served, timeout=30, what="the container's loopback server through ssh -L")
-        # dynamic forwarding (a SOCKS proxy on the laptop, as VS Code's Remote-SSH uses) reaches it too
-        socks = free_port()
-        dynamic = subprocess.Popen(
-            ["ssh", "-N", "-p", str(ssh_hub.ssh_port), "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
-             "-o", "IdentitiesOnly=yes", "-i", str(keys["alice"]), "-D", f"127.0.0.1:{socks}", "alice@127.0.0.1"],
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )
-        try:
-            wait_until(lambda: _connects(socks), timeout=20, what="the SOCKS port")
-            r = subprocess.run(["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "--socks5-hostname", f"127.0.0.1:{socks}", "http://localhost:8765/"],
-                               capture_output=True, text=True, timeout=30)
-            assert r.stdout == "200", (r.stdout, r.stderr)
-        finally:
-            dynamic.kill()
-            dynamic.wait(10)
-        # a forward anywhere but the container's loopback is refused by the gateway (no address is tried)
-        other = free_port()
-        refused = subprocess.Popen(
-            ["ssh", "-N", "-p", str(ssh_hub.ssh_port), "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
-             "-o", "IdentitiesOnly=yes", "-i", str(keys["alice"]), "-L", f"127.0.0.1:{other}:hub.invalid:80", "alice@127.0.0.1"],
-            stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-        )
-        try:
-            wait_until(lambda: _connects(other), timeout=20, what="the second tunnel's local port")
-            with socket.create_connection(("127.0.0.1", other), timeout=5) as s:
-                s.settimeout(10)
-                assert s.recv(100) == b""  # closed: the channel was refused
-        finally:
-            refused.kill()
-            refused.wait(10)
+        yield client
     finally:
-        tunnel.kill()
-        tunnel.wait(10)
+        client.kill()
+        client.wait(10)
+
+
+def test_a_forward_reaches_the_containers_own_loopback_and_nothing_else(ssh_hub, keys, alice_server):
+    alice_server.exec_run(["python3", "-m", "http.server", "8765", "--bind", "127.0.0.1", "--directory", "/home/jovyan"], user="1000", detach=True)
+    local, socks, other = free_port(), free_port(), free_port()
+
+    def served():
+        try:
+            return urllib.request.urlopen(f"http://127.0.0.1:{local}/", timeout=5).status == 200
+        except OSError:
+            return False
+
+    with in_background(ssh_hub, keys["alice"], "-N", "-L", f"127.0.0.1:{local}:localhost:8765", "alice@127.0.0.1"):
+        wait_until(served, timeout=30, what="the container's loopback server through ssh -L")
+    # dynamic forwarding (a SOCKS proxy on the laptop, as VS Code's Remote-SSH uses) reaches it too
+    with in_background(ssh_hub, keys["alice"], "-N", "-D", f"127.0.0.1:{socks}", "alice@127.0.0.1"):
+        wait_until(lambda: _connects(socks), timeout=20, what="the SOCKS port")
+        r = subprocess.run(["curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "--socks5-hostname", f"127.0.0.1:{socks}", "http://localhost:8765/"],
+                           capture_output=True, text=True, timeout=30)
+        assert r.stdout == "200", (r.stdout, r.stderr)
+    # a forward anywhere but the container's loopback is refused by the gateway (no address is tried)
+    with in_background(ssh_hub, keys["alice"], "-N", "-L", f"127.0.0.1:{other}:hub.invalid:80", "alice@127.0.0.1"):
+        wait_until(lambda: _connects(other), timeout=20, what="the second tunnel's local port")
+        with socket.create_connection(("127.0.0.1", other), timeout=5) as s:
+            s.settimeout(10)
+            assert s.recv(100) == b""  # closed: the channel was refused
     log = ssh_hub.log_path.read_text()
     assert "gpuhub ssh alice:(default): forward to the server's 127.0.0.1:8765" in log
     assert "refused a forward to hub.invalid:80 (only the server's own loopback)" in log
@@ -193,13 +184,8 @@ def processes(container) -> str:
 @pytest.mark.parametrize("options", [("-tt",), ()], ids=["terminal", "command"])
 def test_a_client_that_leaves_leaves_nothing_running(ssh_hub, keys, alice_server, options):
     command = "sleep 777" if options else "sleep 888"
-    client = subprocess.Popen(
-        ["ssh", "-p", str(ssh_hub.ssh_port), "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no", "-o", "UserKnownHostsFile=/dev/null",
-         "-o", "IdentitiesOnly=yes", "-i", str(keys["alice"]), *options, "alice@127.0.0.1", command],
-        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )
-    wait_until(lambda: command in processes(alice_server), timeout=30, what=f"{command} in the server")
-    client.kill()  # the laptop's lid closes
-    client.wait(10)
+    with in_background(ssh_hub, keys["alice"], *options, "alice@127.0.0.1", command):
+        wait_until(lambda: command in processes(alice_server), timeout=30, what=f"{command} in the server")
+    # the client was killed (the laptop's lid closed)
     wait_until(lambda: command not in processes(alice_server), timeout=30, what=f"{command} to end with its session")
     assert "/tmp/.gpuhub-ssh-" not in alice_server.exec_run(["ls", "-a", "/tmp"]).output.decode()

@@ -29,14 +29,20 @@ def start_link(session: str) -> str:
     return f"/hub/spawn?session={quote(session, safe='')}"
 
 
-def session_row(session: Session, status: dict, now) -> dict:
-    window = open_window(session, now)
-    upcoming = next_window(session, now)
+def window_fields(session: Session, now) -> dict:
+    """Whether ``session`` is open now and until when, and when it opens next, as the API says it."""
+    window, upcoming = open_window(session, now), next_window(session, now)
     return {
-        **session.to_json(),
         "open_now": window is not None,
         "open_until": iso(window.end) if window else None,
         "next_start": iso(upcoming.start) if upcoming else None,
+    }
+
+
+def session_row(session: Session, status: dict, now) -> dict:
+    return {
+        **session.to_json(),
+        **window_fields(session, now),
         "roster_size": status.get("roster", 0),
         "created": iso(status.get("created")),
         "created_by": status.get("created_by", ""),

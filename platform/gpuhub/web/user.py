@@ -8,10 +8,9 @@ from __future__ import annotations
 
 from ..contract import iso
 from ..policy import accounting
-from ..policy.sessions import next_window, open_window
 from . import views
 from .base import GpuhubAPIHandler
-from .sessions import start_link
+from .sessions import start_link, window_fields
 
 WEEKS_SHOWN = 8
 
@@ -73,12 +72,11 @@ class OverviewHandler(GpuhubAPIHandler):
             })
         classes = []
         for session in await gpuhub.sessions.sessions_of(user.name):
-            window, upcoming = open_window(session, now), next_window(session, now)
-            if window or upcoming:
+            when = window_fields(session, now)
+            if when["open_until"] or when["next_start"]:
                 classes.append({
                     "session": session.name, "title": session.title or session.name,
-                    "open_until": iso(window.end) if window else None,
-                    "next_start": iso(upcoming.start) if upcoming else None,
+                    "open_until": when["open_until"], "next_start": when["next_start"],
                     "start_link": start_link(session.name),
                 })
         weeks = await gpuhub.accounting.weekly_hours(user.name, WEEKS_SHOWN)
