@@ -6,8 +6,10 @@ import asyncssh
 import pytest
 
 from gpuhub.db.sshkeys import SshKeyStore
-from gpuhub.hub.ssh import host_key, split_login
+from gpuhub.config.schema import parse_settings
+from gpuhub.hub.ssh import Gatekeeper, SshGateway, host_key, split_login
 from gpuhub.policy.sshkeys import MAX_KEY_TEXT, KeyRefused, parse_public_key
+from tests.conftest import BASE_SETTINGS
 
 
 def public(algorithm: str, comment: str = "alice@laptop", **kw) -> str:
@@ -76,3 +78,39 @@ def test_the_host_key_is_kept_in_the_state_dir_private(tmp_path):
     assert path.stat().st_mode & 0o777 == 0o600
     assert host_key(str(tmp_path)).get_fingerprint() == first.get_fingerprint()  # clients' known_hosts stay valid
     assert host_key("").get_fingerprint() != first.get_fingerprint()  # no state dir: a new one each start
+
+
+class Keys:
+    """The key service as the gateway asks it: each person's registered keys."""
+
+    def __init__(self, keys: dict):
+        self.keys = keys
+
+    async def of(self, user):
+        return self.keys.get(user, [])
+
+    async def used(self, key_id):
+        pass
+
+
+class Connection:
+    def __init__(self, username):
+        self.extra = {"peername": ("127.0.0.1", 50000), "username": username}
+
+    def get_extra_info(self, name, default=None):
+        return self.extra.get(name, default)
+
+
+async def test_the_session_is_the_signed_logins_not_the_last_key_offered(db):
+    """A client may offer alice's public key for "alice" (a query: no signature needed to learn it is
+    accepted), then sign as mallory with mallory's own key: the session must be mallory's."""
+    alice_pub, mallory_pub = asyncssh.import_public_key(ED25519), asyncssh.import_public_key(public("ssh-ed25519"))
+    store = SshKeyStore(db)
+    alice, mallory = store.add("alice", parse_public_key(ED25519), 5), store.add("mallory", parse_public_key(mallory_pub.export_public_key().decode()), 5)
+    keeper = Gatekeeper(SshGateway(parse_settings(BASE_SETTINGS), None, Keys({"alice": [alice], "mallory": [mallory]}), None))
+    keeper.connection_made(Connection("mallory"))
+    assert await keeper.validate_public_key("mallory", mallory_pub)
+    assert await keeper.validate_public_key("alice", alice_pub)  # offered last, never signed
+    assert not await keeper.validate_public_key("root", alice_pub) and not await keeper.validate_public_key("alice", mallory_pub)
+    keeper.auth_completed()
+    assert (keeper.user, keeper.server, keeper.key.id) == ("mallory", "", mallory.id)

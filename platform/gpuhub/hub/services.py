@@ -98,8 +98,9 @@ class Services:
 
     def start(self, hub_api: HubApi | None = None, reporter_token: str = "") -> None:
         """Start the background loops (the accounting rounds, the window boundaries, the engine's node
-        poll, taking borrowed GPUs back) once; with the hub's own API (it also stops borrowed servers), re-serve the GPU starts a previous hub process left
-        waiting; on a Swarm, deploy the node reporters with their token."""
+        poll, taking borrowed GPUs back) once, and the SSH gateway where ``[ssh] port`` is set; with the
+        hub's own API (it also stops borrowed servers and records SSH sessions as activity), re-serve the
+        GPU starts a previous hub process left waiting; on a Swarm, deploy the node reporters with their token."""
         if not self._tasks:
             self._tasks = [
                 asyncio.ensure_future(self.accounting.run()),
@@ -110,9 +111,9 @@ class Services:
             if hub_api is not None:
                 self.borrowing.stopper = hub_api.stop_server
                 self.ssh.activity = hub_api.post_activity
+                self._tasks.append(asyncio.ensure_future(self._restore_waiters(hub_api)))
             if self.settings.ssh.port:
                 self._tasks.append(asyncio.ensure_future(self._start_ssh()))
-                self._tasks.append(asyncio.ensure_future(self._restore_waiters(hub_api)))
             if reporter_token and hasattr(self.engine, "deploy_reporters"):
                 self._tasks.append(asyncio.ensure_future(self._deploy_reporters(reporter_token)))
 

@@ -143,8 +143,11 @@ class Gatekeeper(asyncssh.SSHServer):
         self.peer = "?"
         self.user = self.server = ""
         self.key: SshKey | None = None
+        self._conn: asyncssh.SSHServerConnection | None = None
+        self._accepted: dict[str, SshKey] = {}  # login → the registered key last accepted for it
 
     def connection_made(self, conn: asyncssh.SSHServerConnection) -> None:
+        self._conn = conn
         peer = conn.get_extra_info("peername") or ("?", 0)
         self.peer = f"{peer[0]}:{peer[1]}"
 
@@ -170,10 +173,15 @@ class Gatekeeper(asyncssh.SSHServer):
         if match is None:
             log.warning("gpuhub ssh %s: refused key %s from %s: not one of theirs", user, fingerprint, self.peer)
             return False
-        self.user, self.server, self.key = user, server, match
+        self._accepted[username] = match
         return True
 
     def auth_completed(self) -> None:
+        # who: the login asyncssh authenticated (its signature checked), never merely the last key
+        # offered: a client may offer keys for several logins before signing with one
+        login = self._conn.get_extra_info("username")
+        self.user, self.server = split_login(login)
+        self.key = self._accepted[login]
         log.info("gpuhub ssh %s:%s: logged in from %s with key %d %s", self.user, self.server or "(default)", self.peer, self.key.id, self.key.key.fingerprint)
         asyncio.ensure_future(self.gateway.keys.used(self.key.id))
 
