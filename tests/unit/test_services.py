@@ -320,3 +320,34 @@ async def test_a_kept_waiter_the_hub_cannot_start_again_is_forgotten(tmp_path, c
 
     await restarted.allocation.restore_waiters(start_server)
     assert asked == []
+
+
+class HubApiSeen:
+    """The hub's own API as ``Services.start`` uses it, recording what was asked."""
+
+    def __init__(self):
+        self.asked: list[str] = []
+
+    async def wait_until_up(self):
+        self.asked.append("up")
+        return False  # the hub "did not answer": nothing to re-serve
+
+    async def stop_server(self, user, server):
+        return True, ""
+
+    async def post_activity(self, user, server, when):
+        pass
+
+
+async def test_the_hub_re_serves_the_starts_left_waiting_with_ssh_off(tmp_path, clock):
+    """The SSH wiring once put the re-serving under ``[ssh] port``: a hub without SSH lost its line."""
+    services = make_services(tmp_path, clock)
+    api = HubApiSeen()
+    services.start(api)
+    try:
+        await until(lambda: api.asked == ["up"], "the restore to ask the hub")
+        assert services.borrowing.stopper == api.stop_server and services.ssh.activity == api.post_activity
+    finally:
+        for task in services._tasks:
+            task.cancel()
+        await asyncio.gather(*services._tasks, return_exceptions=True)
