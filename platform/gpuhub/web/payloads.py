@@ -50,6 +50,13 @@ def parse_json_object(body: bytes, limit: int = MAX_BODY) -> dict:
     return data
 
 
+def only_fields(data: dict, accepted) -> None:
+    """400 naming the first field of ``data`` not in ``accepted`` (an empty name: "body")."""
+    for key in data:
+        if key not in accepted:
+            raise BadRequest(key or "body", f"unknown field {key[:40]!r}. Accepted fields: {', '.join(accepted)}")
+
+
 def _no_constant(name: str):
     raise ValueError(f"{name} is not a number JSON allows")
 
@@ -78,13 +85,10 @@ def parse_target(scope: str, name: str | None) -> tuple[str, str]:
 def parse_quota(scope: str, name: str, data: dict, profile_names: list[str]) -> QuotaRule:
     """A quota body (``{"max_gpus": 2, "gpu_hours_per_week": 40, "profiles": [...]}``; a field left
     out or null is not set at this level) to the rule it sets."""
-    accepted = ", ".join(FIELDS)
-    for key in data:
-        if key not in FIELDS:
-            raise BadRequest(key or "body", f"unknown field {key!r}. Accepted fields: {accepted}")
+    only_fields(data, FIELDS)
     values = {k: v for k, v in data.items() if v is not None}
     if not values:
-        raise BadRequest("body", f"no field set. Accepted fields: {accepted}; to remove the rule, DELETE it")
+        raise BadRequest("body", f"no field set. Accepted fields: {', '.join(FIELDS)}; to remove the rule, DELETE it")
     try:
         quota = Quota.from_dict(values, "")
     except SettingsError as e:
@@ -163,9 +167,7 @@ def parse_session(name: str, data: dict, settings: Settings, inventory: Inventor
     """A session body (``{"profile": "gpu-shared", "windows": [{"start": ..., "end": ...}], ...}``) to
     the session it describes; ``by`` (the instructor saving it) is always one of its instructors."""
     name = parse_session_name(name)
-    for key in data:
-        if key not in SESSION_FIELDS:
-            raise BadRequest(key or "body", f"unknown field {key!r}. Accepted fields: {', '.join(SESSION_FIELDS)}")
+    only_fields(data, SESSION_FIELDS)
     title = data.get("title", "")
     if not isinstance(title, str) or len(title) > MAX_NAME_TEXT or re.search(r"[\x00-\x1f\x7f]", title):
         raise BadRequest("title", f"{title!r:.80} is not accepted. Accepted: text of at most {MAX_NAME_TEXT} characters")
@@ -217,9 +219,7 @@ MAX_READINGS_BODY = 1024 * 1024
 def parse_readings(data: dict) -> tuple[bool, list[tuple[int, str, bool]]]:
     """``{"simulated": false, "devices": [{"allocation": 3, "uuid": "GPU-...", "busy": true}, ...]}`` (the
     agent's reading of the held devices) → (simulated, [(allocation, uuid, busy), ...])."""
-    unknown = sorted(set(data) - {"simulated", "devices"})
-    if unknown:
-        raise BadRequest(unknown[0] or "body", f"unknown field {unknown[0][:40]!r}. Accepted: simulated, devices")
+    only_fields(data, ("simulated", "devices"))
     simulated = _bool("simulated", data.get("simulated"))
     devices = _list_of("devices", data.get("devices"), "readings", MAX_READINGS)
     samples = []

@@ -47,9 +47,7 @@ class SshKeysHandler(SshKeysBase):
     async def post(self, name: str):
         user = self.own_or_admin(name)
         data = payloads.parse_json_object(self.request.body)
-        unknown = sorted(set(data) - {"key"})
-        if unknown:
-            raise BadRequest(unknown[0] or "body", f"unknown field {unknown[0][:40]!r}. Accepted: key")
+        payloads.only_fields(data, ("key",))
         try:
             added = await self.gpuhub.ssh_keys.add(user.name, data.get("key"), self.current_user.name)
         except SshKeyError as e:
