@@ -249,6 +249,33 @@ async def test_an_exclusive_request_is_passed_over_at_most_overtake_limit_times(
     s2.cancel()
 
 
+@pytest.mark.parametrize("turns", range(12))
+async def test_a_gpu_freed_during_a_round_goes_to_the_earlier_waiter(tmp_path, clock, turns):
+    """The release lands ``turns`` loop turns into a round that the waiters are already in: whatever
+    the interleaving, the whole GPU goes to x, who asked first, not to the shared requests behind it
+    (a placement read the devices before the release, the next one after it: the integration tier's
+    test_lines caught that once in a few hundred runs)."""
+    services = make_services(tmp_path, clock, extra=SHARED_PROFILE)
+    await services.allocation.ready()
+    a = await take(services, "a")
+    await take(services, "b")
+    progress = StartProgress()
+    x = asyncio.ensure_future(take(services, "x", progress=progress))
+    await until(lambda: progress.message.startswith("waiting"), "x in line")
+    shared = [asyncio.ensure_future(take(services, f"s{i}", "gpu-shared")) for i in range(3)]
+    await until(lambda: len(services.allocation.waiting()) == 4, "four in line")
+    services.allocation.capacity_changed()  # everyone tries again now: a round is under way ...
+    for _ in range(turns):
+        await asyncio.sleep(0)
+    await services.allocation.release(a.id, "stopped")  # ... when the GPU is freed
+    got = await asyncio.wait_for(x, 5)
+    await asyncio.sleep(0.1)
+    assert got.uuids == a.uuids and not any(s.done() for s in shared)
+    for task in shared:
+        task.cancel()
+    await asyncio.gather(*shared, return_exceptions=True)
+
+
 # --- the wait lines survive a hub restart ---------------------------------------------------------------
 def running_container(services, name, allocation):
     docker = services.engine.docker

@@ -85,6 +85,7 @@ class AllocationService:
         self._ready_lock = asyncio.Lock()
         self.boot = uuid.uuid4().hex  # this hub process, in the kept waiters' rows
         self._round: asyncio.Future | None = None
+        self._placing = asyncio.Lock()  # a placement and a release never interleave (``_place``, ``release``)
         self._retry_at = 0.0
         self._held_for_lost: dict[int, str] = {}  # allocation id → the down node its stopped server was on
         self.still_waiting = Listeners()  # told after a round that left someone waiting (``BorrowingService``)
@@ -267,11 +268,12 @@ class AllocationService:
             while True:
                 placed = False
                 if again or ticket.tried_at != generation:  # nothing freed since it last tried: it still does not fit
-                    if self.lines.generation != generation:
-                        return True
-                    ticket.tried_at = generation
                     inventory = inventory or await self.inventory()
-                    placed = await self._place(ticket, inventory)
+                    async with self._placing:
+                        if self.lines.generation != generation:
+                            return True
+                        ticket.tried_at = generation
+                        placed = await self._place(ticket, inventory)
                 ticket = order.send(placed)
         except StopIteration:
             return False
@@ -354,9 +356,13 @@ class AllocationService:
 
     # --- releases -----------------------------------------------------------------------------------
     async def release(self, allocation_id: int, reason: str) -> bool:
-        released = await self._run("release", allocation_id, reason)
-        if released:
-            self.capacity_changed()
+        """Free an allocation, never while a waiter is being placed: a placement under way read the
+        devices before this release or after it and the round sees the change before its next one (else
+        a later waiter could take the device an earlier one was just refused)."""
+        async with self._placing:
+            released = await self._run("release", allocation_id, reason)
+            if released:
+                self.capacity_changed()
         return released
 
     async def still_held(self, allocation_id: int) -> bool:
