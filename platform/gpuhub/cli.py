@@ -14,6 +14,8 @@
                           [--shared-folder] [--stop-at-end] [--instructors a,b]
     gpuhub session roster NAME roster.csv
     gpuhub ssh-key list | add ~/.ssh/id_ed25519.pub | remove ID [--user NAME]   (SSH into your server)
+    gpuhub job submit --profile gpu-1 [--wall-time SECONDS] [--name N] [--workdir DIR] train.py -- --epochs 3
+    gpuhub job list [--all] | show ID | logs ID [--follow] | cancel ID   [--user NAME]   (batch jobs)
     gpuhub nodes                        (a Swarm's nodes: state, GPUs, held)
     gpuhub home list | move USER NODE   (a Swarm with homes on the nodes)
     gpuhub backup [--to DIR] [--site DIR]        (in the hub's container: scripts/backup)
@@ -258,9 +260,14 @@ def cmd_home(client: Client, args) -> str:
     return f"{home['user']}'s home is now on {home['node']} (the old copy stays on the old node until you remove it there)"
 
 
+def _persons(client: Client, args, what: str) -> tuple[str, str]:
+    """Whose (``--user``, else the token's owner) and the API path of their ``what``."""
+    user = args.user or client.call("GET", "user", prefix="/hub/api/")["name"]
+    return user, f"users/{urllib.parse.quote(user, safe='')}/{what}"
+
+
 def cmd_ssh_key(client: Client, args) -> str:
-    user = args.user or client.call("GET", "user", prefix="/hub/api/")["name"]  # the token's owner
-    path = f"users/{urllib.parse.quote(user, safe='')}/ssh-keys"
+    user, path = _persons(client, args, "ssh-keys")
     if args.action == "add":
         if not args.key:
             raise ApiError("ssh-key add needs the public key file (~/.ssh/id_ed25519.pub), or - to read it from stdin")
@@ -280,6 +287,58 @@ def cmd_ssh_key(client: Client, args) -> str:
     rows = [["ID", "KEY", "FINGERPRINT", "ADDED", "LAST USED"]]
     rows += [[k["id"], f"{k['algorithm']} {k['comment']}".rstrip(), k["fingerprint"], k["added"], k["last_used"] or "never"] for k in data["keys"]]
     return (_table(rows) if len(rows) > 1 else f"{user} has no SSH key") + f"\n{where}"
+
+
+def cmd_job(client: Client, args) -> str:
+    user, path = _persons(client, args, "jobs")
+    if args.action == "submit":
+        if not args.target:
+            raise ApiError("job submit needs the script (train.py, run.ipynb) or program, in your gpuhub home")
+        body = {"command": [args.target, *args.script_args]}
+        for field in ("profile", "wall_time", "name", "workdir"):
+            if getattr(args, field) is not None:
+                body[field] = getattr(args, field)
+        job = client.call("POST", path, body)
+        return f"job {job['id']} queued for {user} ({job['profile']}): {job['name']}; output in {job['output']}"
+    if args.action == "list":
+        jobs = client.call("GET", "jobs" if args.all else path)["jobs"]
+        rows = [["ID", "USER", "NAME", "PROFILE", "STATE", "SUBMITTED", "STARTED", "ENDED", "EXIT", "GPU-H"]]
+        rows += [
+            [j["id"], j["user"], j["name"], j["profile"], j["state"], j["submitted"], j["started"] or "", j["ended"] or "",
+             "" if j["exit_code"] is None else j["exit_code"], "" if j["gpu_hours"] is None else f"{j['gpu_hours']:.2f}"]
+            for j in jobs
+        ]
+        return _table(rows) if len(rows) > 1 else f"{'nobody' if args.all else user} has no job"
+    if not args.target or not args.target.isdigit():
+        raise ApiError(f"job {args.action} needs the job's number (ID in `gpuhub job list`)")
+    one = f"{path}/{args.target}"
+    if args.action == "cancel":
+        job = client.call("DELETE", one)
+        return f"job {job['id']} of {user}: cancel asked ({'taken out of its line' if job['state'] == 'queued' else 'stopping'})"
+    if args.action == "logs":
+        if args.follow:
+            return _follow(client, one)
+        text = client.call("GET", f"{one}/output", raw=True)
+        return text[:-1] if text.endswith("\n") else text  # print adds it back: the output as it is
+    job = client.call("GET", one)
+    return "\n".join(f"{k}: {v}" for k, v in job.items())
+
+
+def _follow(client: Client, path: str) -> str:
+    """Print the job's output as it comes until the job ends; its state last."""
+    import time
+
+    shown = ""
+    while True:
+        job = client.call("GET", path)
+        text = client.call("GET", f"{path}/output", raw=True)
+        new = text[len(shown):] if text.startswith(shown) else text  # the kept end moved on: print it whole
+        if new:
+            print(new, end="", flush=True)
+            shown = text
+        if job["ended"]:
+            return f"-- job {job['id']} {job['state']}" + (f": {job['reason']}" if job["reason"] else "")
+        time.sleep(2)
 
 
 def parser() -> argparse.ArgumentParser:
@@ -329,6 +388,17 @@ def parser() -> argparse.ArgumentParser:
     ssh_key.add_argument("key", nargs="?", help="add: the .pub file (- for stdin); remove: the key's ID")
     ssh_key.add_argument("--user", help="another person's keys (a GPU admin's token); default: the token's owner")
     ssh_key.set_defaults(run=cmd_ssh_key)
+    job = sub.add_parser("job", help="batch jobs: submit a script or notebook to run when its GPUs are free; list, show, logs, cancel")
+    job.add_argument("action", choices=["submit", "list", "show", "logs", "cancel"])
+    job.add_argument("target", nargs="?", help="submit: the script or notebook in your home (arguments after --); else the job's ID")
+    job.add_argument("--profile", help="submit: the profile to run with (default: the hub's default profile)")
+    job.add_argument("--wall-time", type=int, metavar="SECONDS", help="submit: stop it after this long (default: your limit)")
+    job.add_argument("--name", help="submit: a name to list it by (default: the script's)")
+    job.add_argument("--workdir", help="submit: the folder in your home it runs in (default: the home)")
+    job.add_argument("--follow", "-f", action="store_true", help="logs: print the output as it comes until the job ends")
+    job.add_argument("--all", action="store_true", help="list: everyone's (a GPU viewer's token)")
+    job.add_argument("--user", help="another person's jobs (a GPU admin's token); default: the token's owner")
+    job.set_defaults(run=cmd_job)
     sub.add_parser("nodes", help="a Swarm's nodes: state, GPUs, what they hold, whether they take servers").set_defaults(run=cmd_nodes)
     home = sub.add_parser("home", help="a Swarm with homes on the nodes: where homes are; move one (its servers stopped)")
     home.add_argument("action", choices=["list", "move"])
@@ -379,7 +449,15 @@ def limit_options(extra: list[str]) -> dict[str, str]:
 
 def main(argv=None) -> int:
     p = parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    script_args = []
+    if argv[:1] == ["job"] and "--" in argv:  # job submit train.py -- --epochs 3: the script's own
+        script_args = argv[argv.index("--") + 1:]
+        argv = argv[:argv.index("--")]
     args, extra = p.parse_known_args(argv)
+    args.script_args = script_args
+    if args.command == "job" and args.target is None and extra and not extra[0].startswith("-"):
+        args.target = extra.pop(0)  # argparse takes no positional after an option: job submit --profile p train.py
     if extra and not (args.command == "quota" and args.action == "set"):
         p.error(f"unrecognized arguments: {' '.join(extra)}")
     try:

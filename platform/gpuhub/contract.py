@@ -25,6 +25,7 @@ SERVER_LABEL = f"{LABEL_PREFIX}.server"  # "" for the default server
 PROFILE_LABEL = f"{LABEL_PREFIX}.profile"
 HOME_VOLUME_LABEL = f"{LABEL_PREFIX}.home-volume"
 SESSION_LABEL = f"{LABEL_PREFIX}.session"
+JOB_LABEL = f"{LABEL_PREFIX}.job"  # a batch job's id (``hub.jobs``): not a server
 ALLOCATION_LABEL = f"{LABEL_PREFIX}.allocation"  # the live GPU allocation's id: how a server is found again
 GPUS_LABEL = f"{LABEL_PREFIX}.gpus"
 GPU_MODE_LABEL = f"{LABEL_PREFIX}.gpu-mode"

@@ -18,6 +18,7 @@ from .config.directory import Ldap, Oidc
 from .config.borrowing import Borrowing
 from .config.fairness import Fairness
 from .config.ssh import Ssh
+from .config.jobs import Jobs
 from .config.sections import accepted
 from .config.schema import Accounting, Admission, Culling, Dataset, Engine, Gpus, Hub, Profile, Quota, Reclaim, Sessions, Spawner
 from .hub.auth import GPUHubAuthenticator
@@ -43,6 +44,7 @@ SECTIONS = [
     ("[culling]", Culling),
     ("[https]", Https),
     ("[ssh]", Ssh),
+    ("[jobs]", Jobs),
     ("[ldap]", Ldap),
     ("[oidc]", Oidc),
     ("inventory file: the whole file", InventoryFile),

@@ -16,6 +16,7 @@ class W:
     pool: str
     devices: str = WHOLE_GPUS
     passed_over: int = 0
+    own_quota: bool = False
 
 
 def run_round(waiters, fits, bound):
@@ -63,6 +64,10 @@ X, S, M = "exclusive×1", "shared", "mig:1g.10gb"
         ([W("s1", S), W("s2", S), W("s3", S)], {"s1", "s2"}, 3, ["s1", "s2", "s3"], ["s1", "s2"], [0, 0, 0]),
         # two exclusive sizes: the ×2 request waits, the later ×1 fits and goes once
         ([W("x2", "exclusive×2"), W("x1", X)], {"x1"}, 1, ["x2", "x1"], ["x1"], [1, 0]),
+        # a job waiting only for its own person's GPUs to free holds back neither its line nor the devices
+        ([W("j", X, own_quota=True), W("x", X), W("s", S)], {"x", "s"}, 0, ["j", "x", "s"], ["x", "s"], [0, 0, 0]),
+        # ... and is not passed over by those placed after it
+        ([W("j", X, passed_over=3, own_quota=True), W("s", S)], {"s"}, 3, ["j", "s"], ["s"], [3, 0]),
         # nobody waiting
         ([], set(), 3, [], [], []),
     ],

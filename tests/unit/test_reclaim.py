@@ -78,6 +78,14 @@ def test_held_servers_join_devices_and_ready_servers():
     assert held_servers(devices, users) == [HeldServer(7, "alice", "", "", (A, B), T0.replace(microsecond=123000), T0 + timedelta(minutes=30))]
 
 
+def test_a_batch_jobs_gpu_is_never_taken_for_an_idle_server():
+    """A job's allocation is held under ``job/ID``, never a server's name: alice's running server does
+    not make her job's GPU look like a server's (reclaim would stop the server for the job's idleness)."""
+    job = {"allocation": 11, "user": "alice", "server": "job/3", "since": "2026-11-23T08:59:00Z", "session": None}
+    users = [{"name": "alice", "servers": {"": {"ready": True, "started": "2026-11-23T09:00:00Z", "last_activity": None}}}]
+    assert held_servers([{"uuid": A, "holders": [job]}], users) == []
+
+
 def test_the_simulated_reading_file(tmp_path):
     path = tmp_path / "activity.json"
     path.write_text('{"devices": {"GPU-a": {"utilisation": 3, "memory": {"7": 1024}}, "GPU-b": {"utilisation": null}}}')

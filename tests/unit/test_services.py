@@ -4,6 +4,7 @@ timing out, refusals, releases, the restart reconcile, force-free; every change 
 in wakes the lines from inside its service; the accounting rounds against the weekly GPU-hours."""
 
 import asyncio
+import dataclasses
 from datetime import timedelta
 
 import pytest
@@ -274,6 +275,29 @@ async def test_a_gpu_freed_during_a_round_goes_to_the_earlier_waiter(tmp_path, c
     for task in shared:
         task.cancel()
     await asyncio.gather(*shared, return_exceptions=True)
+
+
+async def test_a_job_beyond_its_persons_quota_waits_for_their_gpus_holding_nobody_back(tmp_path, clock):
+    """A batch job (``waits_for_own``) while its person holds their whole quota waits for their own GPU
+    to free, not refused; others behind it in the same line are placed past it; a job beyond the
+    quota even with nothing held is refused at once."""
+    services = make_services(tmp_path, clock, extra="\n[[quotas]]\nmax_gpus = 1\n")
+    await services.allocation.ready()
+    mine = await take(services, "a")
+    job = dataclasses.replace(start_of(services, "a", server="job/1"), waits_for_own=True)
+    progress = StartProgress()
+    waiting = asyncio.ensure_future(services.allocation.acquire(job, "a:job/1", progress, job=(clock(), 60)))
+    await until(lambda: progress.message.startswith("waiting"), "the job in line")
+    assert services.allocation.waiting()[0].reason.startswith("waiting for your own GPUs to free: GPU quota reached")
+    other = await asyncio.wait_for(take(services, "b"), 5)  # GPU 1: not kept for a's job
+    assert not waiting.done()
+    await services.allocation.release(mine.id, "stopped")
+    assert (await asyncio.wait_for(waiting, 5)).uuids == mine.uuids
+    assert other.uuids != mine.uuids
+    two = dataclasses.replace(start_of(services, "c", "gpu-2", server="job/2"), waits_for_own=True)
+    with pytest.raises(SpawnRefused) as e:
+        await services.allocation.check_start(two)
+    assert e.value.status_code == 403 and "max_gpus = 1" in e.value.message
 
 
 # --- the wait lines survive a hub restart ---------------------------------------------------------------

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from traitlets import Dict, Enum, Float, Integer, TraitError, validate
+from traitlets import Dict, Enum, Float, Integer, validate
 
-from .sections import Section
+from .sections import Section, group_integers
 
 FIFO, FAIR_SHARE = "fifo", "fair-share"
 POLICIES = (FIFO, FAIR_SHARE)
@@ -47,10 +47,4 @@ class Fairness(Section):
 
     @validate("group_priority")
     def _validate_group_priority(self, proposal):
-        value = proposal["value"]
-        for group, priority in value.items():
-            if not isinstance(group, str) or not group:
-                raise TraitError(f"group name {group!r} is empty")
-            if isinstance(priority, bool) or not isinstance(priority, int) or not 0 <= priority <= MAX_PRIORITY:
-                raise TraitError(f"the priority of {group!r}, {priority!r}, is not an integer from 0 to {MAX_PRIORITY}")
-        return dict(value)
+        return group_integers(proposal["value"], 0, MAX_PRIORITY, "priority")

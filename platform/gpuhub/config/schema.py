@@ -24,6 +24,7 @@ from .directory import Ldap, Oidc
 from .borrowing import Borrowing
 from .fairness import Fairness
 from .ssh import Ssh
+from .jobs import Jobs
 from .sections import MiB, Section, SettingsError, Size, optional_absolute_path, parse_toml
 
 __all__ = ["Settings", "SettingsError", "load_settings", "parse_settings"]
@@ -960,6 +961,7 @@ class Settings(Section):
     culling = Instance(Culling, args=(), help="The ``[culling]`` table.").tag(section=Culling, accepted="a [culling] table")
     https = Instance(Https, args=(), help="The ``[https]`` table.").tag(section=Https, accepted="an [https] table")
     ssh = Instance(Ssh, args=(), help="The ``[ssh]`` table.").tag(section=Ssh, accepted="an [ssh] table")
+    jobs = Instance(Jobs, args=(), help="The ``[jobs]`` table.").tag(section=Jobs, accepted="a [jobs] table")
     ldap = Instance(Ldap, args=(), help="The ``[ldap]`` table.").tag(section=Ldap, accepted="an [ldap] table")
     oidc = Instance(Oidc, args=(), help="The ``[oidc]`` table.").tag(section=Oidc, accepted="an [oidc] table")
 

@@ -21,6 +21,18 @@ from traitlets import Float, HasTraits, Integer, TraitError
 MiB = 1024**2
 
 
+def group_integers(value: dict, low: int, high: int, what: str) -> dict:
+    """``value``, a table of JupyterHub group names to integers from ``low`` to ``high`` (``what`` each
+    is, for the message), else ``TraitError`` naming the group: ``[fairness] group_priority``,
+    ``[jobs] group_wall_time``."""
+    for group, number in value.items():
+        if not isinstance(group, str) or not group:
+            raise TraitError(f"group name {group!r} is empty")
+        if isinstance(number, bool) or not isinstance(number, int) or not low <= number <= high:
+            raise TraitError(f"the {what} of {group!r}, {number!r}, is not an integer from {low} to {high}")
+    return dict(value)
+
+
 def optional_absolute_path(value: str) -> str:
     """``value`` if it is empty or an absolute path, else ``TraitError``: the check of a path setting
     that may be left out (``[hub] state_dir``, ``[https] certificate``, ``[ldap] ca_certificate``)."""

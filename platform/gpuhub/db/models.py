@@ -168,3 +168,30 @@ class SshKeyRow(Base):
     comment: Mapped[str] = mapped_column(Unicode(255), default="")
     added: Mapped[datetime] = mapped_column(DateTime)
     last_used: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+
+
+class JobRow(Base):
+    """A batch job (``[jobs]``): queued in the GPU lines, run in its own container, its end recorded."""
+
+    __tablename__ = "gpuhub_jobs"
+    __table_args__ = (Index("ix_gpuhub_jobs_user_state", "username", "state"),)
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    username: Mapped[str] = mapped_column(Unicode(255))
+    name: Mapped[str] = mapped_column(Unicode(255), default="")
+    profile: Mapped[str] = mapped_column(Unicode(63))
+    command: Mapped[list] = mapped_column(JSON)
+    workdir: Mapped[str] = mapped_column(Unicode(1024), default="")
+    wall_time: Mapped[int] = mapped_column(Integer)
+    groups: Mapped[list] = mapped_column(JSON)
+    state: Mapped[str] = mapped_column(Unicode(16), index=True)  # policy.jobs: queued, running, succeeded, ...
+    reason: Mapped[str] = mapped_column(Unicode(1024), default="")  # why it ended, when the hub ended it
+    submitted: Mapped[datetime] = mapped_column(DateTime)
+    submitted_by: Mapped[str] = mapped_column(Unicode(255))
+    started: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    ended: Mapped[datetime | None] = mapped_column(DateTime, nullable=True)
+    exit_code: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    allocation_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    gpus: Mapped[str] = mapped_column(Unicode(1024), default="")  # the devices' UUIDs, comma-separated
+    gpu_seconds: Mapped[float | None] = mapped_column(Float, nullable=True)  # from its usage records, at its end
+    container: Mapped[str] = mapped_column(Unicode(255), default="")
+    output_tail: Mapped[str] = mapped_column(Unicode(262144), default="")  # the log's end, kept when the container goes

@@ -64,3 +64,33 @@ class SshKey:
     key: PublicKey
     added: datetime
     last_used: datetime | None = None
+
+
+@dataclass(frozen=True)
+class Job:
+    """A batch job as the store has it (``policy.jobs`` for its states)."""
+
+    id: int
+    username: str
+    name: str
+    profile: str
+    command: tuple[str, ...]
+    workdir: str
+    wall_time: int
+    groups: tuple[str, ...]
+    state: str
+    reason: str
+    submitted: datetime
+    submitted_by: str
+    started: datetime | None = None
+    ended: datetime | None = None
+    exit_code: int | None = None
+    allocation_id: int | None = None
+    gpus: tuple[str, ...] = ()
+    gpu_seconds: float | None = None
+    container: str = ""
+
+    @property
+    def server_name(self) -> str:
+        """What its allocation is held under: never a JupyterHub server's name (those have no '/')."""
+        return f"job/{self.id}"

@@ -28,6 +28,15 @@ class ExecUnavailable(RuntimeError):
 
 
 @dataclass(frozen=True)
+class JobContainer:
+    """A batch job's container as the engine sees it (``hub.jobs``)."""
+
+    running: bool
+    exit_code: int | None  # once it ended
+    oom_killed: bool = False
+
+
+@dataclass(frozen=True)
 class RunningServer:
     """A server the engine runs (or ran) with an allocation label."""
 
@@ -39,6 +48,7 @@ class RunningServer:
 class Engine(ABC):
     name = ""  # "docker", for logs and the admin API
     exposure = ""  # how devices are handed to containers ("device_requests", "env-only", ...)
+    runs_jobs = False  # batch jobs (``run_job`` and the rest below)
 
     @abstractmethod
     async def inventory(self) -> Inventory:
@@ -104,3 +114,20 @@ class Engine(ABC):
     async def run(self) -> None:
         """The engine's own wake-ups (the node list's poll), run by ``Services.start``; one host has none."""
         return None
+
+    # --- batch jobs (``hub.jobs``): a container of their own, watched to its end -----------------------
+    async def run_job(self, name: str, spec, command: list[str], environment: dict, network: str) -> None:
+        """Create and start the job's container ``name`` from ``spec`` (``policy.containers.ContainerSpec``)."""
+        raise ExecUnavailable(f"Batch jobs are not available on the {self.name!r} engine")
+
+    async def job_container(self, name: str) -> JobContainer | None:
+        """The job's container now (None: there is none)."""
+        raise ExecUnavailable(f"Batch jobs are not available on the {self.name!r} engine")
+
+    async def job_output(self, name: str, most_bytes: int) -> str:
+        """The end of the job's output, at most ``most_bytes``."""
+        raise ExecUnavailable(f"Batch jobs are not available on the {self.name!r} engine")
+
+    async def end_job(self, name: str, grace_seconds: int, remove: bool) -> None:
+        """Stop the job's container (SIGTERM, SIGKILL after ``grace_seconds``); ``remove``: remove it too."""
+        raise ExecUnavailable(f"Batch jobs are not available on the {self.name!r} engine")

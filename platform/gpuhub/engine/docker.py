@@ -27,7 +27,7 @@ from ..inventory.nvml import read_memory_used
 from ..inventory.source import load_inventory
 from ..policy.containers import CPU_ONLY, DeviceWiring, GpuAssignment
 from ..worker import Worker
-from .base import Engine, RunningServer
+from .base import Engine, JobContainer, RunningServer
 from .execstream import ExecStream
 
 NVML_REFRESH_SECONDS = 30  # health (ECC, XID, lost GPUs) is re-read at most this often
@@ -74,6 +74,7 @@ def docker_client():
 
 class DockerEngine(Engine):
     name = "docker"
+    runs_jobs = True
 
     def __init__(
         self,
@@ -153,3 +154,47 @@ class DockerEngine(Engine):
 
     def allocation_of(self, server_object: dict) -> int | None:
         return c.allocation_of((server_object.get("Config") or {}).get("Labels"))
+
+    # --- batch jobs -------------------------------------------------------------------------------------
+    async def run_job(self, name: str, spec, command: list[str], environment: dict, network: str) -> None:
+        host_config = self.client.create_host_config(
+            binds=spec.volumes, mem_limit=spec.mem_limit, nano_cpus=int(spec.cpu_limit * 1e9) or None,
+            network_mode=network or None, **spec.host_config,
+        )
+        created = await self.call(
+            "create_container", spec.image, command, name=name, environment={**spec.environment, **environment},
+            host_config=host_config, healthcheck={"test": ["NONE"]}, **spec.create_kwargs,  # the image's checks a server
+        )
+        await self.call("start", created["Id"])
+
+    async def job_container(self, name: str) -> JobContainer | None:
+        from docker.errors import NotFound
+
+        try:
+            state = (await self.call("inspect_container", name))["State"]
+        except NotFound:
+            return None
+        running = bool(state.get("Running"))
+        return JobContainer(running, None if running else state.get("ExitCode"), bool(state.get("OOMKilled")))
+
+    async def job_output(self, name: str, most_bytes: int) -> str:
+        from docker.errors import NotFound
+
+        try:
+            out = await self.call("logs", name, stdout=True, stderr=True, tail=20_000)
+        except NotFound:
+            return ""
+        return out[-most_bytes:].decode("utf-8", "replace")
+
+    async def end_job(self, name: str, grace_seconds: int, remove: bool) -> None:
+        from docker.errors import APIError, NotFound
+
+        try:
+            await self.call("stop", name, timeout=grace_seconds)
+            if remove:
+                await self.call("remove_container", name, force=True)
+        except NotFound:
+            pass
+        except APIError as e:
+            if e.status_code != 409:  # removal already under way
+                raise

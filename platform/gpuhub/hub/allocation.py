@@ -152,37 +152,44 @@ class AllocationService:
     async def check_start(self, start: Start) -> str | None:
         """Refuse (403) at once what the user's quota does not allow, before anything is created: the
         rule the allocation transaction applies again (``policy.decide.quota_verdict``). Returns the
-        GPU quota a start that may borrow goes beyond (None: within quota)."""
+        GPU quota a start that may borrow goes beyond (None: within quota). A batch job's start
+        (``waits_for_own``) is checked as if its person held nothing: what they hold frees in time."""
         quota = await self._quotas.effective(start.username, list(start.groups))
         used = await self._quotas.used_this_week(start.username)
-        held = await self.held_elsewhere(start.username, start.server_name)
+        held = [] if start.waits_for_own else await self.held_elsewhere(start.username, start.server_name)
         message, over = quota_verdict(quota, start, held, used, self.rules.week)
         if message:
             raise SpawnRefused(403, message, why="quota")
         return over
 
     async def acquire(
-        self, start: Start, holder: str, progress: StartProgress, session: Session | None = None, options: dict | None = None
+        self, start: Start, holder: str, progress: StartProgress, session: Session | None = None, options: dict | None = None,
+        job: tuple[datetime, float] | None = None,
     ) -> Allocation:
         """Place ``start``'s GPU request, waiting in line while nothing fits. Raises SpawnRefused:
         403 over quota, 409 can never fit (or an admin took it out of the line), 503 nothing became
         free within ``[gpus] queue_timeout``. A start for a ``session`` with reserved devices waits in
         that session's own line. While it waits, the start is kept in the database with its
-        ``options``: a hub restart starts it again at the same place (``restore_waiters``)."""
-        timeout = self.settings.gpus.queue_timeout
+        ``options``: a hub restart starts it again at the same place (``restore_waiters``). A batch
+        ``job`` (``hub.jobs``) gives its own place (when it was submitted) and how long it may wait, in
+        seconds; the job service keeps it across restarts itself."""
+        timeout = job[1] if job else self.settings.gpus.queue_timeout
         await self.engine.settle()  # a pool short of nodes not heard from yet would refuse what fits
         deadline = time.monotonic() + timeout
         line = f"session {session.name}" if session is not None and session.devices else pool_of(start.request)
         devices = draws_on(start.request, line)
         if start.may_borrow and self.lines.waiting_on(devices) and (over := await self.check_start(start)):
             raise SpawnRefused(403, borrow_refusal(over, "others are waiting for these GPUs"), why="quota")  # a borrower never waits
-        kept = await self._waiters("keep", start.username, start.server_name, start.profile, options or {}, self.boot)
+        if job is None:
+            kept = await self._waiters("keep", start.username, start.server_name, start.profile, options or {}, self.boot)
+            joined, restored = kept.joined, kept.boot != self.boot
+        else:
+            joined, restored = job[0], False
         ticket = self.lines.join(
-            line, holder, start.profile, since=kept.joined, devices=devices,
-            kept=kept.boot != self.boot, payload=start, person=start.username,
+            line, holder, start.profile, since=joined, devices=devices, kept=restored, payload=start, person=start.username,
         )
         if ticket.kept:
-            log.info("gpuhub %s: back in line for a GPU at its place from before the hub restarted (joined %s)", holder, kept.joined)
+            log.info("gpuhub %s: back in line for a GPU at its place from before the hub restarted (joined %s)", holder, joined)
         got, cancelled = None, False
         if self.settings.fairness.policy != FIFO:
             ticket.standing = self._standing_of(ticket)  # its place at once, from the hours read so far
@@ -230,7 +237,7 @@ class AllocationService:
             self.lines.leave(ticket)
             if isinstance(ticket.outcome, Allocation) and got is None:  # placed, but its start is gone
                 await self.release(ticket.outcome.id, "its start ended before it took its GPU")
-            if not cancelled:
+            if not cancelled and job is None:
                 await self.forget_waiter(start.username, start.server_name)
 
     async def forget_waiter(self, username: str, server_name: str) -> None:
@@ -312,6 +319,7 @@ class AllocationService:
     async def _place(self, ticket: Ticket, inventory: Inventory) -> bool:
         """Try to allocate ``ticket``'s start; its outcome is set unless it has to wait on."""
         start: Start = ticket.payload
+        ticket.own_quota = False
         borrow_now = start.may_borrow and not self.lines.waiting_on(ticket.devices, but=ticket)
         try:
             decision = await self._run("allocate", inventory, start, self.rules, borrow_now)
@@ -321,7 +329,10 @@ class AllocationService:
         if isinstance(decision, Allocation):
             ticket.outcome = decision
             return True
-        if isinstance(decision, Refused):
+        if isinstance(decision, Refused) and start.waits_for_own and await self._within_quota_alone(start):
+            ticket.own_quota = True  # a job: it waits for its person's other work to end, holding nobody back
+            ticket.reason = f"waiting for your own GPUs to free: {decision.message}"
+        elif isinstance(decision, Refused):
             ticket.outcome = SpawnRefused(403, decision.message, why="quota")
         elif isinstance(decision, NeverFits):
             why = decision.reason if inventory.gpus else f"this hub has no GPU: {inventory.label()}"
@@ -333,6 +344,14 @@ class AllocationService:
         else:
             ticket.reason = decision.reason
         return False
+
+    async def _within_quota_alone(self, start: Start) -> bool:
+        """Whether ``start`` (a batch job's) fits its person's quota once what they hold now is freed."""
+        try:
+            await self.check_start(start)
+        except SpawnRefused:
+            return False
+        return True
 
     async def restore_waiters(self, start_server: Callable[[Waiter], Awaitable[tuple[bool, str]]]) -> None:
         """Start again, at their places, the GPU starts an earlier hub process left waiting in line.

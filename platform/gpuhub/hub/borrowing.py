@@ -91,7 +91,7 @@ class BorrowingService:
             return
         now = self._clock()
         self._expire_stopped(now)
-        waiting = [t for t in self._allocation.lines.in_order() if t.outcome is None and not t.removed_by]
+        waiting = [t for t in self._allocation.lines.in_order() if t.competing]
         if not waiting and not self.taking:
             return
         live = await self._allocation.live()

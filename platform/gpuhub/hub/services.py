@@ -13,6 +13,7 @@ handler and background task.
 | ``borrowing`` | borrowed GPUs taken back for waiters within quota (``[borrowing]``) |
 | ``ssh_keys`` | the public keys people register for SSH into their own servers (``[ssh]``) |
 | ``ssh`` | the SSH gateway into people's running servers (``[ssh] port``; off at 0) |
+| ``jobs`` | batch jobs: queued in the GPU lines, run in their own containers, their ends recorded (``[jobs]``) |
 
 Each owns its worker thread and its wake-ups: a quota or session change wakes the GPU lines from
 inside the quota or session service (wired here), never from a handler. ``engine`` is where servers
@@ -38,6 +39,7 @@ from .allocation import AllocationService
 from .database import DatabaseOpener
 from ..policy.services import helper_image, reporter_spec
 from .homes import HomeService
+from .jobs import JobService
 from .hubapi import HubApi, api_url_of
 from .log import log
 from .notices import NoticeService
@@ -89,6 +91,7 @@ class Services:
         self.borrowing = BorrowingService(settings, self.allocation, self.sessions, self.notices, clock)
         self.ssh_keys = SshKeyService(settings, self.database)
         self.ssh = SshGateway(settings, self.engine, self.ssh_keys, clock)
+        self.jobs = JobService(settings, self.database, self.engine, self.allocation, clock)
         self.allocation.estimates.taken_back = self.borrowing.stop_times
         self.allocation.still_waiting.add(self.borrowing.changed)
         # every change that can let a waiter in wakes the GPU lines, from inside the service that made it
@@ -98,7 +101,8 @@ class Services:
 
     def start(self, hub_api: HubApi | None = None, reporter_token: str = "") -> None:
         """Start the background loops (the accounting rounds, the window boundaries, the engine's node
-        poll, taking borrowed GPUs back) once, and the SSH gateway where ``[ssh] port`` is set; with the
+        poll, taking borrowed GPUs back, the batch jobs left by a previous hub process) once, and the
+        SSH gateway where ``[ssh] port`` is set; with the
         hub's own API (it also stops borrowed servers and records SSH sessions as activity), re-serve the
         GPU starts a previous hub process left waiting; on a Swarm, deploy the node reporters with their token."""
         if not self._tasks:
@@ -107,6 +111,7 @@ class Services:
                 asyncio.ensure_future(self.sessions.run()),
                 asyncio.ensure_future(self.engine.run()),
                 asyncio.ensure_future(self.borrowing.run()),
+                asyncio.ensure_future(self.jobs.run()),
             ]
             if hub_api is not None:
                 self.borrowing.stopper = hub_api.stop_server

@@ -43,6 +43,12 @@ class Ticket:
     standing: Standing | None = None  # fair share: priority and recent GPU-hours (set by its owner)
     nth: int = 0  # fair share: 0 for the person's first waiting start, 1 for their second...
     estimate: Estimate | None = None  # when a device is expected to free for it (``policy.estimate``)
+    own_quota: bool = False  # a job that waits only for its own person's GPUs to free (``policy.lineorder``)
+
+    @property
+    def competing(self) -> bool:
+        """Still waiting, and for devices others hold (not only for its own person's to free)."""
+        return self.outcome is None and not self.removed_by and not self.own_quota
 
     def arrival(self) -> tuple:
         return (self.since, self.number)
@@ -129,7 +135,7 @@ class WaitQueue:
 
     def waiting_on(self, devices: str, but: Ticket | None = None) -> list[Ticket]:
         """The tickets still waiting that draw on ``devices`` (``policy.lineorder.draws_on``), ``but`` one."""
-        return [t for t in self.tickets() if t.devices == devices and t is not but and t.outcome is None and not t.removed_by]
+        return [t for t in self.tickets() if t.devices == devices and t is not but and t.competing]
 
     def ahead_on_its_devices(self, ticket: Ticket) -> list[Ticket]:
         """The tickets before ``ticket`` in the site's order that draw on the same devices (its own

@@ -14,7 +14,7 @@ so even under the NVIDIA runtime it sees none.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from .. import contract as c
 from ..config.schema import Profile, Settings
@@ -125,3 +125,8 @@ def build(
             **devices.environment,
         },
     )
+
+
+def with_labels(spec: ContainerSpec, labels: dict) -> ContainerSpec:
+    """``spec`` with more labels on its container (a batch job's id)."""
+    return replace(spec, create_kwargs={**spec.create_kwargs, "labels": {**spec.create_kwargs.get("labels", {}), **labels}})

@@ -33,6 +33,7 @@ class Start:
     session: str = ""  # the classroom session it starts for
     node: str = ""  # only on this node (a Swarm with homes on the nodes: the home's), by hostname
     may_borrow: bool = False  # beyond the GPU count quota, on a free GPU ([borrowing], ``policy.borrowing``)
+    waits_for_own: bool = False  # a batch job: beyond its count quota only while its person's other work holds it, it waits
 
     def ask(self) -> Ask:
         mode, count = (self.request.mode, self.request.count) if self.request else ("none", 0)

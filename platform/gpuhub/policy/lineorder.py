@@ -9,6 +9,8 @@ waiting, oldest first:
 - a later waiter may still be placed while an earlier one of *another* line that draws on the same
   devices does not fit (a shared slot on a half-used GPU while an exclusive request needs a whole one):
   that earlier waiter is then *passed over* once;
+- a waiter that waits only for its own person's GPUs to free (a batch job beyond its person's quota
+  while their other work runs: ``own_quota``) holds nobody back: neither its own line nor the devices;
 - once a waiter has been passed over ``bound`` times, nobody behind it who draws on the same devices
   is placed until it is: the devices freed from then on are kept for it. ``bound = 0`` is strict arrival
   order across lines.
@@ -35,6 +37,7 @@ class Waiter(Protocol):
     pool: str  # its line
     devices: str  # what it draws on (``draws_on``)
     passed_over: int
+    own_quota: bool  # it did not fit only because its own person holds their quota now
 
 
 def draws_on(request: GpuRequest, line: str) -> str:
@@ -60,6 +63,6 @@ def dispatch(waiters: Sequence[Waiter], bound: int) -> Generator[Waiter, bool, N
             for earlier in not_placed:
                 if earlier.devices == waiter.devices:
                     earlier.passed_over += 1
-        else:
+        elif not waiter.own_quota:
             tried_lines.add(waiter.pool)
             not_placed.append(waiter)

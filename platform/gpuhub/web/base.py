@@ -17,7 +17,7 @@ from ..hub.services import Services
 from ..policy.errors import SpawnRefused
 from .payloads import BadRequest, parse_name
 from . import views
-from .scopes import READ
+from .scopes import ADMIN, READ
 
 API = "/api" + API_PREFIX  # /hub/api/gpuhub/v1
 ERRORS = {400: "bad-request", 403: "forbidden", 404: "not-found", 405: "method-not-allowed", 409: "conflict"}
@@ -35,6 +35,7 @@ class GpuhubAPIHandler(APIHandler):
             status_code, field, message = 400, exc.field, str(exc)
         elif isinstance(exc, web.HTTPError) and exc.log_message:
             message = exc.log_message % exc.args if exc.args else exc.log_message
+            field = getattr(exc, "field", None)  # ``policy.errors.FieldRefused``
         else:
             message = self._reason
         if status_code >= 500 and not isinstance(exc, SpawnRefused):  # a refusal's words are for people
@@ -75,6 +76,17 @@ class GpuhubAPIHandler(APIHandler):
         if getattr(self.current_user, "kind", "") == "user" and self.current_user.name == name:
             return self.user_allowed(name, "read:servers")
         raise web.HTTPError(403, f"Only {name} themselves, a GPU viewer or a GPU admin ({READ}) may read this")
+
+    def own_or_admin(self, name: str, what: str):
+        """The hub user ``name`` when the request is theirs with ``servers`` for them (what they change
+        reaches their servers: SSH keys, jobs), or a GPU admin's; else 403 naming ``what``."""
+        if self.current_user is None:
+            raise web.HTTPError(403, "Missing or invalid credentials.")
+        if ADMIN in self.expanded_scopes:
+            return self.own_or_viewer(name)
+        if getattr(self.current_user, "kind", "") == "user" and self.current_user.name == name:
+            return self.user_allowed(name, "servers")
+        raise web.HTTPError(403, f"Only {name} themselves or a GPU admin ({ADMIN}) may change {name}'s {what}")
 
     def user_allowed(self, name: str, scope: str):
         """The hub user ``name`` if the request's token or session holds ``scope`` for them (JupyterHub's

@@ -7,7 +7,7 @@ import os
 from tornado import web
 
 from ..config.schema import Settings
-from . import admin, nodes, sessions, ssh, user
+from . import admin, jobs, nodes, sessions, ssh, user
 from .base import API
 
 STATIC = os.path.join(os.path.dirname(__file__), "static")
@@ -32,6 +32,10 @@ def handlers(settings: Settings) -> list[tuple]:
         (rf"{API}/users/([^/]+)/overview", user.OverviewHandler, kw),
         (rf"{API}/users/([^/]+)/ssh-keys", ssh.SshKeysHandler, kw),
         (rf"{API}/users/([^/]+)/ssh-keys/(\d{{1,12}})", ssh.SshKeyHandler, kw),
+        (rf"{API}/users/([^/]+)/jobs", jobs.JobsHandler, kw),
+        (rf"{API}/users/([^/]+)/jobs/(\d{{1,12}})", jobs.JobHandler, kw),
+        (rf"{API}/users/([^/]+)/jobs/(\d{{1,12}})/output", jobs.JobOutputHandler, kw),
+        (rf"{API}/jobs", jobs.AllJobsHandler, kw),
         (rf"{API}/usage", admin.UsageHandler, kw),
         (rf"{API}/usage/readings", admin.UsageReadingsHandler, kw),
         (rf"{API}/usage/idle", admin.IdleHoldersHandler, kw),

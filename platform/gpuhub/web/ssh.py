@@ -13,7 +13,6 @@ from ..hub.sshkeys import SshKeyError
 from . import payloads
 from .base import GpuhubAPIHandler
 from .payloads import BadRequest
-from .scopes import ADMIN
 
 
 def key_row(k: SshKey) -> dict:
@@ -23,19 +22,7 @@ def key_row(k: SshKey) -> dict:
     }
 
 
-class SshKeysBase(GpuhubAPIHandler):
-    def own_or_admin(self, name: str):
-        """The hub user ``name`` when the request is theirs with ``servers`` for them, or a GPU admin's; else 403."""
-        if self.current_user is None:
-            raise web.HTTPError(403, "Missing or invalid credentials.")
-        if ADMIN in self.expanded_scopes:
-            return self.own_or_viewer(name)
-        if getattr(self.current_user, "kind", "") == "user" and self.current_user.name == name:
-            return self.user_allowed(name, "servers")
-        raise web.HTTPError(403, f"Only {name} themselves or a GPU admin ({ADMIN}) may change {name}'s SSH keys")
-
-
-class SshKeysHandler(SshKeysBase):
+class SshKeysHandler(GpuhubAPIHandler):
     async def get(self, name: str):
         user = self.own_or_viewer(name)
         ssh = self.site.ssh
@@ -45,7 +32,7 @@ class SshKeysHandler(SshKeysBase):
         })
 
     async def post(self, name: str):
-        user = self.own_or_admin(name)
+        user = self.own_or_admin(name, "SSH keys")
         data = payloads.parse_json_object(self.request.body)
         payloads.only_fields(data, ("key",))
         try:
@@ -58,9 +45,9 @@ class SshKeysHandler(SshKeysBase):
         self.write_json(key_row(added))
 
 
-class SshKeyHandler(SshKeysBase):
+class SshKeyHandler(GpuhubAPIHandler):
     async def delete(self, name: str, key_id: str):
-        user = self.own_or_admin(name)
+        user = self.own_or_admin(name, "SSH keys")
         if await self.gpuhub.ssh_keys.remove(user.name, int(key_id), self.current_user.name) is None:
             raise web.HTTPError(404, f"{user.name} has no SSH key {key_id}")
         self.set_status(204)

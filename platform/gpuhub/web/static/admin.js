@@ -1,4 +1,4 @@
-// gpuhub admin page: GPUs, quotas, usage, queue over /hub/api/gpuhub/v1. Text only through
+// gpuhub admin page: GPUs, quotas, usage, queue, batch jobs over /hub/api/gpuhub/v1. Text only through
 // textContent (names are user-chosen); writes carry JupyterHub's XSRF token. After a change the
 // table is reloaded first, then the confirmation shown: what it confirms is on screen.
 (function () {
@@ -295,6 +295,39 @@
     empty(tbody, "Nobody is waiting for a GPU: every start that asked for one got it (a start waits here only while no GPU of its kind is free).");
   }
 
+  // --- batch jobs -------------------------------------------------------------------------------------
+  async function loadJobs() {
+    const data = await call("GET", "jobs");
+    const tbody = body("jobs-table");
+    for (const j of data.jobs) {
+      const tr = document.createElement("tr");
+      cell(tr, j.id);
+      cell(tr, j.user);
+      cell(tr, j.name).title = j.command.join(" ");
+      cell(tr, j.profile);
+      cell(tr, j.state + (j.reason ? ": " + j.reason : ""));
+      cell(tr, when(j.submitted));
+      cell(tr, j.started ? duration(Math.round(((j.ended ? Date.parse(j.ended) : Date.now()) - Date.parse(j.started)) / 1000)) : "");
+      cell(tr, j.gpus.length ? j.gpus.join(", ") : "none", "small font-monospace");
+      cell(tr, j.gpu_hours === null ? "" : j.gpu_hours.toFixed(2));
+      const actions = cell(tr, "");
+      if (canChange && !j.ended) {
+        button(actions, "Cancel", "btn-outline-danger", async () => {
+          if (!window.confirm("Cancel " + j.user + "'s job " + j.id + " (" + j.name + ")?")) return;
+          try {
+            await call("DELETE", "users/" + encodeURIComponent(j.user) + "/jobs/" + j.id);
+            say(okBox, "Job " + j.id + " of " + j.user + " cancelled");
+            setTimeout(loadJobs, 2500);
+          } catch (e) {
+            say(errorBox, e.message);
+          }
+        });
+      }
+      tbody.appendChild(tr);
+    }
+    empty(tbody, "No batch job yet (gpuhub job submit, or POST users/NAME/jobs).");
+  }
+
   // --- nodes (a Swarm) ------------------------------------------------------------------------------
   async function loadNodes() {
     const data = await call("GET", "nodes");
@@ -326,7 +359,7 @@
   }
 
   // --- tabs ---------------------------------------------------------------------------------------
-  const loaders = { gpus: loadGpus, quotas: loadQuotas, usage: loadUsage, queue: loadQueue };
+  const loaders = { gpus: loadGpus, quotas: loadQuotas, usage: loadUsage, queue: loadQueue, jobs: loadJobs };
   if (document.getElementById("tab-nodes")) loaders.nodes = loadNodes;
   async function show(tab) {
     for (const b of root.querySelectorAll("[data-tab]")) b.classList.toggle("active", b.dataset.tab === tab);

@@ -2,7 +2,7 @@
 // class windows and GPU-hours per week, from GET users/NAME/overview. Text only through textContent.
 (function () {
   "use strict";
-  const { call, say, cell, button, body, empty, when } = window.gpuhubPage;
+  const { call, text, say, cell, button, body, empty, when } = window.gpuhubPage;
   const base = (window.jhdata && window.jhdata.base_url) || "/hub/";
   const root = document.getElementById("gpuhub-home");
   const user = root.dataset.user;
@@ -161,8 +161,50 @@
     }
   });
 
+  const jobsPath = "users/" + encodeURIComponent(user) + "/jobs";
+
+  async function showOutput(job) {
+    const pre = document.getElementById("gpuhub-job-output");
+    const output = await text(jobsPath + "/" + job.id + "/output");
+    pre.textContent = "job " + job.id + " (" + job.state + ")" + (job.reason ? ": " + job.reason : "") + "\n" + output;
+    pre.classList.remove("d-none");
+  }
+
+  async function loadJobs() {
+    const data = await call("GET", jobsPath);
+    const tbody = body("gpuhub-job-list");
+    for (const j of data.jobs) {
+      const tr = document.createElement("tr");
+      tr.dataset.job = String(j.id);
+      cell(tr, String(j.id));
+      cell(tr, j.name).title = j.command.join(" ");
+      cell(tr, j.profile);
+      cell(tr, j.state + (j.exit_code !== null && j.state !== "succeeded" ? " (exit " + j.exit_code + ")" : "")).title = j.reason || "";
+      cell(tr, when(j.submitted));
+      cell(tr, j.started ? duration(Math.round(((j.ended ? Date.parse(j.ended) : Date.now()) - Date.parse(j.started)) / 1000)) : "");
+      cell(tr, j.gpu_hours === null ? "" : j.gpu_hours.toFixed(2));
+      const actions = cell(tr, "");
+      button(actions, "Output", "btn-outline-secondary", () => showOutput(j).catch((e) => say(errorBox, e.message)));
+      if (!j.ended) {
+        button(actions, "Cancel", "btn-outline-danger", async () => {
+          if (!window.confirm("Cancel job " + j.id + " (" + j.name + ")?" + (j.state === "running" ? " It is stopped now." : ""))) return;
+          try {
+            await call("DELETE", jobsPath + "/" + j.id);
+            say(okBox, "Job " + j.id + " cancelled.");
+            setTimeout(loadJobs, 2500);
+          } catch (e) {
+            say(errorBox, e.message);
+          }
+        });
+      }
+      tbody.appendChild(tr);
+    }
+    empty(tbody, "No batch job yet.");
+  }
+
   call("GET", "users/" + encodeURIComponent(user) + "/overview")
     .then(render)
+    .then(loadJobs)
     .then(loadKeys)
     .catch((e) => say(errorBox, e.message));
 })();

@@ -18,9 +18,14 @@ window.gpuhubPage = (function () {
     }
   }
 
-  async function call(method, path, body) {
-    const headers = { Accept: "application/json" };
+  function headersFor(accept) {
+    const headers = { Accept: accept };
     if (window.jhdata && window.jhdata.xsrf_token) headers["X-XSRFToken"] = window.jhdata.xsrf_token;
+    return headers;
+  }
+
+  async function call(method, path, body) {
+    const headers = headersFor("application/json");
     if (body !== undefined) headers["Content-Type"] = "application/json";
     const response = await fetch(api + path, {
       method,
@@ -36,6 +41,16 @@ window.gpuhubPage = (function () {
       throw err;
     }
     return data;
+  }
+
+  // A plain-text answer (a job's output); errors as ``call``'s.
+  async function text(path) {
+    const response = await fetch(api + path, { headers: headersFor("text/plain"), credentials: "same-origin" });
+    if (!response.ok) {
+      const data = await response.json().catch(() => ({ message: response.statusText }));
+      throw new Error(data.message || response.statusText);
+    }
+    return response.text();
   }
 
   function cell(tr, text, cls) {
@@ -77,5 +92,5 @@ window.gpuhubPage = (function () {
     return iso ? iso.replace("T", " ").slice(0, 16) : "";
   }
 
-  return { api, call, say, cell, button, body, empty, when };
+  return { api, call, text, say, cell, button, body, empty, when };
 })();
