@@ -178,7 +178,7 @@ def test_a_job_is_stopped_at_its_wall_time(jobs_hub):
         ({"profile": "gpu-1", "command": "train.py"}, 400, "command"),
         ({"profile": "gpu-1", "command": ["train.py"], "wall_time": 10**9}, 400, "wall_time"),
         ({"profile": "gpu-1", "command": ["train.py"], "workdir": "../../etc"}, 400, "workdir"),
-        ({"profile": "nope", "command": ["train.py"]}, 400, None),
+        ({"profile": "nope", "command": ["train.py"]}, 400, "profile"),
         ({"command": ["x"] * 100_000}, 400, "body"),  # over 64 KiB
         ("[1, 2]", 400, "body"),
         ('{"command": ["a\\ud800"]}', 400, "body"),

@@ -419,6 +419,50 @@ def test_fuzzed_notice_payloads_never_5xx_and_a_refused_one_changes_nothing(fuzz
     case()
 
 
+# --- 2b. batch job specs ------------------------------------------------------------------------------
+JOBBER = "fuzz-jobber"
+job_fields = {
+    # gpu-1 passes the fields' checks and is refused by the quota (max_gpus 0), cpu-staff by its group:
+    # no fuzzed job ever runs; every field is checked before the quota
+    "profile": mostly(st.sampled_from(["gpu-1", "cpu-staff"]), st.sampled_from(["nope", "", "GPU-1", "gpu-1 "])),
+    "command": mostly(
+        st.lists(st.text(st.characters(exclude_characters="\x00"), min_size=1, max_size=20), min_size=1, max_size=4),
+        st.lists(st.sampled_from(["", " ", "a\x00b", "x" * 4097]) | json_values, min_size=0, max_size=3) | st.just(["x"] * 257),
+    ),
+    "wall_time": mostly(st.integers(60, 86400), st.integers(-(2**70), 59) | st.integers(86401, 2**70) | st.sampled_from([1.5, True, "3600"])),
+    "name": mostly(st.text(st.characters(exclude_categories=["Cc", "Cs"], exclude_characters='<>&"'), min_size=1, max_size=40),
+                   st.sampled_from(["a\nb", "<b>", "x" * 101, 5])),
+    "workdir": mostly(st.sampled_from(["", "projects", "a/b/../c", "."]), st.sampled_from(["..", "../x", "/etc", "a/../../b", "x" * 1025])),
+}
+job_objects = st.builds(
+    lambda known, unknown: dumps({**known, **unknown}),
+    st.fixed_dictionaries({"command": job_fields["command"]}, optional={k: v for k, v in job_fields.items() if k != "command"}),
+    weighted(st.just({}), st.just({}), st.just({}), st.dictionaries(st.text(max_size=12).filter(lambda k: k not in job_fields), json_values, min_size=1, max_size=1)),
+)
+
+
+def test_fuzzed_job_specs_never_5xx_and_a_refused_one_stores_nothing(fuzz_hub):
+    """POST .../users/NAME/jobs with fuzzed specs (every field, values of every JSON type, unknown
+    fields, bodies that are not JSON objects): a 4xx naming the field, and no job stored."""
+    hub = fuzz_hub
+    hub.create_user(JOBBER)
+    path = f"users/{JOBBER}/jobs"
+    assert read(hub, path)["jobs"] == []
+
+    @FUZZ
+    @given(body=weighted(job_objects, job_objects, job_objects, json_values.map(dumps), raw_bodies))
+    @example(body=dumps({"profile": "gpu-1", "command": ["train.py", "--epochs", "3"], "wall_time": 3600}))
+    @example(body=dumps({"profile": "gpu-1", "command": ["train.py"], "gpus": 8}))
+    def case(body):
+        r = gpuhub_api(hub, "POST", path, body)
+        count("job specs", r.status_code)
+        assert 400 <= r.status_code < 500, fault(hub, body, r)
+        assert_error_names_the_field(hub, body, r)
+        assert read(hub, path)["jobs"] == [], f"{body!r:.300} {answer(r)} stored a job"
+
+    case()
+
+
 # --- 3. roster CSVs -------------------------------------------------------------------------------------
 ROSTERED = "fuzz-roster"
 USERNAMES = [f"fz{i:02d}" for i in range(40)] + ["FZ01", " fz02 ", "fz 03", "a/b", "<b>x</b>", "#fz", "", "user", "ünï", "x" * 256]

@@ -75,16 +75,17 @@ def test_a_job_request_refused_names_the_field(settings, data, groups, field, wo
 
 
 @pytest.mark.parametrize(
-    "data, status",
+    "data, status, field",
     [
-        ({"profile": "nope", "command": ["x.py"]}, 400),  # the profiles' own check: no such profile
-        ({"profile": "cpu-data", "command": ["x.py"]}, 403),  # a profile for ml-lab only
+        ({"profile": "nope", "command": ["x.py"]}, 400, "profile"),  # the profiles' own check: no such profile
+        ({"profile": 5, "command": ["x.py"]}, 400, "profile"),
+        ({"profile": "cpu-data", "command": ["x.py"]}, 403, None),  # a profile for ml-lab only
     ],
 )
-def test_a_profile_the_person_may_not_use(settings, data, status):
+def test_a_profile_the_person_may_not_use(settings, data, status, field):
     with pytest.raises(SpawnRefused) as e:
         job_request(settings, data, ())
-    assert e.value.status_code == status
+    assert e.value.status_code == status and getattr(e.value, "field", None) == field
 
 
 @pytest.mark.parametrize(

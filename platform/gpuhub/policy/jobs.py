@@ -11,7 +11,7 @@ import re
 from dataclasses import dataclass
 
 from ..config.schema import Profile, Settings
-from .errors import FieldRefused
+from .errors import FieldRefused, SpawnRefused
 from .profiles import choose_profile
 
 JOBS_DIR = "gpuhub-jobs"  # in the home: ~/gpuhub-jobs/ID/output.log (and a notebook's executed copy)
@@ -74,7 +74,12 @@ def job_request(settings: Settings, data: dict, groups) -> JobRequest:
     for key in data:
         if key not in FIELDS:
             raise _bad(str(key)[:40] or "body", f"unknown field {str(key)[:40]!r}. Accepted fields: {', '.join(FIELDS)}")
-    profile = choose_profile(settings, {"profile": data["profile"]} if "profile" in data else {}, groups)
+    try:
+        profile = choose_profile(settings, {"profile": data["profile"]} if "profile" in data else {}, groups)
+    except SpawnRefused as e:
+        if e.status_code != 400:
+            raise  # 403: a profile of groups the person is not in
+        raise _bad("profile", e.message.removeprefix("profile: ")) from None
     command = data.get("command")
     if not isinstance(command, list) or not command or not all(isinstance(a, str) for a in command):
         raise _bad("command", 'not a list of strings. Accepted: the script (or program) and its arguments, e.g. ["train.py", "--epochs", "3"]')
