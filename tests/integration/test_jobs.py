@@ -6,11 +6,13 @@ and a running job cancelled; a wall time reached; a quota refusal and bad specs 
 field, nothing stored; two GPUs get ``torchrun`` (a process per GPU) and the NCCL defaults; a notebook
 runs through papermill with its parameters; a job survives ``kill -9`` of the hub."""
 
+import io
 import json
 import os
 import signal
 import subprocess
 import sys
+import tarfile
 
 import pytest
 
@@ -68,10 +70,17 @@ def write_home(hub, user: str, path: str, text: str) -> None:
 
 
 def read_home(hub, user: str, path: str) -> str:
-    return hub.docker.containers.run(
-        USER_IMAGE, ["cat", f"/home/jovyan/{path}"], volumes={home_volume(hub, user): {"bind": "/home/jovyan", "mode": "ro"}},
-        user="1000:1000", network_disabled=True, remove=True,
-    ).decode()
+    """The file at ``path`` in ``user``'s home, whole (its archive: a container's output can arrive cut)."""
+    reader = hub.docker.containers.create(
+        USER_IMAGE, ["true"], volumes={home_volume(hub, user): {"bind": "/home/jovyan", "mode": "ro"}}, user="1000:1000",
+        network_disabled=True,
+    )
+    try:
+        stream, _ = reader.get_archive(f"/home/jovyan/{path}")
+        with tarfile.open(fileobj=io.BytesIO(b"".join(stream))) as archive:
+            return archive.extractfile(archive.getmembers()[0]).read().decode()
+    finally:
+        reader.remove(force=True)
 
 
 def cli(hub, token: str, *args) -> subprocess.CompletedProcess:
