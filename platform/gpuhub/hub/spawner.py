@@ -14,7 +14,7 @@ from dockerspawner import DockerSpawner
 from tornado import web
 from traitlets import Any, Instance, Integer, default
 
-from jupyterhub.utils import wait_for_http_server
+from .readiness import wait_answering
 
 from ..config.schema import Profile, Settings
 from ..policy import containers, form
@@ -276,7 +276,7 @@ class GPUSpawner(DockerSpawner):
                 ip, port = await super().start()
                 # the turn ends when the server answers: booting it is most of a start's load
                 try:
-                    await wait_for_http_server(f"http://{ip}:{port}/", timeout=self.http_timeout)
+                    await wait_answering(f"http://{ip}:{port}/", timeout=self.http_timeout)
                 except TimeoutError:
                     raise ServerDidNotAnswer(
                         f"Your server's container started, but the server in it did not answer within"
