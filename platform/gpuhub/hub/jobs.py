@@ -28,13 +28,13 @@ from ..db.jobs import JobStore
 from ..db.records import Job
 from ..engine.base import Engine, ExecUnavailable
 from ..policy import containers
-from ..policy.decide import Start
 from ..policy.durations import duration_text
 from ..policy.errors import SpawnRefused
 from ..policy.jobs import (
-    CANCELLED, FAILED, QUEUED, RUNNING, STOPPED, TIMED_OUT, container_command, ended_state, environment, job_dir, job_request,
+    CANCELLED, FAILED, QUEUED, RUNNING, STOPPED, TIMED_OUT, JobRequest, container_command, ended_state, environment, job_dir,
+    job_start,
 )
-from ..policy.profiles import gpu_request, missing_image_text
+from ..policy.profiles import missing_image_text
 from ..policy.slugs import render_name
 from ..worker import Worker
 from .database import DatabaseOpener, StoreCalls
@@ -57,15 +57,12 @@ class JobService:
         self._ending: dict[int, tuple[str, str]] = {}  # job id → (state, why) the hub ends it with
 
     # --- what handlers and the CLI ask ------------------------------------------------------------------
-    async def submit(self, username: str, groups, data: dict, by: str) -> Job:
-        """Queue ``data`` (``policy.jobs.job_request``) for ``username``; ``SpawnRefused`` (4xx) if not."""
+    async def submit(self, username: str, groups, request: JobRequest, by: str) -> Job:
+        """Queue ``request`` (checked by ``web.payloads.job_request``) for ``username``; ``SpawnRefused`` (4xx) if not."""
         if not self.engine.runs_jobs:
             raise SpawnRefused(409, f"Batch jobs are not available on the {self.engine.name!r} engine", why="jobs")
-        request = job_request(self.settings, data, groups)
         profile = request.profile
-        start = Start(
-            username, "job/new", tuple(groups), profile.name, gpu_request(profile), profile.mem_limit, profile.cpu_limit, waits_for_own=True
-        )
+        start = job_start(username, groups, profile, "job/new")
         await self.allocation.ready()
         await self.allocation.check_start(start)  # 403 beyond the quota even with nothing else held: never after a night in line
         if not await self.engine.has_image(profile.image):
@@ -153,12 +150,9 @@ class JobService:
         profile = self.settings.profile(job.profile)
         if profile is None:
             raise SpawnRefused(409, f"its profile {job.profile!r} is no longer on this hub", why="profile")
-        request = gpu_request(profile)
-        start = Start(
-            job.username, job.server_name, job.groups, profile.name, request, profile.mem_limit, profile.cpu_limit, waits_for_own=True
-        )
+        start = job_start(job.username, job.groups, profile, job.server_name)
         allocation = None
-        if request is not None:
+        if start.request is not None:
             allocation = await self.allocation.acquire(
                 start, name, StartProgress(), job=(job.submitted, self.settings.jobs.max_wait)
             )

@@ -102,9 +102,9 @@ class Services:
     def start(self, hub_api: HubApi | None = None, reporter_token: str = "") -> None:
         """Start the background loops (the accounting rounds, the window boundaries, the engine's node
         poll, taking borrowed GPUs back, the batch jobs left by a previous hub process) once, and the
-        SSH gateway where ``[ssh] port`` is set; with the
-        hub's own API (it also stops borrowed servers and records SSH sessions as activity), re-serve the
-        GPU starts a previous hub process left waiting; on a Swarm, deploy the node reporters with their token."""
+        SSH gateway where ``[ssh] port`` is set; with the hub's own API (it also stops borrowed servers
+        and records SSH sessions as activity), re-serve the GPU starts a previous hub process left
+        waiting; on a Swarm, deploy the node reporters with their token."""
         if not self._tasks:
             self._tasks = [
                 asyncio.ensure_future(self.accounting.run()),

@@ -18,14 +18,6 @@ class SpawnRefused(web.HTTPError):
         return self.message
 
 
-class FieldRefused(SpawnRefused):
-    """A 400 for one field of a request body (a job's): the API's answer names ``field``."""
-
-    def __init__(self, field: str, message: str, *, why: str):
-        super().__init__(400, f"{field}: {message}", why=why)
-        self.field = field
-
-
 class ServerDidNotAnswer(RuntimeError):
     """A container started but its server never answered HTTP within ``[spawner] start_timeout``.
     (A plain ``TimeoutError`` would make JupyterHub report the spawn's whole timeout, queues

@@ -1,4 +1,5 @@
-"""Batch jobs, pure: a job request checked field by field (``job_request``), the command a job's
+"""Batch jobs, pure: a job as its person asked for it (``JobRequest``; checked field by field by
+``web.payloads.job_request``), the command a job's
 container runs (``container_command``: ``torchrun`` for a multi-GPU script, ``papermill`` for a
 notebook, the person's own command otherwise, under a wrapper that keeps the output in the home and
 passes a stop on as SIGTERM), its environment (NCCL defaults), and its states. No Docker, no hub.
@@ -7,21 +8,14 @@ passes a stop on as SIGTERM), its environment (NCCL defaults), and its states. N
 from __future__ import annotations
 
 import posixpath
-import re
 from dataclasses import dataclass
 
-from ..config.schema import Profile, Settings
-from .errors import FieldRefused, SpawnRefused
-from .profiles import choose_profile
+from ..config.schema import Profile
+from .decide import Start
+from .profiles import gpu_request
 
 JOBS_DIR = "gpuhub-jobs"  # in the home: ~/gpuhub-jobs/ID/output.log (and a notebook's executed copy)
 OUTPUT_FILE = "output.log"
-FIELDS = ("profile", "command", "wall_time", "name", "workdir")
-MAX_ARGS = 256
-MAX_ARG = 4096
-MAX_NAME = 100
-MAX_WORKDIR = 1024
-NAME = re.compile(r"^[^\x00-\x1f\x7f<>&\"]{1,100}$")
 
 QUEUED, RUNNING = "queued", "running"
 SUCCEEDED, FAILED, CANCELLED, TIMED_OUT, STOPPED = "succeeded", "failed", "cancelled", "timed out", "stopped"
@@ -55,7 +49,7 @@ exit $status
 
 @dataclass(frozen=True)
 class JobRequest:
-    """A job as its person asked for it, checked: what ``JobService.submit`` queues."""
+    """A job as its person asked for it, checked (``web.payloads.job_request``): what ``JobService.submit`` queues."""
 
     profile: Profile
     command: tuple[str, ...]  # the script or program and its arguments
@@ -64,48 +58,12 @@ class JobRequest:
     workdir: str  # relative to the home; "" for the home itself
 
 
-def _bad(field: str, message: str) -> FieldRefused:
-    return FieldRefused(field, message, why="job")
-
-
-def job_request(settings: Settings, data: dict, groups) -> JobRequest:
-    """``data`` (a REST body, the CLI's) checked for a member of ``groups``: a ``JobRequest``, or
-    ``FieldRefused`` (400) naming the field and what is accepted (403: a profile they may not use)."""
-    for key in data:
-        if key not in FIELDS:
-            raise _bad(str(key)[:40] or "body", f"unknown field {str(key)[:40]!r}. Accepted fields: {', '.join(FIELDS)}")
-    try:
-        profile = choose_profile(settings, {"profile": data["profile"]} if "profile" in data else {}, groups)
-    except SpawnRefused as e:
-        if e.status_code != 400:
-            raise  # 403: a profile of groups the person is not in
-        raise _bad("profile", e.message.removeprefix("profile: ")) from None
-    command = data.get("command")
-    if not isinstance(command, list) or not command or not all(isinstance(a, str) for a in command):
-        raise _bad("command", 'not a list of strings. Accepted: the script (or program) and its arguments, e.g. ["train.py", "--epochs", "3"]')
-    if len(command) > MAX_ARGS:
-        raise _bad("command", f"{len(command)} items. Accepted: at most {MAX_ARGS}")
-    for i, arg in enumerate(command):
-        if len(arg) > MAX_ARG or "\x00" in arg:
-            raise _bad("command", f"item {i} is longer than {MAX_ARG} characters or holds a NUL. Accepted: text up to {MAX_ARG} characters")
-    if not command[0].strip():
-        raise _bad("command", "the first item is empty. Accepted: a script (train.py, analysis.ipynb) or a program")
-    limit = settings.jobs.limit_for(groups)
-    wall_time = data.get("wall_time", limit)
-    if isinstance(wall_time, bool) or not isinstance(wall_time, int) or not 60 <= wall_time <= limit:
-        raise _bad("wall_time", f"{wall_time!r}. Accepted: seconds from 60 to {limit} (your groups' limit, [jobs])")
-    name = data.get("name", "")
-    if not isinstance(name, str) or (name and not NAME.match(name)):
-        raise _bad("name", f"Accepted: text of 1 to {MAX_NAME} characters, no control characters or <>&\"")
-    workdir = data.get("workdir", "")
-    if not isinstance(workdir, str) or len(workdir) > MAX_WORKDIR or "\x00" in workdir:
-        raise _bad("workdir", "Accepted: a folder in your home, relative to it (e.g. projects/mnist)")
-    normal = posixpath.normpath(workdir) if workdir else ""
-    if normal.startswith(("/", "..")) or normal == ".":
-        if normal != ".":
-            raise _bad("workdir", f"{workdir[:80]!r} is not inside your home. Accepted: a folder relative to your home")
-        normal = ""
-    return JobRequest(profile, tuple(command), wall_time, name or posixpath.basename(command[0])[:MAX_NAME], normal)
+def job_start(username: str, groups, profile: Profile, server_name: str) -> Start:
+    """A job's start as quotas and the allocator see it: beyond its person's count quota only while
+    their other work holds it, it waits (``Start.waits_for_own``)."""
+    return Start(
+        username, server_name, tuple(groups), profile.name, gpu_request(profile), profile.mem_limit, profile.cpu_limit, waits_for_own=True
+    )
 
 
 def program(command: tuple[str, ...], gpus: int, out_dir: str) -> list[str]:

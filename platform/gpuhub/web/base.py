@@ -35,7 +35,6 @@ class GpuhubAPIHandler(APIHandler):
             status_code, field, message = 400, exc.field, str(exc)
         elif isinstance(exc, web.HTTPError) and exc.log_message:
             message = exc.log_message % exc.args if exc.args else exc.log_message
-            field = getattr(exc, "field", None)  # ``policy.errors.FieldRefused``
         else:
             message = self._reason
         if status_code >= 500 and not isinstance(exc, SpawnRefused):  # a refusal's words are for people

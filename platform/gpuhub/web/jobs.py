@@ -34,8 +34,9 @@ class JobsHandler(GpuhubAPIHandler):
 
     async def post(self, name: str):
         user = self.own_or_admin(name, "jobs")
-        data = payloads.parse_json_object(self.request.body)
-        job = await self.gpuhub.jobs.submit(user.name, [g.name for g in user.groups], data, self.current_user.name)
+        groups = [g.name for g in user.groups]
+        request = payloads.job_request(self.site, payloads.parse_json_object(self.request.body), groups)
+        job = await self.gpuhub.jobs.submit(user.name, groups, request, self.current_user.name)
         self.set_status(201)
         self.write_json(job_row(job))
 

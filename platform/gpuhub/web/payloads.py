@@ -8,6 +8,7 @@ own ``[[quotas]]`` schema (``config.schema.Quota``), so the file and the API acc
 from __future__ import annotations
 
 import json
+import posixpath
 import re
 from datetime import datetime, timedelta
 
@@ -15,12 +16,22 @@ from ..config.schema import SLUG, SLUG_ACCEPTED, Quota, Settings
 from ..config.sections import SettingsError
 from ..contract import parse_time as parse_utc
 from ..inventory.model import Inventory
+from ..policy.errors import SpawnRefused
+from ..policy.jobs import JobRequest
+from ..policy.profiles import choose_profile
 from ..policy.quotas import FIELDS, QuotaRule, rule_from
 from ..policy.sessions import MAX_NAME_TEXT, Session, Window, check_windows
 
 MAX_BODY = 64 * 1024
 MAX_RANGE = timedelta(days=3660)
 SCOPES = ("user", "group", "default")
+# a batch job's body (``job_request``)
+JOB_FIELDS = ("profile", "command", "wall_time", "name", "workdir")
+MAX_JOB_ARGS = 256
+MAX_JOB_ARG = 4096
+MAX_JOB_NAME = 100
+MAX_JOB_WORKDIR = 1024
+JOB_NAME = re.compile(r"^[^\x00-\x1f\x7f<>&\"]{1,100}$")
 # JupyterHub user and group names: no control characters, no markup, at most 255 characters
 NAME = re.compile(r"^[^\x00-\x1f\x7f<>&\"'/\\]{1,255}$")
 
@@ -234,3 +245,41 @@ def parse_readings(data: dict) -> tuple[bool, list[tuple[int, str, bool]]]:
             raise BadRequest(f"{where}.uuid", f"{uuid!r:.100} is not accepted. Accepted: a GPU-... or MIG-... UUID")
         samples.append((allocation, uuid, _bool(f"{where}.busy", busy)))
     return simulated, samples
+
+
+def job_request(settings: Settings, data: dict, groups) -> JobRequest:
+    """A batch job's body (``POST users/NAME/jobs``, the CLI's) checked for a member of ``groups``: a
+    ``policy.jobs.JobRequest``, or ``BadRequest`` naming the field and what is accepted (``SpawnRefused``
+    403: a profile of groups they are not in)."""
+    only_fields(data, JOB_FIELDS)
+    try:
+        profile = choose_profile(settings, {"profile": data["profile"]} if "profile" in data else {}, groups)
+    except SpawnRefused as e:
+        if e.status_code != 400:
+            raise  # 403: a profile of groups the person is not in
+        raise BadRequest("profile", e.message.removeprefix("profile: ")) from None
+    command = data.get("command")
+    if not isinstance(command, list) or not command or not all(isinstance(a, str) for a in command):
+        raise BadRequest("command", 'not a list of strings. Accepted: the script (or program) and its arguments, e.g. ["train.py", "--epochs", "3"]')
+    if len(command) > MAX_JOB_ARGS:
+        raise BadRequest("command", f"{len(command)} items. Accepted: at most {MAX_JOB_ARGS}")
+    for i, arg in enumerate(command):
+        if len(arg) > MAX_JOB_ARG or "\x00" in arg:
+            raise BadRequest("command", f"item {i} is longer than {MAX_JOB_ARG} characters or holds a NUL. Accepted: text up to {MAX_JOB_ARG} characters")
+    if not command[0].strip():
+        raise BadRequest("command", "the first item is empty. Accepted: a script (train.py, analysis.ipynb) or a program")
+    limit = settings.jobs.limit_for(groups)
+    wall_time = data.get("wall_time", limit)
+    if isinstance(wall_time, bool) or not isinstance(wall_time, int) or not 60 <= wall_time <= limit:
+        raise BadRequest("wall_time", f"{wall_time!r}. Accepted: seconds from 60 to {limit} (your groups' limit, [jobs])")
+    name = data.get("name", "")
+    if not isinstance(name, str) or (name and not JOB_NAME.match(name)):
+        raise BadRequest("name", f"Accepted: text of 1 to {MAX_JOB_NAME} characters, no control characters or <>&\"")
+    workdir = data.get("workdir", "")
+    if not isinstance(workdir, str) or len(workdir) > MAX_JOB_WORKDIR or "\x00" in workdir:
+        raise BadRequest("workdir", "Accepted: a folder in your home, relative to it (e.g. projects/mnist)")
+    normal = posixpath.normpath(workdir) if workdir else ""
+    if normal.startswith(("/", "..")):
+        raise BadRequest("workdir", f"{workdir[:80]!r} is not inside your home. Accepted: a folder relative to your home")
+    name = name or posixpath.basename(command[0])[:MAX_JOB_NAME]
+    return JobRequest(profile, tuple(command), wall_time, name, "" if normal == "." else normal)
