@@ -22,6 +22,7 @@ from __future__ import annotations
 import argparse
 import datetime
 import logging
+import os
 import re
 import shutil
 import sys
@@ -33,13 +34,14 @@ import requests
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
-from benchmarks.report import DOC, at_once, machine, percentile, write_section
+from benchmarks.report import DOC, CpuAccount, at_once, machine, percentile, write_section
 from benchmarks.spawn_latency import POLL_INTERVAL, READY_TIMEOUT, cell, stop_and_wait_gone
 from gpuhub.contract import iso
 from gpuhub.contract import utcnow
 from tests.hubprocess import USER_IMAGE, HubError, HubProcess, remove_prefixed
 
 log = logging.getLogger("burst")
+CPUS = len(os.sched_getaffinity(0))
 PREFIX = "gpuhubbench-burst"
 INSTRUCTOR_ROLE = """
 c.JupyterHub.load_roles.extend([{"name": "bench-instructor", "scopes": ["custom:gpuhub:admin"], "services": ["gpuhub-harness"]}])
@@ -112,8 +114,9 @@ def measure(variant: str, students: int, slots: int) -> dict:
             result["prewarm_seconds"] = prewarm(hub, names)
             log.info("prewarm: %d servers ready in %.1f s", students, result["prewarm_seconds"])
         options = {"session": "bench"} if variant == "prewarm" else {}
-        times, wall = at_once(names, lambda name: press_start(hub, name, options), READY_TIMEOUT + 180)
-        result.update(times=times, wall=wall, peak=peak_starting(hub) if variant != "docker" else None)
+        with CpuAccount() as cpu:
+            times, wall = at_once(names, lambda name: press_start(hub, name, options), READY_TIMEOUT + 180)
+        result.update(times=times, wall=wall, peak=peak_starting(hub) if variant != "docker" else None, cpu=cpu)
         log.info("%s: burst of %d done in %.1f s: %s", variant, students, wall, [cell(t) for t in times])
         stop_and_wait_gone(hub, names)
     except Exception:
@@ -136,6 +139,9 @@ def figures(r: dict) -> dict:
         "failures": len(r["times"]) - len(ok),
         "peak": r["peak"],
         "prewarm": r["prewarm_seconds"],
+        "busy": r["cpu"].busy / r["wall"] / CPUS * 100,
+        "cpu": r["cpu"].busy,
+        **{f"cpu {part}": seconds for part, seconds in r["cpu"].parts.items()},
     }
 
 
@@ -154,6 +160,13 @@ def report(args, results: dict[str, dict]) -> str:
         ("failures", "failures"),
         ("most servers starting at once", "peak"),
         ("prewarm of the class before the burst (s)", "prewarm"),
+        ("the machine's CPUs busy during the burst (%)", "busy"),
+        ("CPU-seconds spent during the burst, all processes", "cpu"),
+        ("… by the user servers", "cpu user servers"),
+        ("… by the hub (JupyterHub with gpuhub or DockerSpawner)", "cpu the hub"),
+        ("… by the proxy", "cpu the proxy"),
+        ("… by the engine (dockerd, containerd, runc)", "cpu the engine"),
+        ("… by the rest (this script's polling, the kernel, health checks)", "cpu other"),
     ]
     lines = ["| | plain DockerSpawner, all at once | gpuhub, admission control | gpuhub, prewarmed |", "|---|---:|---:|---:|"]
     for title, key in rows:

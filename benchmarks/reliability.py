@@ -2,6 +2,7 @@
 fault than CI runs, and write its figures to docs/reliability.md (section "faults").
 
     python benchmarks/reliability.py --rounds 5 --write
+    python benchmarks/reliability.py --rounds 1 --only "containers_killed or notice_payloads"   # part of it
 
 Needs what the tier needs: a Docker engine (it is restarted by one scenario), the built CPU user image
 and PostgreSQL's binaries; run it as root on a machine with nothing else on its engine. Every round of a
@@ -30,14 +31,15 @@ DOC = Path(__file__).resolve().parent.parent / "docs" / "reliability.md"
 FAULT_TESTS = "tests/reliability/test_faults.py"
 
 
-def run_tier(rounds: int) -> tuple[int, float, Path]:
+def run_tier(rounds: int, only: str | None) -> tuple[int, float, Path]:
     OUT.mkdir(parents=True, exist_ok=True)
     for name in ("faults.jsonl", "fuzz.jsonl"):
         (OUT / name).unlink(missing_ok=True)
     junit = OUT / "junit.xml"
     began = time.monotonic()
     rc = subprocess.call(
-        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", f"--junitxml={junit}", "tests/reliability"],
+        [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", f"--junitxml={junit}", "tests/reliability",
+         *(["-k", only] if only else [])],
         env={**os.environ, "GPUHUB_FAULT_ROUNDS": str(rounds)},
     )
     return rc, time.monotonic() - began, junit
@@ -112,8 +114,14 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--rounds", type=int, default=5, help="rounds of each fault scenario (CI runs 1)")
     parser.add_argument("--write", action="store_true", help="write the figures to docs/reliability.md")
+    parser.add_argument(
+        "--only", metavar="EXPR",
+        help="only the tier's tests pytest's -k EXPR selects (the benchmarks tier's smoke run); never with --write",
+    )
     args = parser.parse_args()
-    rc, wall, junit = run_tier(args.rounds)
+    if args.only and args.write:
+        parser.error("--only runs part of the tier: its figures are not the tier's, so --write is refused with it")
+    rc, wall, junit = run_tier(args.rounds, args.only)
     results = outcomes(junit)
     summary = ", ".join(
         f"{module.removeprefix('test_')}: {c['passed']} passed, {c['failure'] + c['error']} failed" for module, c in sorted(results.items())

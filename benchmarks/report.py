@@ -62,3 +62,57 @@ def at_once(names: list[str], fn: Callable[[str], float | None], timeout: float)
     for t in threads:
         t.join(timeout=max(0.0, timeout - (time.monotonic() - began)))
     return [results.get(n) for n in names], time.monotonic() - began
+
+
+# Who spent a run's CPU: each process's command name (``python`` and ``python3`` named by the module or
+# script they run) sorted into these parts; anything else is "other".
+CPU_PARTS = {
+    "user servers": ("jupyterhub-sing", "jupyter-lab", "tini"),
+    "the hub": ("python -m jupyterhub", "python -m gpuhub.agent"),
+    "the proxy": ("node", "configurable-ht"),
+    "the engine": ("dockerd", "containerd", "containerd-shim", "runc", "exe", "docker-proxy"),
+}
+
+
+def _process_cpu() -> dict[int, tuple[str, float]]:
+    """pid -> (name, CPU-seconds used so far: user + system), for every process now."""
+    tick = os.sysconf("SC_CLK_TCK")
+    found = {}
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = Path(entry.path, "stat").read_text()
+            name = stat[stat.index("(") + 1 : stat.rindex(")")]
+            fields = stat[stat.rindex(")") + 2 :].split()
+            if name in ("python", "python3"):
+                argv = Path(entry.path, "cmdline").read_text().split("\0")
+                name = f"python {' '.join(a for a in argv[1:3] if a)}".strip()
+        except (OSError, ValueError):
+            continue  # gone meanwhile
+        found[int(entry.name)] = (name, (int(fields[11]) + int(fields[12])) / tick)
+    return found
+
+
+def _busy_cpu_seconds() -> float:
+    values = [int(v) for v in open("/proc/stat").readline().split()[1:9]]
+    return (sum(values) - values[3] - values[4]) / os.sysconf("SC_CLK_TCK")  # all but idle and iowait
+
+
+class CpuAccount:
+    """The machine's CPU-seconds over a stretch of a run, and who spent them (``CPU_PARTS``), from
+    ``/proc``: ``with CpuAccount() as cpu: ...`` then ``cpu.busy``, ``cpu.parts``. A process that
+    both started and ended inside the stretch counts only in ``busy`` (e.g. health checks)."""
+
+    def __enter__(self) -> CpuAccount:
+        self._before, self._busy = _process_cpu(), _busy_cpu_seconds()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.busy = _busy_cpu_seconds() - self._busy
+        self.parts = dict.fromkeys([*CPU_PARTS, "other"], 0.0)
+        for pid, (name, used) in _process_cpu().items():
+            before = self._before.get(pid)
+            spent = used - (before[1] if before and before[0] == name else 0.0)
+            part = next((p for p, names in CPU_PARTS.items() if name in names), "other")
+            self.parts[part] += spent

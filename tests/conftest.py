@@ -64,7 +64,7 @@ def base_settings_text() -> str:
     return BASE_SETTINGS
 
 
-TIERS = ("unit", "integration", "reliability", "swarm", "e2e")
+TIERS = ("unit", "integration", "reliability", "swarm", "benchmarks", "e2e")
 
 
 def pytest_sessionfinish(session, exitstatus):
