@@ -11,6 +11,7 @@ runs is what users run; only names (a per-run prefix), ports and sizes differ.
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import json
 import os
@@ -167,6 +168,7 @@ class HubProcess:
         self.extra_images: list[str] = []  # allowed besides the user image
         self.db_url = db_url or f"sqlite:///{self.workdir}/jupyterhub.sqlite"
         self.process: subprocess.Popen | None = None
+        self.netguard: subprocess.Popen | None = None  # [network] isolation on this host's engine (gpuhub only)
         self.log_path = self.workdir / "jupyterhub.log"
         self.session = requests.Session()
         self.session.headers["Authorization"] = f"token {self.token}"
@@ -175,11 +177,12 @@ class HubProcess:
     def write_config(self) -> None:
         self.workdir.mkdir(parents=True, exist_ok=True)
         gateway = bridge_gateway(self.docker)
+        self.hub_port = free_port()  # the hub API's, on the bridge's gateway: where users' containers reach it
         (self.workdir / "settings.toml").write_text(
             f'''
 [hub]
 bind_url = "{self.url}"
-hub_bind_url = "http://{gateway}:{free_port()}"
+hub_bind_url = "http://{gateway}:{self.hub_port}"
 db_url = "{self.db_url}"
 state_dir = "{self.workdir}"
 admin_users = ["admin"]
@@ -248,6 +251,8 @@ c.JupyterHub.log_level = "DEBUG"
         else:
             env.pop("GPUHUB_ADMIN_PASSWORD", None)
         log = open(self.log_path, "ab")
+        if self.spawner == "gpuhub":
+            self.start_netguard()
         self.process = subprocess.Popen(
             [sys.executable, "-m", "jupyterhub", "-f", str(REPO / "jupyterhub_config.py")],
             cwd=self.workdir,
@@ -261,14 +266,29 @@ c.JupyterHub.log_level = "DEBUG"
             raise HubError(f"jupyterhub exited with {self.process.returncode}:\n{self.log_tail()}")
         raise HubError(f"jupyterhub did not answer within {timeout}s:\n{self.log_tail()}")
 
+    def start_netguard(self) -> None:
+        """gpuhub-netguard, as a site runs it beside its engine (docker-compose.yml's netguard service),
+        here a host process: the users' containers' network rules ([network], on by default). One per
+        hub process; a hub started again keeps the one it has."""
+        if self.netguard is None or self.netguard.poll() is not None:
+            self.netguard = subprocess.Popen(
+                [sys.executable, "-m", "gpuhub.netguard", "--hub-on-host"], stdout=open(self.workdir / "netguard.log", "ab"), stderr=subprocess.STDOUT,
+            )
+
+    def stop_netguard(self) -> None:
+        if self.netguard is not None and self.netguard.poll() is None:
+            self.netguard.terminate()
+            self.netguard.wait(20)
+
     def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(20)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait()
+        for process in (self.process, self.netguard):
+            if process and process.poll() is None:
+                process.terminate()
+                try:
+                    process.wait(20)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+                    process.wait()
         # configurable-http-proxy outlives a killed hub; its pid file is in the state dir.
         from gpuhub.hub.hubconfig import proxy_pid_file
 
@@ -278,6 +298,16 @@ c.JupyterHub.log_level = "DEBUG"
                 os.kill(int(pid_file.read_text().strip()), 15)
             except (ValueError, ProcessLookupError):
                 pass
+
+    @contextlib.contextmanager
+    def running(self):
+        """The hub started; at the end stopped and everything it made on the engine removed."""
+        try:
+            self.start()
+            yield self
+        finally:
+            self.stop()
+            self.remove_docker_objects()
 
     def __enter__(self):
         return self.start()

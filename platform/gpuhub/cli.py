@@ -11,7 +11,7 @@
     gpuhub session list | show NAME | delete NAME | prewarm NAME | stop NAME
     gpuhub session create NAME --profile gpu-1 --window 2026-11-23T09:00Z/2026-11-23T11:00Z
                           [--title T] [--devices 0,1] [--datasets D] [--prewarm-minutes 10]
-                          [--shared-folder] [--stop-at-end] [--instructors a,b]
+                          [--shared-folder] [--group-work] [--stop-at-end] [--instructors a,b]
     gpuhub session roster NAME roster.csv
     gpuhub ssh-key list | add ~/.ssh/id_ed25519.pub | remove ID [--user NAME]   (SSH into your server)
     gpuhub job submit --profile gpu-1 [--wall-time SECONDS] [--name N] [--workdir DIR] train.py -- --epochs 3
@@ -43,8 +43,18 @@ import urllib.parse
 import urllib.request
 
 PREFIX = "/hub/api/gpuhub/v1/"
+
+
+def hub_url(environ) -> str:
+    """Where the hub is: ``$GPUHUB_URL``; inside a user's server, the hub as the server reaches it
+    (``$JUPYTERHUB_API_URL`` without its ``/hub/api``: the site's public name may be the host's own
+    address, which a server may not reach); else ``http://127.0.0.1:8000``."""
+    if environ.get("GPUHUB_URL"):
+        return environ["GPUHUB_URL"]
+    api = environ.get("JUPYTERHUB_API_URL", "")
+    return api.removesuffix("/").removesuffix("/hub/api") if api.rstrip("/").endswith("/hub/api") else "http://127.0.0.1:8000"
 TOKEN_HELP = (
-    "GPUHUB_URL: the hub (default http://127.0.0.1:8000). GPUHUB_TOKEN (or JUPYTERHUB_API_TOKEN): an API token of a"
+    "GPUHUB_URL: the hub (default: in a server the hub as it reaches it, else http://127.0.0.1:8000). GPUHUB_TOKEN (or JUPYTERHUB_API_TOKEN): an API token of a"
     " user or service with the gpuhub-admin role (gpuhub-viewer: reading only; session needs gpuhub-instructor),"
     " made on the hub's /hub/token page, or on the hub's host with `docker-compose exec -T hub jupyterhub token NAME`"
     ' (docs/admin.md, "API tokens").'
@@ -217,7 +227,7 @@ def cmd_session(client: Client, args) -> str:
             windows.append({"start": start, "end": end})
         body = {"profile": args.profile, "windows": windows, "title": args.title or "", "devices": _names(args.devices),
                 "datasets": _names(args.datasets), "instructors": _names(args.instructors), "prewarm_minutes": args.prewarm_minutes,
-                "shared_folder": args.shared_folder, "stop_at_end": args.stop_at_end}
+                "shared_folder": args.shared_folder, "group_work": args.group_work, "stop_at_end": args.stop_at_end}
         data = client.call("PUT", path, body)
         return f"saved session {data['name']}; students start it at {data['start_link']}"
     if args.action == "roster":
@@ -381,6 +391,7 @@ def parser() -> argparse.ArgumentParser:
     session.add_argument("--instructors")
     session.add_argument("--prewarm-minutes", type=int, default=0)
     session.add_argument("--shared-folder", action="store_true")
+    session.add_argument("--group-work", action="store_true", help="its students' servers may reach each other ([network] isolation)")
     session.add_argument("--stop-at-end", action="store_true")
     session.set_defaults(run=cmd_session)
     ssh_key = sub.add_parser("ssh-key", help="your public keys for SSH into your server: list, add FILE (or -), remove ID")
@@ -477,7 +488,7 @@ def main(argv=None) -> int:
     if not token:
         print(f"gpuhub: GPUHUB_TOKEN is not set. {TOKEN_HELP}", file=sys.stderr)
         return 2
-    client = Client(os.environ.get("GPUHUB_URL", "http://127.0.0.1:8000"), token)
+    client = Client(hub_url(os.environ), token)
     try:
         print(args.run(client, args))
     except ApiError as e:

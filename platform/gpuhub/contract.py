@@ -31,6 +31,9 @@ GPUS_LABEL = f"{LABEL_PREFIX}.gpus"
 GPU_MODE_LABEL = f"{LABEL_PREFIX}.gpu-mode"
 GPU_EXPOSURE_LABEL = f"{LABEL_PREFIX}.gpu-exposure"
 GPU_SIMULATED_LABEL = f"{LABEL_PREFIX}.gpu-simulated"
+# [network] isolation: the container's network policy (``policy.network``), which netguard applies
+NETWORK_LABEL = f"{LABEL_PREFIX}.network"
+HUB_ROLE_LABEL = f"{LABEL_PREFIX}.role"  # "hub" on the hub's own container (docker-compose.yml): netguard finds its address
 
 
 def allocation_of(labels: dict | None) -> int | None:
@@ -53,6 +56,11 @@ PROFILE_ENV = "GPUHUB_PROFILE"
 MEM_LIMIT_ENV = "GPUHUB_MEM_LIMIT"
 CPU_LIMIT_ENV = "GPUHUB_CPU_LIMIT"
 SESSION_ENV = "GPUHUB_SESSION"
+# [network] isolation: the image's start (images/pytorch-cuda/gpuhub-start) waits this many seconds at most
+# for RULES_APPLIED_MARKER, which only netguard (root, outside the container) writes, before it runs anything
+NETWORK_WAIT_ENV = "GPUHUB_NETWORK_RULES_WAIT"
+RULES_APPLIED_MARKER = "/run/gpuhub/network-rules-applied"
+RULES_REFUSED_MARKER = "/run/gpuhub/network-rules-refused"  # netguard could not: the reason, and the start fails
 ENV_ONLY = "env-only"
 
 

@@ -19,6 +19,7 @@ from .config.borrowing import Borrowing
 from .config.fairness import Fairness
 from .config.ssh import Ssh
 from .config.jobs import Jobs
+from .config.network import Network
 from .config.sections import accepted
 from .config.schema import Accounting, Admission, Culling, Dataset, Engine, Gpus, Hub, Profile, Quota, Reclaim, Sessions, Spawner
 from .hub.auth import GPUHubAuthenticator
@@ -45,6 +46,7 @@ SECTIONS = [
     ("[https]", Https),
     ("[ssh]", Ssh),
     ("[jobs]", Jobs),
+    ("[network]", Network),
     ("[ldap]", Ldap),
     ("[oidc]", Oidc),
     ("inventory file: the whole file", InventoryFile),

@@ -99,9 +99,7 @@ def rel_hub(tmp_path_factory):
     hub.extra_images = [NEVER_READY_IMAGE]
     hub.pg = pg
     try:
-        hub.start()
-        yield hub
+        with hub.running():
+            yield hub
     finally:
-        hub.stop()
-        hub.remove_docker_objects()
         pg.stop()

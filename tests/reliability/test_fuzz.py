@@ -118,11 +118,9 @@ def fuzz_hub(tmp_path_factory):
     hub.ops = requests.Session()
     hub.ops.headers["Authorization"] = f"token {OPS}"
     try:
-        hub.start()
-        yield hub
+        with hub.running():
+            yield hub
     finally:
-        hub.stop()
-        hub.remove_docker_objects()
         database.unlink(missing_ok=True)
 
 

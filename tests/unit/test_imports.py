@@ -30,7 +30,8 @@ ALLOWED = {
     "homecopy": set(),  # the two halves of a Swarm home move: the standard library only  # a Swarm node's reporter: runs in a single-user image, talks to the hub over HTTP
     "cli": {"backup"},  # the REST API from a terminal (the standard library only); backup and restore run locally
     "backup": {"engine", "policy", "config", "contract"},  # the hub's files and the engine's volumes
-    "docgen": {"config", "hub", "inventory"},  # writes the reference from the schema and the classes' traits
+    "docgen": {"config", "hub", "inventory"},
+    "netguard": {"policy", "contract"},  # beside the engine: a container's rules from its label (docker, /proc, nsenter)  # writes the reference from the schema and the classes' traits
 }
 EXCEPTIONS = {
     # the config glue hands the web routes, scopes and the metrics collector to JupyterHub

@@ -10,7 +10,7 @@ import pytest
 from tornado import web
 from tornado.httpserver import HTTPServer
 
-from gpuhub.hub.readiness import POLL_SECONDS, wait_answering
+from gpuhub.hub.readiness import POLL_SECONDS, STOPPED_EVERY, StoppedWhileStarting, wait_answering
 
 
 class Api(web.RequestHandler):
@@ -52,3 +52,18 @@ async def test_a_server_that_never_answers_times_out_naming_it():
     with pytest.raises(TimeoutError, match=f"127.0.0.1:{port}/ didn't respond in 1 seconds"):
         await wait_answering(f"http://127.0.0.1:{port}/", timeout=1)
     assert time.monotonic() - began < 2
+
+
+async def test_a_container_that_ended_while_starting_is_said_at_once_not_after_the_timeout():
+    port = free_port()
+    asked = []
+
+    async def stopped():
+        asked.append(time.monotonic())
+        return "exit status 75: gpuhub: this container's network rules were not in place" if len(asked) >= 2 else None
+
+    began = time.monotonic()
+    with pytest.raises(StoppedWhileStarting, match="exit status 75: gpuhub: this container's network rules"):
+        await wait_answering(f"http://127.0.0.1:{port}/", timeout=60, stopped=stopped)
+    assert len(asked) == 2 and time.monotonic() - began < 2 * STOPPED_EVERY + 1
+    assert asked[1] - asked[0] >= STOPPED_EVERY * 0.9  # the engine is asked once a second, not every poll

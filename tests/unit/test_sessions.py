@@ -269,11 +269,12 @@ def test_a_good_session_body():
     s = parse_session(
         "ml101",
         {"title": " ML 101 ", "profile": "gpu-1", "windows": [WINDOW], "devices": ["0", gpu_uuid(1), "0"], "datasets": ["imagenet"],
-         "shared_folder": True, "prewarm_minutes": 10, "instructors": ["ta"]},
+         "shared_folder": True, "group_work": True, "prewarm_minutes": 10, "instructors": ["ta"]},
         SETTINGS, INV, "prof",
     )
     assert s == Session(
-        "ml101", "gpu-1", (Window(at(MON, 9), at(MON, 11)),), "ML 101", "ml101", (gpu_uuid(0), gpu_uuid(1)), ("imagenet",), True, 10, False, ("prof", "ta")
+        "ml101", "gpu-1", (Window(at(MON, 9), at(MON, 11)),), "ML 101", "ml101", (gpu_uuid(0), gpu_uuid(1)), ("imagenet",), True, 10, False, ("prof", "ta"),
+        group_work=True,
     )
     assert Session.from_json(s.to_json()) == s
 
@@ -283,6 +284,7 @@ def test_a_good_session_body():
     [
         ("ML 101", {}, "name", "not a session name"),
         ("ml101", {"profile": "gpu-1", "windows": [WINDOW], "room": 1}, "room", "unknown field 'room'"),
+        ("ml101", {"profile": "gpu-1", "windows": [WINDOW], "group_work": "yes"}, "group_work", "Accepted: true or false"),
         ("ml101", {"profile": "nope", "windows": [WINDOW]}, "profile", "'nope' is not a profile"),
         ("ml101", {"profile": "gpu-1"}, "windows", "a list of at most 500"),
         ("ml101", {"profile": "gpu-1", "windows": [{"start": "2026-11-23T09:00Z"}]}, "windows", "window 1"),

@@ -41,7 +41,7 @@ def test_postgresql_url_accepted():
 BAD_FILES = [
     # (what, extra TOML placed before the base, or a replacement, expected fragments of the message)
     ("not toml", "this is = = not toml", ["not valid TOML"]),
-    ("unknown table", "[hubb]\nx = 1", ["hubb: unknown key", "Accepted keys in the file: accounting, admission, borrowing, culling, datasets, engine, fairness, gpus, https, hub, jobs, ldap, oidc, profiles, quotas, reclaim, sessions, spawner, ssh"]),
+    ("unknown table", "[hubb]\nx = 1", ["hubb: unknown key", "Accepted keys in the file: accounting, admission, borrowing, culling, datasets, engine, fairness, gpus, https, hub, jobs, ldap, network, oidc, profiles, quotas, reclaim, sessions, spawner, ssh"]),
     ("unknown key", "[hub]\nport = 8000", ["hub.port: unknown key", "bind_url"]),
     ("db url", '[hub]\ndb_url = "mysql://x"', ["hub.db_url = 'mysql://x'", "Accepted: a sqlite:/// or postgresql:// URL"]),
     ("dummy auth", '[hub]\nauthenticator = "dummy"', ["hub.authenticator = 'dummy'", "tests only"]),

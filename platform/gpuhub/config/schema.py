@@ -25,6 +25,7 @@ from .borrowing import Borrowing
 from .fairness import Fairness
 from .ssh import Ssh
 from .jobs import Jobs
+from .network import Network
 from .sections import MiB, Section, SettingsError, Size, optional_absolute_path, parse_toml
 
 __all__ = ["Settings", "SettingsError", "load_settings", "parse_settings"]
@@ -730,11 +731,19 @@ class Sessions(Section):
     ).tag(accepted="a Docker volume name containing {session}")
 
 
-    @validate("course_volume")
-    def _validate_course_volume(self, proposal):
+    group_network = Unicode(
+        "gpuhub-group-{session}",
+        help="""The Docker network of a session with ``group_work`` (``[network] isolation``): its members'
+        servers join it besides the users' network, and their rules let them reach each other there,
+        and nobody else. Made at the first such start, removed with the session. ``{session}`` is the
+        session's name. Example: ``"lab-group-{session}"``.""",
+    ).tag(accepted="a Docker network name containing {session}")
+
+    @validate("course_volume", "group_network")
+    def _validate_per_session_name(self, proposal):
         value = proposal["value"]
         if "{session}" not in value or not VOLUME_NAME.match(value.replace("{session}", "x")):
-            raise TraitError("not a volume name with {session} in it")
+            raise TraitError(f"not a {'volume' if proposal['trait'].name == 'course_volume' else 'network'} name with {{session}} in it")
         return value
 
 
@@ -962,6 +971,9 @@ class Settings(Section):
     https = Instance(Https, args=(), help="The ``[https]`` table.").tag(section=Https, accepted="an [https] table")
     ssh = Instance(Ssh, args=(), help="The ``[ssh]`` table.").tag(section=Ssh, accepted="an [ssh] table")
     jobs = Instance(Jobs, args=(), help="The ``[jobs]`` table.").tag(section=Jobs, accepted="a [jobs] table")
+    network = Instance(Network, args=(), help="The ``[network]`` table.").tag(
+        section=Network, accepted="a [network] table"
+    )
     ldap = Instance(Ldap, args=(), help="The ``[ldap]`` table.").tag(section=Ldap, accepted="an [ldap] table")
     oidc = Instance(Oidc, args=(), help="The ``[oidc]`` table.").tag(section=Oidc, accepted="an [oidc] table")
 

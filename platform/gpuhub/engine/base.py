@@ -28,8 +28,8 @@ class ExecUnavailable(RuntimeError):
 
 
 @dataclass(frozen=True)
-class JobContainer:
-    """A batch job's container as the engine sees it (``hub.jobs``)."""
+class ContainerState:
+    """A container as the engine sees it: a batch job's (``hub.jobs``), a starting server's (the spawner)."""
 
     running: bool
     exit_code: int | None  # once it ended
@@ -115,18 +115,32 @@ class Engine(ABC):
         """The engine's own wake-ups (the node list's poll), run by ``Services.start``; one host has none."""
         return None
 
+    # --- a classroom session's group work ([network] isolation) ------------------------------------
+    async def group_network(self, name: str) -> str | None:
+        """The network ``name`` of a session's group work, made if missing: its subnet (CIDR), or None
+        where the engine has none (a Swarm: its servers are not isolated yet)."""
+        return None
+
+    async def join_network(self, name: str, container: str, alias: str = "") -> None:
+        """Attach ``container`` (created, not started) to the network ``name`` too, known there as ``alias``."""
+        return None
+
+    async def remove_network(self, name: str) -> None:
+        """Remove the network ``name`` if it is there and nothing is attached to it (else keep it)."""
+        return None
+
     # --- batch jobs (``hub.jobs``): a container of their own, watched to its end -----------------------
     async def run_job(self, name: str, spec, command: list[str], environment: dict, network: str) -> None:
         """Create and start the job's container ``name`` from ``spec`` (``policy.containers.ContainerSpec``)."""
         raise ExecUnavailable(f"Batch jobs are not available on the {self.name!r} engine")
 
-    async def job_container(self, name: str) -> JobContainer | None:
-        """The job's container now (None: there is none)."""
-        raise ExecUnavailable(f"Batch jobs are not available on the {self.name!r} engine")
+    async def container_state(self, name: str) -> ContainerState | None:
+        """The container ``name`` now (None: there is none, or the engine cannot say: a Swarm's tasks)."""
+        return None
 
-    async def job_output(self, name: str, most_bytes: int) -> str:
-        """The end of the job's output, at most ``most_bytes``."""
-        raise ExecUnavailable(f"Batch jobs are not available on the {self.name!r} engine")
+    async def container_output(self, name: str, most_bytes: int) -> str:
+        """The end of the container's output (its stdout and stderr), at most ``most_bytes``."""
+        return ""
 
     async def end_job(self, name: str, grace_seconds: int, remove: bool) -> None:
         """Stop the job's container (SIGTERM, SIGKILL after ``grace_seconds``); ``remove``: remove it too."""

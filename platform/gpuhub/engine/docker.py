@@ -16,6 +16,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Callable
 from functools import partial
@@ -27,8 +28,10 @@ from ..inventory.nvml import read_memory_used
 from ..inventory.source import load_inventory
 from ..policy.containers import CPU_ONLY, DeviceWiring, GpuAssignment
 from ..worker import Worker
-from .base import Engine, JobContainer, RunningServer
+from .base import Engine, ContainerState, RunningServer
 from .execstream import ExecStream
+
+log = logging.getLogger(__name__)
 
 NVML_REFRESH_SECONDS = 30  # health (ECC, XID, lost GPUs) is re-read at most this often
 CAPABILITIES = [["gpu", "compute", "utility"]]
@@ -123,6 +126,34 @@ class DockerEngine(Engine):
     def wiring(self, gpu: GpuAssignment | None) -> DeviceWiring:
         return docker_wiring(gpu, self.exposure, self.simulated)
 
+    async def group_network(self, name: str) -> str | None:
+        from docker.errors import APIError, NotFound
+
+        try:
+            network = await self.call("inspect_network", name)
+        except NotFound:
+            try:  # internal: it carries the members' traffic to each other, no route out
+                await self.call("create_network", name, driver="bridge", internal=True, labels={c.MANAGED_LABEL: "true"})
+            except APIError as e:
+                if e.status_code != 409:  # made by a start of another member meanwhile
+                    raise
+            network = await self.call("inspect_network", name)
+        configs = (network.get("IPAM") or {}).get("Config") or []
+        return next((cfg["Subnet"] for cfg in configs if ":" not in cfg.get("Subnet", ":")), None)
+
+    async def join_network(self, name: str, container: str, alias: str = "") -> None:
+        await self.call("connect_container_to_network", container, name, aliases=[alias] if alias else None)
+
+    async def remove_network(self, name: str) -> None:
+        from docker.errors import APIError, NotFound
+
+        try:
+            await self.call("remove_network", name)
+        except NotFound:
+            pass
+        except APIError as e:  # a member's server still runs on it: removed after the last one stops
+            log.debug("the group network %s is still in use, kept: %s", name, e.explanation or e)
+
     async def has_image(self, image: str) -> bool:
         from docker.errors import ImageNotFound, NotFound
 
@@ -167,7 +198,7 @@ class DockerEngine(Engine):
         )
         await self.call("start", created["Id"])
 
-    async def job_container(self, name: str) -> JobContainer | None:
+    async def container_state(self, name: str) -> ContainerState | None:
         from docker.errors import NotFound
 
         try:
@@ -175,9 +206,9 @@ class DockerEngine(Engine):
         except NotFound:
             return None
         running = bool(state.get("Running"))
-        return JobContainer(running, None if running else state.get("ExitCode"), bool(state.get("OOMKilled")))
+        return ContainerState(running, None if running else state.get("ExitCode"), bool(state.get("OOMKilled")))
 
-    async def job_output(self, name: str, most_bytes: int) -> str:
+    async def container_output(self, name: str, most_bytes: int) -> str:
         from docker.errors import NotFound
 
         try:

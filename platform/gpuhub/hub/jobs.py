@@ -26,7 +26,7 @@ from .. import contract as c
 from ..config.schema import Settings
 from ..db.jobs import JobStore
 from ..db.records import Job
-from ..engine.base import Engine, ExecUnavailable
+from ..engine.base import Engine
 from ..policy import containers
 from ..policy.durations import duration_text
 from ..policy.errors import SpawnRefused
@@ -92,7 +92,7 @@ class JobService:
     async def output(self, job: Job) -> str:
         """The end of the job's output: from its container while it has one, else as kept at its end."""
         if job.state == RUNNING and job.container:
-            return await self.engine.job_output(job.container, OUTPUT_KEPT_BYTES)
+            return await self.engine.container_output(job.container, OUTPUT_KEPT_BYTES)
         return await self._run("output_tail", job.id)
 
     async def cancel(self, job: Job, by: str) -> None:
@@ -184,7 +184,7 @@ class JobService:
         """Until the container ends: stop it at its wall time, or when its allocation was freed."""
         deadline = (job.started or self._clock()) + timedelta(seconds=job.wall_time)
         while True:
-            state = await self.engine.job_container(job.container)
+            state = await self.engine.container_state(job.container)
             if state is None or not state.running:
                 break
             if job.id not in self._ending:
@@ -209,12 +209,7 @@ class JobService:
         state = ended_state(exit_code, state)
         if state == FAILED and not reason and exit_code is not None:
             reason = f"exit status {exit_code}"
-        tail = ""
-        if job.container:
-            try:
-                tail = await self.engine.job_output(job.container, OUTPUT_KEPT_BYTES)
-            except ExecUnavailable:
-                pass
+        tail = await self.engine.container_output(job.container, OUTPUT_KEPT_BYTES) if job.container else ""
         if job.allocation_id:
             await self.allocation.release(job.allocation_id, f"job {state}")
         ended = await self._run("ended", job.id, state, reason, exit_code, tail)

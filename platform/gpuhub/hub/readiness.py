@@ -9,15 +9,42 @@ errors tolerated) runs in slices of ``POLL_SECONDS``, so a server is seen at mos
 
 from __future__ import annotations
 
+import asyncio
 import time
+from collections.abc import Awaitable, Callable
 
 from jupyterhub.utils import wait_for_http_server
 
 POLL_SECONDS = 0.1
+STOPPED_EVERY = 1.0  # how often ``stopped`` is asked (an engine call: not every poll)
 
 
-async def wait_answering(url: str, timeout: float, poll: float = POLL_SECONDS) -> None:
-    """Return once ``url`` answers; ``TimeoutError`` after ``timeout`` seconds."""
+class StoppedWhileStarting(RuntimeError):
+    """The server's container ended before it answered; the message is ``stopped``'s answer (why)."""
+
+
+async def wait_answering(
+    url: str, timeout: float, poll: float = POLL_SECONDS, stopped: Callable[[], Awaitable[str | None]] | None = None
+) -> None:
+    """Return once ``url`` answers; ``TimeoutError`` after ``timeout`` seconds. ``stopped()``, asked
+    every ``STOPPED_EVERY`` s beside the polls (a poll of a vanished address can hang on its connect for
+    many seconds), says why the server can no longer answer (its container ended), or None: then
+    ``StoppedWhileStarting`` at once rather than the whole timeout later."""
+    answering = asyncio.ensure_future(_answering(url, timeout, poll))
+    if stopped is None:
+        return await answering
+    watching = asyncio.ensure_future(_watch(stopped))
+    try:
+        done, _ = await asyncio.wait({answering, watching}, return_when=asyncio.FIRST_COMPLETED)
+        if answering in done:
+            return answering.result()
+        raise StoppedWhileStarting(watching.result())
+    finally:
+        for task in (answering, watching):
+            task.cancel()
+
+
+async def _answering(url: str, timeout: float, poll: float) -> None:
     deadline = time.monotonic() + timeout
     while True:
         try:
@@ -26,3 +53,11 @@ async def wait_answering(url: str, timeout: float, poll: float = POLL_SECONDS) -
         except TimeoutError:
             if time.monotonic() >= deadline:
                 raise TimeoutError(f"Server at {url} didn't respond in {timeout} seconds") from None
+
+
+async def _watch(stopped: Callable[[], Awaitable[str | None]]) -> str:
+    while True:
+        await asyncio.sleep(STOPPED_EVERY)
+        why = await stopped()
+        if why is not None:
+            return why

@@ -8,19 +8,22 @@ a dead poll (release), state (the allocation id beside the container id), progre
 
 from __future__ import annotations
 
+import re
+
 from dataclasses import dataclass
 
 from dockerspawner import DockerSpawner
 from tornado import web
 from traitlets import Any, Instance, Integer, default
 
-from .readiness import wait_answering
+from .readiness import StoppedWhileStarting, wait_answering
 
 from ..config.schema import Profile, Settings
 from ..policy import containers, form
 from ..policy.borrowing import beyond_quota
 from ..policy.decide import Start
 from ..policy.errors import ServerDidNotAnswer, SpawnRefused
+from ..policy.network import policy_for
 from ..policy.profiles import choose_profile, gpu_request, missing_image_text, session_name
 from ..policy.sessions import Session, status_text
 from ..policy.slugs import user_slug
@@ -38,6 +41,9 @@ class StartPlan:
     start: Start
     image: str
     session: Session | None = None
+
+
+DNS_LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 
 
 class GPUSpawner(DockerSpawner):
@@ -83,6 +89,7 @@ class GPUSpawner(DockerSpawner):
     _plan: StartPlan | None = None  # what apply_profile decided; start carries it out
     _progress: StartProgress | None = None  # what the start is doing now, for the spawn page
     _label_to_read = False  # loaded from a state without an allocation id: a running container's label may name one
+    _group_network = ""  # the session's group-work network this start's container joins ("" none)
 
     @property
     def settings(self) -> Settings:
@@ -260,8 +267,11 @@ class GPUSpawner(DockerSpawner):
                 allocation = await services.allocation.acquire(plan.start, self._log_name, progress, plan.session, self.user_options)
                 self.allocation_id = allocation.id
                 assignment = allocation.assignment()
+            self._group_network = containers.group_network_name(self.settings, plan.session)
+            peers = await services.engine.group_network(self._group_network) if self._group_network else None
             spec = containers.build(
-                self.settings, plan.profile, self.user.name, plan.image, services.engine.wiring(assignment), plan.session, self.name
+                self.settings, plan.profile, self.user.name, plan.image, services.engine.wiring(assignment), plan.session, self.name,
+                network_peers=(peers,) if peers else (),
             )
             self.log.info(
                 "gpuhub %s: profile %s, image %s, home volume %s, GPUs %s",
@@ -276,7 +286,14 @@ class GPUSpawner(DockerSpawner):
                 ip, port = await super().start()
                 # the turn ends when the server answers: booting it is most of a start's load
                 try:
-                    await wait_answering(f"http://{ip}:{port}/", timeout=self.http_timeout)
+                    await wait_answering(f"http://{ip}:{port}/", timeout=self.http_timeout, stopped=self._stopped_while_starting)
+                except StoppedWhileStarting as e:
+                    raise SpawnRefused(
+                        503,
+                        f"Your server's container stopped while it started ({e}), so there is no server (files"
+                        f" kept). Tell an admin if it happens again.",
+                        why="stopped-while-starting",
+                    ) from None
                 except TimeoutError:
                     raise ServerDidNotAnswer(
                         f"Your server's container started, but the server in it did not answer within"
@@ -289,6 +306,34 @@ class GPUSpawner(DockerSpawner):
                 e.holder = self._log_name
             await self._release(self.allocation_id, "the server failed to start")
             raise
+
+    async def create_object(self):
+        """DockerSpawner's create, then (group work) the session's network joined before the start."""
+        created = await super().create_object()
+        if self._group_network:  # classmates find the server by its person's name there (a DNS name) when it is one
+            alias = self.user.name if DNS_LABEL.match(self.user.name) and not self.name else ""
+            await self.services.engine.join_network(self._group_network, created["Id"], alias)
+        return created
+
+    async def _stopped_while_starting(self) -> str | None:
+        """Why the starting container can no longer answer (it ended: its exit status and last output
+        line, e.g. gpuhub-start's "network rules were not in place"; or it is gone, removed as it ended),
+        or None while it runs (or where the engine cannot say)."""
+        if not self.services.engine.runs_jobs:
+            return None  # a Swarm's tasks: the engine cannot say
+        state = await self.services.engine.container_state(self.container_name)
+        if state is not None and state.running:
+            return None
+        if state is None:
+            why = "it ended and was removed, so its output is gone"
+            if policy_for(self.settings) is not None:
+                why += (f"; with [network] isolation a container ends when gpuhub-netguard has not written its network rules"
+                        f" within {self.settings.network.rules_wait} s: is the netguard service running on this host?")
+        else:
+            lines = (await self.services.engine.container_output(self.container_name, 4000)).strip().splitlines()
+            why = f"exit status {state.exit_code}" + (f": {lines[-1][:500]}" if lines else "")
+        self.log.warning("gpuhub %s: the container stopped while starting: %s", self._log_name, why)
+        return why
 
     async def use_spec(self, spec: containers.ContainerSpec, assignment) -> None:
         """Move the built container onto DockerSpawner's traits (the Swarm spawner builds a service)."""
@@ -315,6 +360,8 @@ class GPUSpawner(DockerSpawner):
     async def stop(self, now=False):
         allocation_id = self.allocation_id  # DockerSpawner's stop clears the state, this id included
         await super().stop(now)
+        if self._group_network:  # the last member's stop frees its addresses (one of the engine's pools)
+            await self.services.engine.remove_network(self._group_network)
         await self._release(allocation_id, "server stopped")
         await self.services.allocation.forget_waiter(self.user.name, self.name)  # a start cancelled in line
 

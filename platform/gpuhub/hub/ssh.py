@@ -28,11 +28,15 @@ from ..config.schema import Settings
 from ..engine.base import Engine, ExecUnavailable
 from ..engine.execstream import STDERR
 from ..db.records import SshKey
+from ..policy.network import policy_for
 from .log import log
 
 ACTIVITY_SECONDS = 60
 SFTP_SERVER = "/usr/lib/openssh/sftp-server"  # Debian's openssh-sftp-server, in gpuhub's images
 LOOPBACK = {"localhost": "127.0.0.1", "127.0.0.1": "127.0.0.1", "::1": "::1", "ip6-localhost": "::1"}
+# [network] isolation: an SSH command runs through the image's start step, which waits for this start's
+# network rules (a server still starting is "running"); an image without it runs the command as it is
+AFTER_NETWORK_RULES = 'if command -v gpuhub-start >/dev/null 2>&1; then exec gpuhub-start "$@"; fi; exec "$@"'
 PASSED_ENV = ("LANG", "LC_ALL", "LC_CTYPE", "LC_MESSAGES", "LC_TIME", "LC_NUMERIC", "COLORTERM")
 # the relay of a forwarded connection, run in the container: its loopback port <-> stdin/stdout
 RELAY = """
@@ -110,6 +114,8 @@ class SshGateway:
             return f"gpuhub: {which} is not running. Start it on the hub's home page first, then connect again.\r\n"
         spawner = self.settings.spawner
         log.debug("gpuhub ssh %s: running %s in %s", name, command[:1], container[:12])
+        if policy_for(self.settings) is not None:  # nothing of the user's before the container's network rules
+            command = ["/bin/sh", "-c", AFTER_NETWORK_RULES, "gpuhub-ssh", *command]
         return await self.engine.exec_in(container, command, tty, environment, f"{spawner.uid}:{spawner.uid}", spawner.home_path)
 
     async def end(self, process, marker: str, hang_up: bool) -> None:

@@ -4,7 +4,8 @@
 CPU caps, volumes, extra host config, extra create kwargs, environment). Security defaults live here
 and nowhere else: the image's uid (never 0), no-new-privileges, every capability dropped, a pids
 limit, no swap beyond the memory cap, no host network, no Docker socket (the settings refuse it as
-a dataset source, and nothing else binds host paths).
+a dataset source, and nothing else binds host paths), and with ``[network] isolation`` the network
+policy (``policy.network``) as a label the container's start waits on.
 
 GPUs: how a container gets its devices is the engine's (``gpuhub.engine``): it turns the
 allocation's ``GpuAssignment`` into ``DeviceWiring`` (host config, environment, labels), which
@@ -18,6 +19,7 @@ from dataclasses import dataclass, field, replace
 
 from .. import contract as c
 from ..config.schema import Profile, Settings
+from .network import labels_for, policy_for
 from .sessions import Session
 from .slugs import render_name
 
@@ -67,6 +69,14 @@ def course_volume_name(settings: Settings, session_name: str) -> str:
     return settings.sessions.course_volume.replace("{session}", session_name)
 
 
+def group_network_name(settings: Settings, session: Session | None) -> str:
+    """The network of ``session``'s group work its members' servers join; "" where there is none (no
+    session, no group work, or no isolation: then every server reaches every other anyway)."""
+    if session is None or not session.group_work or policy_for(settings) is None:
+        return ""
+    return settings.sessions.group_network.replace("{session}", session.name)
+
+
 def build(
     settings: Settings,
     profile: Profile,
@@ -75,11 +85,13 @@ def build(
     devices: DeviceWiring = CPU_ONLY,
     session: Session | None = None,
     server_name: str = "",
+    network_peers: tuple[str, ...] = (),
 ) -> ContainerSpec:
     """The container for ``username`` running ``profile`` (``image`` overrides the profile's, already
     checked against the allowed list by the caller) with the engine's ``devices`` wiring (default: none).
     For a classroom ``session``: its datasets too (read-only), and its shared course folder at
-    ``COURSE_PATH``, writable by the session's instructors, read-only for students."""
+    ``COURSE_PATH``, writable by the session's instructors, read-only for students; ``network_peers``:
+    the subnet of its group network (``group_network_name``), whose members may reach each other."""
     sp = settings.spawner
     home = home_volume_name(settings, username)
     volumes = {home: {"bind": sp.home_path, "mode": "rw"}}
@@ -93,14 +105,19 @@ def build(
         c.SERVER_LABEL: server_name,  # "" for the default server
         c.PROFILE_LABEL: profile.name,
         c.HOME_VOLUME_LABEL: home,
+        c.HUB_ROLE_LABEL: "user",  # overrides an image's own label: no image makes its container "the hub"
     }
-    session_env = {}
+    extra_env = {}
     if session is not None:
         labels[c.SESSION_LABEL] = session.name
-        session_env[c.SESSION_ENV] = session.name
+        extra_env[c.SESSION_ENV] = session.name
         if session.shared_folder:
             writable = username in session.instructors
             volumes[course_volume_name(settings, session.name)] = {"bind": COURSE_PATH, "mode": "rw" if writable else "ro"}
+    network = policy_for(settings, network_peers)
+    if network is not None:  # the image's start waits for netguard to put the policy's rules in place
+        labels.update(labels_for(network))
+        extra_env[c.NETWORK_WAIT_ENV] = str(settings.network.rules_wait)
     return ContainerSpec(
         image=image or profile.image,
         mem_limit=profile.mem_limit,
@@ -121,7 +138,7 @@ def build(
             c.PROFILE_ENV: profile.name,
             c.MEM_LIMIT_ENV: str(profile.mem_limit),
             c.CPU_LIMIT_ENV: f"{profile.cpu_limit:g}",
-            **session_env,
+            **extra_env,
             **devices.environment,
         },
     )

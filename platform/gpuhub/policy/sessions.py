@@ -47,6 +47,7 @@ class Session:
     prewarm_minutes: int = 0
     stop_at_end: bool = False
     instructors: tuple[str, ...] = ()
+    group_work: bool = False  # [network] isolation: its members' servers may reach each other (a network of its own)
 
     @property
     def lead(self) -> timedelta:
@@ -72,6 +73,7 @@ class Session:
             devices=tuple(data.get("devices", ())),
             datasets=tuple(data.get("datasets", ())),
             shared_folder=bool(data.get("shared_folder", False)),
+            group_work=bool(data.get("group_work", False)),
             prewarm_minutes=int(data.get("prewarm_minutes", 0)),
             stop_at_end=bool(data.get("stop_at_end", False)),
             instructors=tuple(data.get("instructors", ())),

@@ -139,7 +139,7 @@ def parse_choice(field: str, value: str, choices: tuple[str, ...]) -> str:
 
 
 SESSION_FIELDS = (
-    "title", "group", "profile", "windows", "devices", "datasets", "shared_folder", "prewarm_minutes",
+    "title", "group", "profile", "windows", "devices", "datasets", "shared_folder", "group_work", "prewarm_minutes",
     "stop_at_end", "instructors",
 )
 
@@ -217,6 +217,7 @@ def parse_session(name: str, data: dict, settings: Settings, inventory: Inventor
         devices=tuple(dict.fromkeys(devices)),
         datasets=tuple(dict.fromkeys(datasets)),
         shared_folder=_bool("shared_folder", data.get("shared_folder", False)),
+        group_work=_bool("group_work", data.get("group_work", False)),
         prewarm_minutes=prewarm,
         stop_at_end=_bool("stop_at_end", data.get("stop_at_end", False)),
         instructors=tuple(dict.fromkeys([by, *instructors])),

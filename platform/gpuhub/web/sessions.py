@@ -15,6 +15,7 @@ from jupyterhub import orm
 from tornado import web
 
 from ..contract import iso
+from ..policy.containers import group_network_name
 from ..policy.sessions import RosterError, Session, device_conflict, import_report, next_window, open_window, parse_roster
 from . import payloads
 from .base import GpuhubAPIHandler, GpuhubPageHandler
@@ -169,6 +170,9 @@ class SessionHandler(SessionsAPIHandler):
         session = await self._session(name)
         self._require_manager(session)
         await self.gpuhub.sessions.delete(session.name)
+        network = group_network_name(self.site, session)
+        if network:
+            await self.gpuhub.engine.remove_network(network)
         self.log.info("gpuhub sessions %s: deleted session %s (its group %s and its students' files stay)", self.current_user.name, session.name, session.group)
         self.set_status(204)
         self.finish()

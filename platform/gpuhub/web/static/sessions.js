@@ -43,7 +43,8 @@
       const tr = document.createElement("tr");
       tr.dataset.session = s.name;
       cell(tr, (s.title || s.name) + " (" + s.name + ")");
-      cell(tr, s.profile + (s.devices.length ? " · " + s.devices.length + " GPU(s) reserved" : ""));
+      cell(tr, s.profile + (s.devices.length ? " · " + s.devices.length + " GPU(s) reserved" : "") +
+        (s.group_work ? " · group work: its students' servers reach each other" : ""));
       cell(tr, windowsText(s.windows));
       cell(tr, s.open_now ? "open until " + when(s.open_until) : s.next_start ? "opens " + when(s.next_start) : "over");
       cell(tr, s.roster_size);
@@ -145,6 +146,7 @@
         instructors: list(value("instructors")),
         prewarm_minutes: /^\d+$/.test(prewarm) ? Number(prewarm) : prewarm,
         shared_folder: document.getElementById("s-shared_folder").checked,
+        group_work: document.getElementById("s-group_work").checked,
         stop_at_end: document.getElementById("s-stop_at_end").checked,
       };
       try {
