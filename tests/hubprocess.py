@@ -11,6 +11,7 @@ runs is what users run; only names (a per-run prefix), ports and sizes differ.
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import ipaddress
 import json
@@ -133,6 +134,33 @@ class HubError(RuntimeError):
     pass
 
 
+# gpuhub-netguard, as a site runs it beside its engine (docker-compose.yml's netguard service), here a host
+# process: the users' containers' network rules ([network], on by default). One for the whole test process,
+# whatever its hubs do (a hub killed and started again, several hubs at once), stopped when it exits.
+_netguard: subprocess.Popen | None = None
+NETGUARD_LOG = Path(os.environ.get("TMPDIR", "/tmp")) / f"gpuhub-netguard-{os.getpid()}.log"
+
+
+def start_netguard() -> None:
+    global _netguard
+    if _netguard is None or _netguard.poll() is not None:
+        _netguard = subprocess.Popen(
+            [sys.executable, "-m", "gpuhub.netguard", "--hub-on-host"], stdout=open(NETGUARD_LOG, "ab"), stderr=subprocess.STDOUT,
+        )
+
+
+def stop_netguard() -> None:
+    if _netguard is not None and _netguard.poll() is None:
+        _netguard.terminate()
+        try:
+            _netguard.wait(20)
+        except subprocess.TimeoutExpired:
+            _netguard.kill()
+
+
+atexit.register(stop_netguard)
+
+
 class HubProcess:
     """Start ``jupyterhub`` from the repository's config; talk to its REST API with a service token.
 
@@ -168,7 +196,6 @@ class HubProcess:
         self.extra_images: list[str] = []  # allowed besides the user image
         self.db_url = db_url or f"sqlite:///{self.workdir}/jupyterhub.sqlite"
         self.process: subprocess.Popen | None = None
-        self.netguard: subprocess.Popen | None = None  # [network] isolation on this host's engine (gpuhub only)
         self.log_path = self.workdir / "jupyterhub.log"
         self.session = requests.Session()
         self.session.headers["Authorization"] = f"token {self.token}"
@@ -252,7 +279,7 @@ c.JupyterHub.log_level = "DEBUG"
             env.pop("GPUHUB_ADMIN_PASSWORD", None)
         log = open(self.log_path, "ab")
         if self.spawner == "gpuhub":
-            self.start_netguard()
+            start_netguard()
         self.process = subprocess.Popen(
             [sys.executable, "-m", "jupyterhub", "-f", str(REPO / "jupyterhub_config.py")],
             cwd=self.workdir,
@@ -266,29 +293,14 @@ c.JupyterHub.log_level = "DEBUG"
             raise HubError(f"jupyterhub exited with {self.process.returncode}:\n{self.log_tail()}")
         raise HubError(f"jupyterhub did not answer within {timeout}s:\n{self.log_tail()}")
 
-    def start_netguard(self) -> None:
-        """gpuhub-netguard, as a site runs it beside its engine (docker-compose.yml's netguard service),
-        here a host process: the users' containers' network rules ([network], on by default). One per
-        hub process; a hub started again keeps the one it has."""
-        if self.netguard is None or self.netguard.poll() is not None:
-            self.netguard = subprocess.Popen(
-                [sys.executable, "-m", "gpuhub.netguard", "--hub-on-host"], stdout=open(self.workdir / "netguard.log", "ab"), stderr=subprocess.STDOUT,
-            )
-
-    def stop_netguard(self) -> None:
-        if self.netguard is not None and self.netguard.poll() is None:
-            self.netguard.terminate()
-            self.netguard.wait(20)
-
     def stop(self) -> None:
-        for process in (self.process, self.netguard):
-            if process and process.poll() is None:
-                process.terminate()
-                try:
-                    process.wait(20)
-                except subprocess.TimeoutExpired:
-                    process.kill()
-                    process.wait()
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
         # configurable-http-proxy outlives a killed hub; its pid file is in the state dir.
         from gpuhub.hub.hubconfig import proxy_pid_file
 
