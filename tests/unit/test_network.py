@@ -247,7 +247,8 @@ def test_the_hub_is_the_hub_containers_address_on_a_shared_network_or_told_to_be
     assert hub_addresses(user, [hub]) == ["172.20.0.2"]
     assert hub_addresses(user, [inspected(other=("172.40.0.2", "172.40.0.1"))]) == []  # never the gateway by default
     assert hub_addresses(user, []) == []  # the hub's container is down: nobody is let in meanwhile
-    assert hub_addresses(user, [hub], hub_on_host=True) == ["172.20.0.1"]  # the test harness's hub process
+    assert hub_addresses(user, [], hub_on_host=True) == ["172.20.0.1"]  # the test harness's hub process
+    assert hub_addresses(user, [hub], hub_on_host=True) == ["172.20.0.2"]  # a composed hub there: its address, whoever asks
 
 
 # --- a session's group work ---------------------------------------------------------------------------

@@ -124,6 +124,9 @@ class NetGuard:
                 raise RulesFailed("the container shares the host's network namespace: no rules of its own can hold")
             policy = parse_label(labels.get(c.NETWORK_LABEL, ""))
             around = surroundings(attrs, self.hubs() if hubs is None else hubs, self.proc, self.hub_on_host)
+            if not around.hub:  # not this netguard's hub (another's on the same engine, or not started yet)
+                log.info("%s: no hub on its networks: left to the netguard of its hub", name)
+                return False
             if not around.dns:
                 log.warning("%s: no DNS server found for it (its resolv.conf and the host's): names will not resolve", name)
             self.load(pid, self.restore[0], ruleset(policy, around))

@@ -53,16 +53,16 @@ def container_networks(attrs: dict) -> dict[str, dict]:
 
 def hub_addresses(container: dict, hubs: list[dict], hub_on_host: bool = False) -> list[str]:
     """The hub's addresses ``container`` sees: the running hub containers' (``c.HUB_ROLE_LABEL``)
-    addresses on the networks they share with it; with ``hub_on_host`` (the hub runs on the host, as
-    the test harness runs it) the gateways of the container's networks instead."""
+    addresses on the networks they share with it; where none shares one and ``hub_on_host`` (the hub
+    runs on the host, as the test harness runs it), the gateways of the container's networks."""
     mine = container_networks(container)
-    if hub_on_host:
-        return list(dict.fromkeys(n["Gateway"] for n in mine.values() if n.get("Gateway")))
     found = []
     for hub in hubs:
         for network_id, endpoint in container_networks(hub).items():
             if network_id in mine and endpoint.get("IPAddress"):
                 found.append(endpoint["IPAddress"])
+    if not found and hub_on_host:
+        found = [n["Gateway"] for n in mine.values() if n.get("Gateway")]
     return list(dict.fromkeys(found))
 
 
