@@ -32,7 +32,7 @@ import requests
 from .. import contract as c
 from ..contract import iso, utcnow
 from ..policy.network import RULESET_V6, PolicyError, parse_label, ruleset
-from .places import process_start, surroundings
+from .places import container_networks, process_start, surroundings
 
 log = logging.getLogger("gpuhub.netguard")
 MARKER_DIR = str(PurePosixPath(c.RULES_APPLIED_MARKER).parent)  # /run/gpuhub
@@ -48,7 +48,7 @@ def short(container_id: str) -> str:
 
 def hub_addresses_of(hubs: list[dict]) -> tuple[str, ...]:
     """Every address of the hub containers (a change means the rules must be written again)."""
-    return tuple(sorted(n.get("IPAddress", "") for h in hubs for n in (h.get("NetworkSettings", {}).get("Networks") or {}).values()))
+    return tuple(sorted(n.get("IPAddress", "") for h in hubs for n in container_networks(h).values()))
 
 
 def marker_tar(name: str, text: str) -> bytes:
@@ -78,7 +78,6 @@ class NetGuard:
         self.hub_seen: tuple[str, ...] | None = None  # the hub containers' addresses at the last full pass
         self.nsenter = nsenter
         self.restore = restore
-        self.applied = 0  # containers given rules since the start (for the log and the tests)
 
     # --- one container ---------------------------------------------------------------------------------
 
@@ -138,7 +137,6 @@ class NetGuard:
             self._mark(container_id, c.RULES_REFUSED_MARKER, f"{this_start} {e}\n")
             return False
         self._mark(container_id, c.RULES_APPLIED_MARKER, f"{this_start} applied {iso(utcnow())}\n")
-        self.applied += 1
         log.info(
             "%s: network rules applied in %.0f ms (hub %s, egress %s, %d allowed networks, %d peers)",
             name, (time.monotonic() - started) * 1000, ",".join(around.hub) or "-", policy.egress, len(policy.allow), len(policy.peers),
