@@ -22,6 +22,7 @@ import requests
 
 from gpuhub.config.caddyfile import caddyfile
 from gpuhub.config.schema import parse_settings
+from gpuhub.policy.services import NETGUARD_SERVICE, REPORTER_SERVICE
 from tests.e2e.conftest import COMPOSED_HUB_TABLE, compose_command
 from tests.hubprocess import REPO, answers_within
 from tests.swarm.cluster import MANAGER_ADDRESS, OVERLAY, Cluster
@@ -52,15 +53,21 @@ def inventory_of(node: str, node_gpus: dict = NODE_GPUS) -> str:
     return text
 
 
-def settings(image: str, inventories: Path, kind: str = "swarm", shared_homes: Path | None = None) -> str:
+def node_sockets(cluster: Cluster) -> str:
+    """``[engine] node_docker_socket`` for the test cluster: every node's engine listens on its own path."""
+    return f"{cluster.dir}/{{node}}/docker.sock"
+
+
+def settings(image: str, inventories: Path, kind: str = "swarm", shared_homes: Path | None = None, node_socket: str = "/var/run/docker.sock") -> str:
     """The hub's settings.toml: ``kind = "swarm"`` (each node's files under ``inventories``; homes on
-    the nodes, or in ``shared_homes``), or ``"docker"``: the same hub on the manager's engine alone,
-    its inventory compose's mounted file (``benchmarks/swarm.py``'s one-host variant)."""
+    the nodes, or in ``shared_homes``; ``node_socket``: ``node_sockets``), or ``"docker"``: the same hub on
+    the manager's engine alone, its inventory compose's mounted file (``benchmarks/swarm.py``'s one-host variant)."""
     if kind == "swarm":
         homes = f'homes = "shared"\nshared_homes = "{shared_homes}"' if shared_homes else 'homes = "node"'
         engine = f'''[engine]
 kind = "swarm"
 report_interval = 3
+node_docker_socket = "{node_socket}"
 {homes}
 
 [gpus]
@@ -169,7 +176,7 @@ class SwarmHub:
         hub's container as a site does it: a compose override file (``docs/scale-out.md``). The
         database (and so the admin token) stays."""
         work = Path(self.env["GPUHUB_SETTINGS_FILE"]).parent
-        (work / "settings.toml").write_text(settings(user_image, self.inventories, "swarm", shared_homes))
+        (work / "settings.toml").write_text(settings(user_image, self.inventories, "swarm", shared_homes, node_sockets(self.cluster)))
         override = work / "shared-homes.override.yml"
         override.write_text(f"services:\n  hub:\n    volumes:\n      - {shared_homes}:{shared_homes}\n")
         self.compose = [*compose_command(), "-f", str(REPO / "docker-compose.yml"), "-f", str(override)]
@@ -267,8 +274,9 @@ def compose_hub(swarm_cluster, user_image, kind: str = "swarm", node_gpus: dict 
     (work / "config.d").mkdir()
     # the hub polls servers every 5 s here (30 s by default): a lost node's servers are seen stopped sooner
     (work / "config.d" / "poll.py").write_text("c.Spawner.poll_interval = 5\nc.JupyterHub.allow_named_servers = True\n")
-    (work / "settings.toml").write_text(settings(user_image, inventories, kind))
-    (work / "Caddyfile").write_text(caddyfile(parse_settings(settings(user_image, inventories, kind)).https))
+    site = settings(user_image, inventories, kind, node_socket=node_sockets(swarm_cluster))
+    (work / "settings.toml").write_text(site)
+    (work / "Caddyfile").write_text(caddyfile(parse_settings(site).https))
     (work / "tls").mkdir()
     # compose mounts it: the one-host hub's inventory (every GPU); a Swarm hub reads the nodes' reports instead
     (work / "inventory.toml").write_text("" if kind == "swarm" else inventory_of("all", {"all": sorted(sum(node_gpus.values(), ()))}))
@@ -304,8 +312,9 @@ def compose_hub(swarm_cluster, user_image, kind: str = "swarm", node_gpus: dict 
         subprocess.run([*compose, "down", "-v", "--remove-orphans"], cwd=REPO, env=env, capture_output=True, timeout=300)
         for service in manager.client().api.services(filters={"label": "org.gpuhub.managed=true"}):
             manager.client().api.remove_service(service["ID"])
-        for service in manager.client().api.services(filters={"name": "gpuhub-node-reporter"}):
-            manager.client().api.remove_service(service["ID"])
+        for name in (REPORTER_SERVICE, NETGUARD_SERVICE):
+            for service in manager.client().api.services(filters={"name": name}):
+                manager.client().api.remove_service(service["ID"])
         for container in manager.client().api.containers(all=True, filters={"label": "org.gpuhub.managed=true"}):
             manager.client().api.remove_container(container["Id"], force=True, v=True)
 

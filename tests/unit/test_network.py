@@ -13,8 +13,9 @@ import pytest
 from gpuhub import contract as c
 from gpuhub.config.schema import parse_settings
 from gpuhub.config.sections import SettingsError
-from gpuhub.netguard.places import dns_servers, hub_addresses, local_addresses, nameservers
+from gpuhub.netguard.places import dns_servers, hub_addresses, local_addresses, nameservers, own_networks
 from gpuhub.policy import containers
+from gpuhub.policy.services import netguard_spec, service_parts
 from gpuhub.policy.network import RULESET_V6, NetworkPolicy, PolicyError, Surroundings, parse_label, policy_for, ruleset
 
 
@@ -83,22 +84,32 @@ def test_a_label_netguard_cannot_use_is_refused_saying_why(text, says):
     assert says in str(refused.value)
 
 
-def test_the_container_carries_its_policy_and_waits_for_it_only_with_isolation_on_one_host(base_settings_text):
-    s = parse_settings(base_settings_text)
-    spec = containers.build(s, s.profile("cpu-small"), "alice")
-    label = json.loads(spec.create_kwargs["labels"][c.NETWORK_LABEL])
-    assert label == {"v": 1, "hub_port": 8081, "egress": "allowed", "allow": [], "peers": []}
-    assert spec.environment[c.NETWORK_WAIT_ENV] == "30"
-    for table in ("[network]\nisolation = false", '[engine]\nkind = "swarm"'):
+def test_the_container_carries_its_policy_and_waits_for_it_only_with_isolation(base_settings_text):
+    for table in ("", '[engine]\nkind = "swarm"'):  # one host and a Swarm alike
         s = settings_with(table, base_settings_text)
         spec = containers.build(s, s.profile("cpu-small"), "alice")
-        assert c.NETWORK_LABEL not in spec.create_kwargs["labels"] and c.NETWORK_WAIT_ENV not in spec.environment
-        assert policy_for(s) is None
+        label = json.loads(spec.create_kwargs["labels"][c.NETWORK_LABEL])
+        assert label == {"v": 1, "hub_port": 8081, "egress": "allowed", "allow": [], "peers": []}
+        assert spec.environment[c.NETWORK_WAIT_ENV] == "30"
+        # on a Swarm the label is the task's container's (netguard reads the container), not only the service's
+        assert service_parts(spec, "node-1").container["labels"][c.NETWORK_LABEL] == spec.create_kwargs["labels"][c.NETWORK_LABEL]
+    s = settings_with("[network]\nisolation = false", base_settings_text)
+    spec = containers.build(s, s.profile("cpu-small"), "alice")
+    assert c.NETWORK_LABEL not in spec.create_kwargs["labels"] and c.NETWORK_WAIT_ENV not in spec.environment
+    assert policy_for(s) is None
 
 
-def test_the_hub_port_comes_from_the_url_users_reach_it_by(base_settings_text):
-    s = settings_with('[hub]\nhub_connect_url = "http://hub:9091"', base_settings_text)
-    assert policy_for(s).hub_port == 9091
+@pytest.mark.parametrize(
+    "table, port",
+    [
+        ('hub_connect_url = "http://hub:9091"', 9091),
+        ('hub_bind_url = "http://0.0.0.0:8082"', 8082),
+        ('hub_bind_url = "http://10.0.0.5"', 80),  # no port: the scheme's, as JupyterHub reads it
+        ('hub_bind_url = "https://10.0.0.5"', 443),
+    ],
+)
+def test_the_hub_port_comes_from_the_url_users_reach_it_by(base_settings_text, table, port):
+    assert policy_for(settings_with(f"[hub]\n{table}", base_settings_text)).hub_port == port
 
 
 # --- the rules, evaluated ---------------------------------------------------------------------------------
@@ -249,6 +260,44 @@ def test_the_hub_is_the_hub_containers_address_on_a_shared_network_or_told_to_be
     assert hub_addresses(user, []) == []  # the hub's container is down: nobody is let in meanwhile
     assert hub_addresses(user, [], hub_on_host=True) == ["172.20.0.1"]  # the test harness's hub process
     assert hub_addresses(user, [hub], hub_on_host=True) == ["172.20.0.2"]  # a composed hub there: its address, whoever asks
+
+
+@pytest.mark.parametrize(
+    "given, hubs, expected",
+    [
+        (("10.214.1.5",), [], ["10.214.1.5"]),  # a Swarm worker: the hub told its overlay address
+        (("10.214.1.5", "172.30.0.2"), [], ["10.214.1.5"]),  # only the addresses on the container's own networks
+        (("10.99.0.5",), [], []),  # none on its networks: not this hub's container, left alone
+        (("10.214.1.5",), [inspected(gpuhub=("10.214.1.9", "10.214.1.1"))], ["10.214.1.9"]),  # the hub's node: its container wins
+    ],
+)
+def test_on_a_swarm_node_the_hub_is_the_address_the_hub_told(given, hubs, expected):
+    user = {"NetworkSettings": {"Networks": {
+        "gpuhub": {"NetworkID": "id-gpuhub", "IPAddress": "10.214.1.7", "IPPrefixLen": 24, "Gateway": ""},
+        "docker_gwbridge": {"NetworkID": "id-gw", "IPAddress": "172.18.0.3", "IPPrefixLen": 16, "Gateway": "172.18.0.1"},
+    }}}
+    assert hub_addresses(user, hubs, given=given) == expected
+    assert own_networks(user) == ["10.214.1.0/24", "172.18.0.0/16"]
+
+
+def test_the_swarm_netguard_service_runs_on_every_other_node_with_the_hubs_addresses_and_little_else():
+    spec = netguard_spec("registry:5000/gpuhub/pytorch-cuda:cpu", ("10.214.1.5",), "/srv/{node}/docker.sock", "node-of-the-hub")
+    assert spec.constraints == ("node.id!=node-of-the-hub",)  # docker-compose.yml's netguard serves the hub's node
+    assert spec.command[-1] == "--hub-address=10.214.1.5" and spec.command[3:5] == ("-m", "gpuhub.netguard")
+    mounts = {m.target: m for m in spec.mounts}
+    assert mounts["/var/run/docker.sock"].source == "/srv/{{.Node.Hostname}}/docker.sock"  # a Swarm template: each node's own
+    assert mounts["/hostproc"].read_only and mounts["/hostrun"].read_only and not mounts["/var/run/docker.sock"].read_only
+    assert set(spec.cap_add) == {"NET_ADMIN", "SYS_ADMIN", "SYS_PTRACE"}
+    assert netguard_spec("i", ("10.214.1.6",), "/var/run/docker.sock", "n").command != spec.command  # a new address: an update
+
+
+def test_the_nodes_docker_socket_setting(base_settings_text):
+    s = settings_with('[engine]\nkind = "swarm"\nnode_docker_socket = "/run/{node}/docker.sock"', base_settings_text)
+    assert s.engine.node_docker_socket == "/run/{node}/docker.sock"
+    assert parse_settings(base_settings_text).engine.node_docker_socket == "/var/run/docker.sock"
+    for bad in ("docker.sock", "/run/../docker.sock"):
+        with pytest.raises(SettingsError, match="engine.node_docker_socket"):
+            settings_with(f'[engine]\nnode_docker_socket = "{bad}"', base_settings_text)
 
 
 # --- a session's group work ---------------------------------------------------------------------------

@@ -309,6 +309,15 @@ def test_bad_session_bodies_name_the_field(name, body, field, fragment):
     assert e.value.field == field and fragment in str(e.value), str(e.value)
 
 
+def test_group_work_is_refused_on_a_swarm_naming_the_field():
+    swarm = parse_settings(BASE_SETTINGS + '\n[engine]\nkind = "swarm"\n')
+    body = {"profile": "gpu-1", "windows": [WINDOW], "group_work": True}
+    with pytest.raises(BadRequest) as e:
+        parse_session("ml101", body, swarm, INV, "prof")
+    assert e.value.field == "group_work" and "one Docker host" in str(e.value) and "Accepted: false" in str(e.value)
+    assert not parse_session("ml101", {**body, "group_work": False}, swarm, INV, "prof").group_work
+
+
 # --- a session start: options, profile, container --------------------------------------------------------
 @pytest.mark.parametrize(
     "formdata, options",

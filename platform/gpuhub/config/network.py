@@ -32,8 +32,9 @@ class Network(Section):
     rules live inside each container's own network namespace, where its non-root, capability-less
     processes cannot change them; ``gpuhub-netguard`` (docker-compose.yml's ``netguard`` service) puts
     them there as each container starts, and the container's program waits for them (a container whose
-    rules did not come within ``rules_wait`` seconds stops, and its start fails naming why). One Docker
-    host; see docs/security.md, "Network"."""
+    rules did not come within ``rules_wait`` seconds stops, and its start fails naming why). On a Swarm
+    the hub deploys netguard on every other node itself (``[engine] node_docker_socket``); see
+    docs/security.md, "On the network"."""
 
     isolation = Bool(
         True,

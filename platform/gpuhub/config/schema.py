@@ -916,10 +916,21 @@ class Engine(Section):
 
     reporter_image = Unicode(
         "",
-        help="""Swarm: the image the node reporter runs (it needs gpuhub and nvidia-ml-py: gpuhub's
-        single-user images have both). Default: the default profile's image, which the nodes pull
-        anyway. Example: ``"registry.example.org:5000/gpuhub/pytorch-cuda:2.7-cuda12.6"``.""",
+        help="""Swarm: the image the hub's own services on the nodes run: the node reporter and, with
+        ``[network] isolation``, gpuhub-netguard (they need gpuhub, nvidia-ml-py, docker-py and
+        iptables: gpuhub's single-user images have all four). Default: the default profile's image,
+        which the nodes pull anyway. Example: ``"registry.example.org:5000/gpuhub/pytorch-cuda:2.7-cuda12.6"``.""",
     ).tag(accepted="an image reference")
+
+    node_docker_socket = Unicode(
+        "/var/run/docker.sock",
+        help="""Swarm with ``[network] isolation``: the Docker engine's socket on every node, as a path on
+        the node. gpuhub-netguard, the global service the hub deploys on every node but its own
+        (docker-compose.yml's ``netguard`` serves the hub's node), mounts it to see the users'
+        containers start and to mark them once their network rules are in place. ``{node}`` is the
+        node's hostname, for nodes whose engines listen on paths of their own (the test cluster's).
+        Example: ``"/run/docker.sock"``.""",
+    ).tag(accepted="an absolute path; {node} for the node's hostname")
 
     @validate("shared_homes")
     def _validate_shared_homes(self, proposal):
@@ -927,6 +938,11 @@ class Engine(Section):
         if value:
             _absolute_path(value)
         return value
+
+    @validate("node_docker_socket")
+    def _validate_node_docker_socket(self, proposal):
+        _absolute_path(proposal["value"].replace("{node}", "node"))
+        return proposal["value"]
 
     def check(self, root, where: str) -> None:
         if self.kind == "swarm" and self.homes == "shared" and not self.shared_homes:

@@ -32,7 +32,7 @@ from ..inventory.model import Inventory
 from ..inventory.report import NodeReport
 from ..policy.containers import DeviceWiring, GpuAssignment
 from ..policy.errors import SpawnRefused
-from ..policy.services import IMAGE_PYTHON, ReporterSpec
+from ..policy.services import IMAGE_PYTHON, ReporterSpec, netguard_spec
 from ..policy.nodes import NodeStatus, Received, SwarmNode, is_lost, node_activity, node_of_devices, node_statuses, pool
 from .base import RunningServer
 from .base import ExecUnavailable
@@ -74,6 +74,7 @@ def swarm_node(node: dict) -> SwarmNode:
 
 class SwarmEngine(DockerEngine):
     name = "swarm"
+    runs_jobs = False  # batch jobs and a container's state: one host's (a server here is a service; its task says)
 
     def __init__(self, settings: Settings, client_factory: Callable = docker_client, clock: Callable = utcnow):
         super().__init__(settings.gpus, read_inventory=lambda: Inventory((), "none", False), client_factory=client_factory)
@@ -199,7 +200,7 @@ class SwarmEngine(DockerEngine):
     async def deploy_reporters(self, spec: ReporterSpec, token: str) -> None:
         """Create, or update when its spec changed, the node reporters' global service; its token goes
         to the nodes as a Swarm secret (named by the token's hash: a new token makes a new secret)."""
-        from docker.types import ContainerSpec, EndpointSpec, Healthcheck, Mount, SecretReference, ServiceMode, TaskTemplate
+        from docker.types import ContainerSpec, Healthcheck, Mount, SecretReference, TaskTemplate
 
         secret_name = f"gpuhub-reporter-token-{hashlib.sha256(token.encode()).hexdigest()[:12]}"
         found = await self.call("secrets", filters={"name": secret_name})
@@ -217,18 +218,56 @@ class SwarmEngine(DockerEngine):
             labels=spec.labels,
             healthcheck=Healthcheck(test=NO_HEALTH_CHECK),
         )
-        template = TaskTemplate(container, networks=[spec.network])
-        kwargs = dict(
-            task_template=template, name=spec.name, labels=spec.labels, mode=ServiceMode("global"), endpoint_spec=EndpointSpec(mode="dnsrr")
+        await self._global_service(spec.name, TaskTemplate(container, networks=[spec.network]), spec.labels, "node reporters")
+
+    async def deploy_netguards(self, network: str, node_socket: str, image: str) -> bool:
+        """gpuhub-netguard on every node but the hub's own (``policy.services.netguard_spec``), told the
+        hub container's addresses on ``network``; False (logged) when the hub runs in no container
+        labelled ``org.gpuhub.role=hub`` on this engine: no node's netguard could know it then."""
+        from docker.types import ContainerSpec, Healthcheck, Mount, Placement, TaskTemplate
+
+        hubs = await self.call("containers", filters={"label": f"{c.HUB_ROLE_LABEL}=hub"})
+        addresses = tuple(sorted(
+            ((h.get("NetworkSettings") or {}).get("Networks") or {}).get(network, {}).get("IPAddress", "")
+            for h in hubs if c.NETWORK_LABEL not in (h.get("Labels") or {})
+        ))
+        addresses = tuple(a for a in addresses if a)
+        if not addresses:
+            log.error(
+                "gpuhub swarm: gpuhub-netguard NOT deployed: no hub container (label %s=hub) is on the network %s of this"
+                " engine, so the nodes cannot know the hub's address: servers on the other nodes will not start", c.HUB_ROLE_LABEL, network,
+            )
+            return False
+        hub_node = (await self.call("info")).get("Swarm", {}).get("NodeID", "")
+        spec = netguard_spec(image, addresses, node_socket, hub_node)
+        container = ContainerSpec(
+            spec.image,
+            command=list(spec.command),
+            user="0:0",
+            mounts=[Mount(m.target, m.source, type=m.type, read_only=m.read_only) for m in spec.mounts],
+            cap_drop=["ALL"],
+            cap_add=list(spec.cap_add),
+            labels=spec.labels,
+            healthcheck=Healthcheck(test=NO_HEALTH_CHECK),
         )
-        existing = [x for x in await self.call("services", filters={"name": spec.name}) if x["Spec"]["Name"] == spec.name]
+        template = TaskTemplate(container, networks=["host"], placement=Placement(constraints=list(spec.constraints)))
+        await self._global_service(spec.name, template, spec.labels, f"gpuhub-netguard (the hub at {', '.join(addresses)})")
+        return True
+
+    async def _global_service(self, name: str, template, labels: dict, what: str) -> None:
+        """Create the global service ``name``, or update it to ``template`` (Swarm replaces its tasks only
+        when the spec changed)."""
+        from docker.types import EndpointSpec, ServiceMode
+
+        kwargs = dict(task_template=template, name=name, labels=labels, mode=ServiceMode("global"), endpoint_spec=EndpointSpec(mode="dnsrr"))
+        existing = [x for x in await self.call("services", filters={"name": name}) if x["Spec"]["Name"] == name]
         if existing:
             service = existing[0]
             await self.call("update_service", service["ID"], service["Version"]["Index"], **kwargs)
-            log.info("gpuhub swarm: node reporters (%s) updated: %s", spec.name, spec.image)
+            log.info("gpuhub swarm: %s (%s) updated: %s", what, name, template["ContainerSpec"]["Image"])
         else:
             await self.call("create_service", **kwargs)
-            log.info("gpuhub swarm: node reporters (%s) deployed on every node: %s", spec.name, spec.image)
+            log.info("gpuhub swarm: %s (%s) deployed on every node: %s", what, name, template["ContainerSpec"]["Image"])
 
     async def move_home(self, volume: str, source: str, target: str, image: str, network: str, user: str, path: str) -> None:
         """Copy the home volume ``volume`` from node ``source`` to node ``target``: two one-shot tasks of

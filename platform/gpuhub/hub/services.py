@@ -37,6 +37,7 @@ from .admission import StartGate
 from .borrowing import BorrowingService
 from .allocation import AllocationService
 from .database import DatabaseOpener
+from ..policy.network import policy_for
 from ..policy.services import helper_image, reporter_spec
 from .homes import HomeService
 from .jobs import JobService
@@ -104,7 +105,8 @@ class Services:
         poll, taking borrowed GPUs back, the batch jobs left by a previous hub process) once, and the
         SSH gateway where ``[ssh] port`` is set; with the hub's own API (it also stops borrowed servers
         and records SSH sessions as activity), re-serve the GPU starts a previous hub process left
-        waiting; on a Swarm, deploy the node reporters with their token."""
+        waiting; on a Swarm, deploy the node reporters with their token and, with ``[network] isolation``,
+        gpuhub-netguard on the other nodes."""
         if not self._tasks:
             self._tasks = [
                 asyncio.ensure_future(self.accounting.run()),
@@ -121,6 +123,8 @@ class Services:
                 self._tasks.append(asyncio.ensure_future(self._start_ssh()))
             if reporter_token and hasattr(self.engine, "deploy_reporters"):
                 self._tasks.append(asyncio.ensure_future(self._deploy_reporters(reporter_token)))
+            if policy_for(self.settings) is not None and hasattr(self.engine, "deploy_netguards"):
+                self._tasks.append(asyncio.ensure_future(self._deploy_netguards()))
 
     async def _start_ssh(self) -> None:
         try:
@@ -136,6 +140,13 @@ class Services:
             await self.engine.deploy_reporters(spec, token)
         except Exception:
             log.exception("gpuhub swarm: the node reporters were not deployed: no node will report its GPUs")
+
+    async def _deploy_netguards(self) -> None:
+        s = self.settings
+        try:
+            await self.engine.deploy_netguards(s.spawner.network, s.engine.node_docker_socket, helper_image(s))
+        except Exception:
+            log.exception("gpuhub swarm: gpuhub-netguard was not deployed: servers on the other nodes will not start")
 
     async def _restore_waiters(self, hub_api: HubApi) -> None:
         if await hub_api.wait_until_up():

@@ -25,6 +25,7 @@ from traitlets import default
 from ..policy import containers
 from ..policy.decide import Start
 from ..policy.errors import SpawnRefused
+from ..policy.network import policy_for
 from ..policy.nodes import node_for_new_home
 from ..policy.services import service_parts, task_address
 from .spawner import GPUSpawner
@@ -151,6 +152,21 @@ class GPUSwarmSpawner(GPUSpawner, SwarmSpawner):
                 )
             await asyncio.sleep(delay)
             delay = min(delay * 1.5, 5)
+
+    async def _stopped_while_starting(self) -> str | None:
+        """Why the starting server's task can no longer answer (it ended: the node's words), or None
+        while it runs. With ``[network] isolation``, a task that exits 75 was never given its network
+        rules (gpuhub-start's refusal)."""
+        task = await self.get_task()
+        status = (task or {}).get("Status") or {}
+        if task and status.get("State") not in ENDED:
+            return None
+        why = status.get("Err") or status.get("Message") or status.get("State") or "its task is gone"
+        if "exit (75)" in why and policy_for(self.settings) is not None:
+            why += (f": its network rules were not in place within {self.settings.network.rules_wait} s; is gpuhub-netguard"
+                    f" running on that node (docs/scale-out.md)?")
+        self.log.warning("gpuhub %s: the server's task ended while starting: %s", self._log_name, why)
+        return why
 
     async def get_ip_and_port(self):
         """The server's task address on the overlay (``policy.services.task_address``), not its

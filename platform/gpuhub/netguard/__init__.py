@@ -1,6 +1,7 @@
 """gpuhub-netguard: puts each user container's network rules (``policy.network``) into its own network
 namespace as it starts, and tells the container's start they are there. One per Docker host, beside
-the engine (docker-compose.yml's ``netguard`` service; the test harness runs it as a host process).
+the engine (docker-compose.yml's ``netguard`` service; the test harness runs it as a host process; on a
+Swarm the hub deploys it on every other node, ``policy.services.netguard_spec``, told the hub's address).
 
 - ``places``: what a container's surroundings are, read from the engine's answers and ``/proc`` files
   (pure parsers of their text, and the reads).

@@ -5,6 +5,7 @@ docker-compose.yml runs it as the ``netguard`` service; see gpuhub.netguard."""
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import logging
 import shutil
 import sys
@@ -16,6 +17,13 @@ import docker.errors
 from .guard import NetGuard, log
 
 
+def _address(text: str) -> str:
+    try:
+        return str(ipaddress.IPv4Address(text))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an IPv4 address") from None
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(prog="gpuhub-netguard", description=__doc__.splitlines()[0])
     parser.add_argument("--proc", default="/proc", help="the host's /proc as this process sees it (default /proc)")
@@ -23,6 +31,11 @@ def main() -> int:
         "--hub-on-host", action="store_true",
         help="the hub runs on the host (a process, as the test harness runs it), not in a container labelled org.gpuhub.role=hub:"
         " users' containers reach it at their networks' gateways",
+    )
+    parser.add_argument(
+        "--hub-address", action="append", default=[], metavar="ADDRESS", type=_address,
+        help="an address of the hub's container where that container runs on another engine (a Swarm node: the hub deploys"
+        " netguard there with its addresses on the users' overlay); repeatable",
     )
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="[%(levelname)1.1s %(asctime)s gpuhub-netguard] %(message)s")
@@ -39,8 +52,9 @@ def main() -> int:
     except docker.errors.DockerException as e:
         print(f"gpuhub-netguard: cannot start: the Docker engine does not answer ({e})", file=sys.stderr)
         return 2
-    log.info("started; the host's /proc at %s; the hub %s", args.proc, "on the host" if args.hub_on_host else "in its container")
-    NetGuard(client, Path(args.proc), hub_on_host=args.hub_on_host).run()
+    where = "on the host" if args.hub_on_host else f"at {', '.join(args.hub_address)}" if args.hub_address else "in its container"
+    log.info("started; the host's /proc at %s; the hub %s", args.proc, where)
+    NetGuard(client, Path(args.proc), hub_on_host=args.hub_on_host, hub_given=tuple(args.hub_address)).run()
     return 0
 
 

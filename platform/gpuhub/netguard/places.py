@@ -51,19 +51,30 @@ def container_networks(attrs: dict) -> dict[str, dict]:
     return {n.get("NetworkID", name): n for name, n in (attrs.get("NetworkSettings", {}).get("Networks") or {}).items()}
 
 
-def hub_addresses(container: dict, hubs: list[dict], hub_on_host: bool = False) -> list[str]:
+def hub_addresses(container: dict, hubs: list[dict], hub_on_host: bool = False, given: tuple[str, ...] = ()) -> list[str]:
     """The hub's addresses ``container`` sees: the running hub containers' (``c.HUB_ROLE_LABEL``)
-    addresses on the networks they share with it; where none shares one and ``hub_on_host`` (the hub
-    runs on the host, as the test harness runs it), the gateways of the container's networks."""
+    addresses on the networks they share with it; where none shares one, those of ``given`` (the hub's
+    addresses the hub told a Swarm node's netguard: its container is on another node) that lie in one
+    of the container's networks; else, with ``hub_on_host`` (the hub runs on the host, as the test
+    harness runs it), the gateways of the container's networks."""
     mine = container_networks(container)
     found = []
     for hub in hubs:
         for network_id, endpoint in container_networks(hub).items():
             if network_id in mine and endpoint.get("IPAddress"):
                 found.append(endpoint["IPAddress"])
+    if not found and given:
+        subnets = [ipaddress.ip_network(n, strict=False) for n in own_networks(container)]
+        found = [a for a in given if any(ipaddress.ip_address(a) in subnet for subnet in subnets)]
     if not found and hub_on_host:
         found = [n["Gateway"] for n in mine.values() if n.get("Gateway")]
     return list(dict.fromkeys(found))
+
+
+def own_networks(container: dict) -> list[str]:
+    """The subnets of the container's networks (``10.0.1.0/24``), from its addresses and prefixes."""
+    found = [_network_of(n.get("IPAddress", ""), n.get("IPPrefixLen", 0)) for n in container_networks(container).values()]
+    return list(dict.fromkeys(n for n in found if n))
 
 
 def dns_servers(container_resolv: str, host_resolv: str) -> list[str]:
@@ -92,30 +103,34 @@ def _read(path: Path) -> str:
         return ""
 
 
-HOST_RESOLV = (Path("/etc/resolv.conf"), Path("/run/systemd/resolve/resolv.conf"))
+HOST_RESOLV = (
+    Path("/etc/resolv.conf"),
+    Path("/run/systemd/resolve/resolv.conf"),  # docker-compose.yml's service mounts /run/systemd/resolve
+    Path("/hostrun/systemd/resolve/resolv.conf"),  # the Swarm service mounts the node's /run (policy.services.HOST_RUN)
+)
 
 
 def host_resolv() -> str:
     """The host's resolv.conf as the engine uses it: netguard's own (it has the host's network, so the
     engine gave it the host's file; on the host, the host's), or systemd-resolved's upstream file where
-    that one names only its stub at 127.0.0.53 (docker-compose.yml mounts /run/systemd/resolve)."""
+    that one names only its stub at 127.0.0.53."""
     text = _read(HOST_RESOLV[0])
     servers = nameservers(text)
     if servers and all(s.startswith("127.") for s in servers):
-        text = _read(HOST_RESOLV[1]) or text
+        text = next((t for t in map(_read, HOST_RESOLV[1:]) if t), text)
     return text
 
 
-def surroundings(container: dict, hubs: list[dict], proc: Path, hub_on_host: bool = False) -> Surroundings:
+def surroundings(container: dict, hubs: list[dict], proc: Path, hub_on_host: bool = False, given: tuple[str, ...] = ()) -> Surroundings:
     """What ``container`` (its ``docker inspect``) sees around it. ``proc``: the host's /proc as netguard
     sees it; the host's addresses are those of netguard's own network namespace (it runs in the
-    engine's: docker-compose.yml gives it the host's network)."""
+    engine's: docker-compose.yml and the Swarm service give it the host's network); ``hub_on_host``
+    and ``given``: as ``hub_addresses``."""
     pid = container["State"]["Pid"]
-    own = [_network_of(n.get("IPAddress", ""), n.get("IPPrefixLen", 0)) for n in container_networks(container).values()]
     return Surroundings(
-        hub=tuple(hub_addresses(container, hubs, hub_on_host)),
+        hub=tuple(hub_addresses(container, hubs, hub_on_host, given)),
         dns=tuple(dns_servers(_read(proc / f"{pid}/root/etc/resolv.conf"), host_resolv())),
-        own_networks=tuple(dict.fromkeys(n for n in own if n)),
+        own_networks=tuple(own_networks(container)),
         host=tuple(local_addresses(_read(Path("/proc/self/net/fib_trie")))),
     )
 

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field, replace
 
 from .. import contract as c
 from ..config.schema import Profile, Settings
-from .network import labels_for, policy_for
+from .network import policy_for
 from .sessions import Session
 from .slugs import render_name
 
@@ -71,8 +71,9 @@ def course_volume_name(settings: Settings, session_name: str) -> str:
 
 def group_network_name(settings: Settings, session: Session | None) -> str:
     """The network of ``session``'s group work its members' servers join; "" where there is none (no
-    session, no group work, or no isolation: then every server reaches every other anyway)."""
-    if session is None or not session.group_work or policy_for(settings) is None:
+    session, no group work, or no isolation: then every server reaches every other anyway; on a Swarm,
+    where ``web.payloads.parse_session`` refuses group work)."""
+    if session is None or not session.group_work or policy_for(settings) is None or settings.engine.kind != "docker":
         return ""
     return settings.sessions.group_network.replace("{session}", session.name)
 
@@ -116,7 +117,7 @@ def build(
             volumes[course_volume_name(settings, session.name)] = {"bind": COURSE_PATH, "mode": "rw" if writable else "ro"}
     network = policy_for(settings, network_peers)
     if network is not None:  # the image's start waits for netguard to put the policy's rules in place
-        labels.update(labels_for(network))
+        labels[c.NETWORK_LABEL] = network.label()
         extra_env[c.NETWORK_WAIT_ENV] = str(settings.network.rules_wait)
     return ContainerSpec(
         image=image or profile.image,

@@ -1,6 +1,6 @@
 """What a user's container may reach, and what may reach it: pure. No Docker, no hub.
 
-The hub decides a container's network policy when it builds the container (``policy_label``: a label
+The hub decides a container's network policy when it builds the container (``NetworkPolicy.label``: a label
 of the container, which users cannot change); ``gpuhub.netguard`` reads it when the container starts,
 learns the addresses it cannot know in advance (the hub's and the DNS servers' addresses, the
 container's networks, the host's own addresses) and writes ``ruleset``'s tables into the container's
@@ -24,7 +24,6 @@ import json
 from dataclasses import dataclass
 from urllib.parse import urlparse
 
-from .. import contract as c
 
 METADATA = "169.254.169.254/32"  # the cloud's instance-metadata service: a VM's credentials live there
 # Not the internet: RFC 1918, carrier-grade NAT (RFC 6598), link-local, "this network", multicast and reserved.
@@ -57,15 +56,17 @@ class NetworkPolicy:
 
 
 def hub_api_port(settings) -> int:
-    """The port users' containers reach the hub's API on (``[hub] hub_connect_url``, else ``hub_bind_url``)."""
-    return urlparse(settings.hub.hub_connect_url or settings.hub.hub_bind_url).port or 8081
+    """The port users' containers reach the hub's API on (``[hub] hub_connect_url``, else ``hub_bind_url``;
+    a URL without one: its scheme's, as JupyterHub reads it)."""
+    url = urlparse(settings.hub.hub_connect_url or settings.hub.hub_bind_url)
+    return url.port or (443 if url.scheme == "https" else 80)
 
 
 def policy_for(settings, peers: tuple[str, ...] = ()) -> NetworkPolicy | None:
-    """The policy ``[network]`` gives a container of this hub; None without isolation, and on a Swarm,
-    where netguard does not run yet (docs/security.md says so)."""
+    """The policy ``[network]`` gives a container of this hub (on one host and on a Swarm alike); None
+    without isolation."""
     n = settings.network
-    if not n.isolation or settings.engine.kind != "docker":
+    if not n.isolation:
         return None
     return NetworkPolicy(hub_port=hub_api_port(settings), egress=n.egress, allow=tuple(n.egress_allow), peers=peers)
 
@@ -143,8 +144,3 @@ RULESET_V6 = "\n".join([
     "*filter", ":INPUT DROP [0:0]", ":FORWARD DROP [0:0]", ":OUTPUT DROP [0:0]",
     "-A INPUT -i lo -j ACCEPT", "-A OUTPUT -o lo -j ACCEPT", "COMMIT", "",
 ])
-
-
-def labels_for(policy: NetworkPolicy) -> dict:
-    """The label that carries ``policy`` to netguard."""
-    return {c.NETWORK_LABEL: policy.label()}

@@ -162,6 +162,47 @@ def reporter_spec(inventory: str, activity: str, interval: int, image: str, hub_
     )
 
 
+NETGUARD_SERVICE = "gpuhub-netguard"
+HOST_PROC, HOST_RUN = "/hostproc", "/hostrun"  # where netguard's task sees the node's /proc and /run
+
+
+@dataclass(frozen=True)
+class NetguardSpec:
+    """gpuhub-netguard's global service on the nodes (``[network] isolation`` on a Swarm), as plain data."""
+
+    name: str
+    image: str
+    command: tuple[str, ...]
+    mounts: tuple[Mount, ...]
+    cap_add: tuple[str, ...]
+    constraints: tuple[str, ...]
+    labels: dict
+
+
+def netguard_spec(image: str, hub_addresses: tuple[str, ...], node_socket: str, hub_node: str) -> NetguardSpec:
+    """gpuhub-netguard on every node but ``hub_node`` (the hub's own: docker-compose.yml's ``netguard``
+    serves it, finding the hub's container there), with the node's network, its engine at
+    ``node_socket`` (``{node}``: the node's hostname), its /proc and /run read-only, root with only the
+    capabilities it needs (as in docker-compose.yml). The hub's container is on no worker's engine:
+    ``hub_addresses``, its addresses on the users' overlay, go on the command line, so a hub that comes
+    back with a new address updates the service, and every node's netguard writes every container's
+    rules again as it restarts."""
+    return NetguardSpec(
+        name=NETGUARD_SERVICE,
+        image=image,
+        # tini: Python as PID 1 would ignore SIGTERM, and each update of the service would wait out its stop grace
+        command=("tini", "--", IMAGE_PYTHON, "-m", "gpuhub.netguard", "--proc", HOST_PROC, *(f"--hub-address={a}" for a in hub_addresses)),
+        mounts=(
+            Mount("/var/run/docker.sock", node_socket.replace("{node}", "{{.Node.Hostname}}"), "bind"),
+            Mount(HOST_PROC, "/proc", "bind", True),
+            Mount(HOST_RUN, "/run", "bind", True),  # systemd-resolved's upstream servers (/run/systemd/resolve)
+        ),
+        cap_add=("NET_ADMIN", "SYS_ADMIN", "SYS_PTRACE"),
+        constraints=(f"node.id!={hub_node}",),
+        labels={"org.gpuhub.role": "netguard"},
+    )
+
+
 def task_address(task: dict | None, network: str) -> str | None:
     """A Swarm task's address on ``network`` (its name), from the task's ``NetworksAttachments``;
     None before the task has one. The hub reaches a server by this address rather than by its

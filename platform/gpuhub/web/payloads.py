@@ -208,6 +208,12 @@ def parse_session(name: str, data: dict, settings: Settings, inventory: Inventor
     if isinstance(prewarm, bool) or not isinstance(prewarm, int) or not 0 <= prewarm <= 240:
         raise BadRequest("prewarm_minutes", f"{prewarm!r:.80} is not accepted. Accepted: an integer from 0 to 240")
     instructors = [parse_name("instructors", u) for u in _list_of("instructors", data.get("instructors", []), "usernames", 50)]
+    group_work = _bool("group_work", data.get("group_work", False))
+    if group_work and settings.engine.kind != "docker":
+        raise BadRequest(
+            "group_work", "group work needs one Docker host ([engine] kind = \"docker\"); on a Swarm every student's server stays"
+            " isolated from the others'. Accepted: false",
+        )
     return Session(
         name=name,
         profile=profile.name,
@@ -217,7 +223,7 @@ def parse_session(name: str, data: dict, settings: Settings, inventory: Inventor
         devices=tuple(dict.fromkeys(devices)),
         datasets=tuple(dict.fromkeys(datasets)),
         shared_folder=_bool("shared_folder", data.get("shared_folder", False)),
-        group_work=_bool("group_work", data.get("group_work", False)),
+        group_work=group_work,
         prewarm_minutes=prewarm,
         stop_at_end=_bool("stop_at_end", data.get("stop_at_end", False)),
         instructors=tuple(dict.fromkeys([by, *instructors])),
