@@ -61,7 +61,7 @@ def test_nccl_debug_defaults_to_warn_and_is_settable(run):
 CONTAINER_SIDE = """
 import importlib.util, sys
 import gpuhub.singleuser.app, gpuhub.singleuser.gpus, gpuhub.singleuser.envcheck, gpuhub.singleuser.notices, gpuhub.singleuser.budget
-missing = [p for p in ("dockerspawner", "docker", "nativeauthenticator") if importlib.util.find_spec(p) is None]
+missing = [p for p in ("dockerspawner", "nativeauthenticator", "ldapauthenticator", "asyncssh") if importlib.util.find_spec(p) is None]
 print("missing:", " ".join(missing))
 print("loaded:", " ".join(sorted(m for m in sys.modules if m.startswith("gpuhub"))))
 """
@@ -69,8 +69,18 @@ print("loaded:", " ".join(sorted(m for m in sys.modules if m.startswith("gpuhub"
 
 def test_the_container_side_needs_nothing_of_the_hub_side(run):
     """The image has the singleuser extra, not the hub's: gpuhub's container side imports there and
-    loads nothing of gpuhub but itself and the shared contract."""
+    loads nothing of gpuhub but itself and the shared contract. (docker-py is there: gpuhub-netguard runs
+    from this image on a Swarm's nodes; a user's container has no engine socket to use it with.)"""
     out = run(f"python3 -c '{CONTAINER_SIDE}'")
-    assert "missing: dockerspawner docker nativeauthenticator" in out, out
+    assert "missing: dockerspawner nativeauthenticator ldapauthenticator asyncssh" in out, out
     loaded = next(line for line in out.splitlines() if line.startswith("loaded:")).split()[1:]
     assert set(loaded) - {"gpuhub", "gpuhub.contract"} == {m for m in loaded if m.startswith("gpuhub.singleuser")}, loaded
+
+
+def test_the_image_runs_gpuhub_netguard_for_a_swarm_node_and_a_user_cannot_use_its_tools(run):
+    """On a Swarm the hub runs gpuhub-netguard from this image on every node (``policy.services.netguard_spec``):
+    its programs and Python are here. A user's container (uid 1000, no capability) cannot load rules."""
+    out = run("command -v tini nsenter iptables-restore ip6tables-restore; /opt/gpuhub/venv/bin/python -m gpuhub.netguard --help")
+    assert out.count("/") >= 4 and "--hub-address ADDRESS" in out and "--node-address ADDRESS" in out, out
+    out = run("id -u; printf '*filter\\n:OUTPUT ACCEPT [0:0]\\nCOMMIT\\n' | iptables-restore 2>&1; echo exit=$?", cap_drop=["ALL"])
+    assert out.startswith("1000\n") and "exit=0" not in out, out

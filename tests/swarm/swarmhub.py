@@ -349,8 +349,6 @@ def server_gone(hub: SwarmHub, user: str, timeout: float = 90) -> None:
     pytest.fail(f"the hub did not see {user}'s server stop within {timeout} s\n{hub.logs()}")
 
 
-
-
 def wait_in_line(hub: SwarmHub, user: str, timeout: float = 30) -> dict:
     """``user``'s row in the GPU wait line (``GET /queue``), once it is there."""
     deadline = time.monotonic() + timeout
@@ -362,3 +360,42 @@ def wait_in_line(hub: SwarmHub, user: str, timeout: float = 30) -> dict:
             return mine[0]
         time.sleep(0.5)
     pytest.fail(f"{user} is not in the wait line within {timeout} s: {rows}\n{hub.logs()}")
+
+
+def hub_overlay_address(hub: SwarmHub) -> str:
+    """The hub container's address on the users' overlay (new when its container is)."""
+    ids = hub.cluster.manager.docker("ps", "-q", "--filter", f"label=com.docker.compose.project={PREFIX}",
+                                     "--filter", "label=com.docker.compose.service=hub").stdout.split()
+    assert len(ids) == 1, ids
+    info = hub.cluster.manager.client().api.inspect_container(ids[0])
+    return info["NetworkSettings"]["Networks"][OVERLAY]["IPAddress"]
+
+
+def netguard_containers(hub: SwarmHub) -> list[str]:
+    """The nodes whose own engine runs a gpuhub-netguard container (a task told to stop still runs
+    until its container ends)."""
+    filters = {"label": f"com.docker.swarm.service.name={NETGUARD_SERVICE}"}
+    return [node.name for node in hub.cluster.nodes for _ in node.client().api.containers(filters=filters)]
+
+
+def netguards_running(hub: SwarmHub) -> dict[str, list[str]]:
+    """Node hostname → the command of its running gpuhub-netguard task."""
+    api = hub.cluster.manager.client().api
+    hostnames = {n["ID"]: n["Description"]["Hostname"] for n in api.nodes()}
+    tasks = api.tasks(filters={"service": NETGUARD_SERVICE, "desired-state": "running"})
+    return {hostnames[t["NodeID"]]: t["Spec"]["ContainerSpec"]["Command"] for t in tasks if t["Status"]["State"] == "running"}
+
+
+def wait_netguards_told(hub: SwarmHub, timeout: float = 120) -> dict[str, list[str]]:
+    """Once gpuhub-netguard runs on both workers (and nowhere else) told the hub's current overlay
+    address and every node's address: node → its command; a failure after ``timeout``."""
+    want = f"--hub-address={hub_overlay_address(hub)}"
+    nodes = [f"--node-address={node.address}" for node in hub.cluster.nodes]
+    deadline = time.monotonic() + timeout
+    while True:
+        guards = netguards_running(hub)
+        if guards.keys() == {"worker1", "worker2"} and all(want in c and all(n in c for n in nodes) for c in guards.values()):
+            return guards
+        if time.monotonic() > deadline:
+            pytest.fail(f"gpuhub-netguard is not running told {want} and {nodes} on the workers: {guards}\n{hub.logs()}")
+        time.sleep(1)

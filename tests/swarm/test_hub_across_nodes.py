@@ -26,7 +26,7 @@ from gpuhub.config.schema import load_settings
 from gpuhub.contract import iso, utcnow
 from tests.e2e.conftest import ARTIFACTS, jp_asyncio_loop, jp_server_cleanup, launch_browser, open_page  # noqa: F401 (fixtures)
 from tests.hubprocess import REPO, answers_within
-from tests.swarm.swarmhub import UP, gpu_uuid, live_allocations, server_gone, wait_nodes, write_activity
+from tests.swarm.swarmhub import UP, gpu_uuid, live_allocations, server_gone, wait_netguards_told, wait_nodes, write_activity
 
 
 def env_of(info: dict) -> dict:
@@ -187,6 +187,9 @@ def test_the_managers_engine_restarted_finds_the_same_assignments_on_both_worker
     back = time.monotonic()
     waited = max(swarm_hub.wait_server_answers(user, since=back) for user in ("mike", "nina"))
     swarm_hub.cluster.notes.append(f"manager engine restart: both servers answered through the proxy {waited:.0f} s after the nodes reported again")
+    # the workers' gpuhub-netguard told the hub's address after the restart (a new one, or the same), so
+    # the answers above came through rules naming it (network isolation; tests/swarm/test_network.py)
+    wait_netguards_told(swarm_hub)
     for user in ("mike", "nina"):
         swarm_hub.stop(user)
     assert live_allocations(swarm_hub) == []

@@ -5,15 +5,18 @@ the iptables subset they use: first match wins, as the kernel reads a chain), an
 from __future__ import annotations
 
 import ipaddress
+import os
 import json
 import shlex
+
+from pathlib import Path
 
 import pytest
 
 from gpuhub import contract as c
 from gpuhub.config.schema import parse_settings
 from gpuhub.config.sections import SettingsError
-from gpuhub.netguard.places import dns_servers, hub_addresses, local_addresses, nameservers, own_networks
+from gpuhub.netguard.places import dns_servers, hub_addresses, local_addresses, nameservers, own_networks, surroundings
 from gpuhub.policy import containers
 from gpuhub.policy.services import netguard_spec, service_parts
 from gpuhub.policy.network import RULESET_V6, NetworkPolicy, PolicyError, Surroundings, parse_label, policy_for, ruleset
@@ -272,18 +275,32 @@ def test_the_hub_is_the_hub_containers_address_on_a_shared_network_or_told_to_be
     ],
 )
 def test_on_a_swarm_node_the_hub_is_the_address_the_hub_told(given, hubs, expected):
-    user = {"NetworkSettings": {"Networks": {
+    user = {"NetworkSettings": {"Networks": {  # a task's container: its overlay (inspect lists no docker_gwbridge)
         "gpuhub": {"NetworkID": "id-gpuhub", "IPAddress": "10.214.1.7", "IPPrefixLen": 24, "Gateway": ""},
-        "docker_gwbridge": {"NetworkID": "id-gw", "IPAddress": "172.18.0.3", "IPPrefixLen": 16, "Gateway": "172.18.0.1"},
+        "other": {"NetworkID": "id-other", "IPAddress": "10.215.0.7", "IPPrefixLen": 24, "Gateway": ""},
     }}}
     assert hub_addresses(user, hubs, given=given) == expected
-    assert own_networks(user) == ["10.214.1.0/24", "172.18.0.0/16"]
+    assert own_networks(user) == ["10.214.1.0/24", "10.215.0.0/24"]
+
+
+def test_a_swarm_nodes_netguard_counts_the_other_nodes_as_the_host(tmp_path):
+    pid = os.getpid()  # a container whose process is this one: its resolv.conf and this namespace's addresses are real
+    container = {"State": {"Pid": pid}, "NetworkSettings": {"Networks": {
+        "gpuhub": {"NetworkID": "id-gpuhub", "IPAddress": "10.214.1.7", "IPPrefixLen": 24, "Gateway": ""}}}}
+    around = surroundings(container, [], Path("/proc"), given=("10.214.1.5",), other_hosts=("10.213.0.10", "10.213.0.12"))
+    assert around.hub == ("10.214.1.5",)
+    assert {"10.213.0.10", "10.213.0.12"} <= set(around.host) and set(local_addresses(Path("/proc/self/net/fib_trie").read_text())) <= set(around.host)
+    rules = ruleset(NetworkPolicy(hub_port=8081, allow=("10.0.0.0/8",)), around)
+    assert verdict(rules, "OUTPUT", peer="10.213.0.12", port=22) == "REJECT"  # another node's SSH, even with a private range allowed
+    assert verdict(rules, "OUTPUT", peer="10.214.1.5", port=8081) == "ACCEPT"
 
 
 def test_the_swarm_netguard_service_runs_on_every_other_node_with_the_hubs_addresses_and_little_else():
-    spec = netguard_spec("registry:5000/gpuhub/pytorch-cuda:cpu", ("10.214.1.5",), "/srv/{node}/docker.sock", "node-of-the-hub")
+    spec = netguard_spec("registry:5000/gpuhub/pytorch-cuda:cpu", ("10.214.1.5",), "/srv/{node}/docker.sock", "node-of-the-hub",
+                         ("10.213.0.10", "10.213.0.11"))
     assert spec.constraints == ("node.id!=node-of-the-hub",)  # docker-compose.yml's netguard serves the hub's node
-    assert spec.command[-1] == "--hub-address=10.214.1.5" and spec.command[3:5] == ("-m", "gpuhub.netguard")
+    assert spec.command[3:5] == ("-m", "gpuhub.netguard") and spec.command[0] == "tini"
+    assert spec.command[-3:] == ("--hub-address=10.214.1.5", "--node-address=10.213.0.10", "--node-address=10.213.0.11")
     mounts = {m.target: m for m in spec.mounts}
     assert mounts["/var/run/docker.sock"].source == "/srv/{{.Node.Hostname}}/docker.sock"  # a Swarm template: each node's own
     assert mounts["/hostproc"].read_only and mounts["/hostrun"].read_only and not mounts["/var/run/docker.sock"].read_only

@@ -32,7 +32,7 @@ from ..inventory.model import Inventory
 from ..inventory.report import NodeReport
 from ..policy.containers import DeviceWiring, GpuAssignment
 from ..policy.errors import SpawnRefused
-from ..policy.services import IMAGE_PYTHON, ReporterSpec, netguard_spec
+from ..policy.services import IMAGE_PYTHON, NetguardSpec, ReporterSpec, netguard_spec
 from ..policy.nodes import NodeStatus, Received, SwarmNode, is_lost, node_activity, node_of_devices, node_statuses, pool
 from .base import RunningServer
 from .base import ExecUnavailable
@@ -89,6 +89,9 @@ class SwarmEngine(DockerEngine):
         self._settling = asyncio.Lock()
         self._capacity_changed: Callable[[], None] = lambda: None
         self._node_back: Callable[[str], Awaitable[None]] | None = None
+        self._netguard: tuple[str, str, str] | None = None  # (network, node socket, image): ``keep_netguards``
+        self._netguard_deployed: NetguardSpec | None = None
+        self._netguard_missing = ""  # why netguard cannot be deployed now, as last logged
 
     def listen(self, capacity_changed: Callable[[], None], node_back: Callable[[str], Awaitable[None]]) -> None:
         self._capacity_changed, self._node_back = capacity_changed, node_back
@@ -195,6 +198,12 @@ class SwarmEngine(DockerEngine):
                 raise
             except Exception:
                 log.exception("gpuhub swarm: reading the manager's node list failed; trying again in %d s", self.interval)
+            try:
+                await self._ensure_netguards()
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                log.exception("gpuhub swarm: gpuhub-netguard could not be deployed or updated; trying again in %d s", self.interval)
             await asyncio.sleep(self.interval)
 
     async def deploy_reporters(self, spec: ReporterSpec, token: str) -> None:
@@ -220,26 +229,39 @@ class SwarmEngine(DockerEngine):
         )
         await self._global_service(spec.name, TaskTemplate(container, networks=[spec.network]), spec.labels, "node reporters")
 
-    async def deploy_netguards(self, network: str, node_socket: str, image: str) -> bool:
-        """gpuhub-netguard on every node but the hub's own (``policy.services.netguard_spec``), told the
-        hub container's addresses on ``network``; False (logged) when the hub runs in no container
-        labelled ``org.gpuhub.role=hub`` on this engine: no node's netguard could know it then."""
-        from docker.types import ContainerSpec, Healthcheck, Mount, Placement, TaskTemplate
+    def keep_netguards(self, network: str, node_socket: str, image: str) -> None:
+        """Keep gpuhub-netguard on every node but the hub's own (``[network] isolation``): at every node
+        poll (``run``) the service is made to match the hub container's addresses on ``network`` and the
+        nodes' addresses, and deployed or updated when they changed, or after a failed try."""
+        self._netguard = (network, node_socket, image)
 
+    async def _ensure_netguards(self) -> None:
+        if self._netguard is None:
+            return
+        network, node_socket, image = self._netguard
         hubs = await self.call("containers", filters={"label": f"{c.HUB_ROLE_LABEL}=hub"})
-        addresses = tuple(sorted(
+        hub_addresses = tuple(sorted(filter(None, (
             ((h.get("NetworkSettings") or {}).get("Networks") or {}).get(network, {}).get("IPAddress", "")
             for h in hubs if c.NETWORK_LABEL not in (h.get("Labels") or {})
-        ))
-        addresses = tuple(a for a in addresses if a)
-        if not addresses:
-            log.error(
-                "gpuhub swarm: gpuhub-netguard NOT deployed: no hub container (label %s=hub) is on the network %s of this"
-                " engine, so the nodes cannot know the hub's address: servers on the other nodes will not start", c.HUB_ROLE_LABEL, network,
-            )
-            return False
+        ))))
+        if not hub_addresses:
+            why = f"no hub container (label {c.HUB_ROLE_LABEL}=hub) is on the network {network} of this engine"
+            if why != self._netguard_missing:
+                log.error("gpuhub swarm: gpuhub-netguard NOT deployed or updated: %s, so the nodes cannot know the hub's"
+                          " address: new servers on the other nodes will not start", why)
+            self._netguard_missing = why
+            return
+        self._netguard_missing = ""
         hub_node = (await self.call("info")).get("Swarm", {}).get("NodeID", "")
-        spec = netguard_spec(image, addresses, node_socket, hub_node)
+        node_addresses = tuple(sorted({n.address for n in self._nodes if n.address and n.address != "0.0.0.0"}))
+        spec = netguard_spec(image, hub_addresses, node_socket, hub_node, node_addresses)
+        if spec != self._netguard_deployed:
+            await self._deploy_netguards(spec)
+            self._netguard_deployed = spec
+
+    async def _deploy_netguards(self, spec: NetguardSpec) -> None:
+        from docker.types import ContainerSpec, Healthcheck, Mount, Placement, TaskTemplate
+
         container = ContainerSpec(
             spec.image,
             command=list(spec.command),
@@ -251,15 +273,18 @@ class SwarmEngine(DockerEngine):
             healthcheck=Healthcheck(test=NO_HEALTH_CHECK),
         )
         template = TaskTemplate(container, networks=["host"], placement=Placement(constraints=list(spec.constraints)))
-        await self._global_service(spec.name, template, spec.labels, f"gpuhub-netguard (the hub at {', '.join(addresses)})")
-        return True
+        await self._global_service(spec.name, template, spec.labels, f"gpuhub-netguard (the hub at {', '.join(spec.hub_addresses)})")
 
     async def _global_service(self, name: str, template, labels: dict, what: str) -> None:
         """Create the global service ``name``, or update it to ``template`` (Swarm replaces its tasks only
         when the spec changed)."""
-        from docker.types import EndpointSpec, ServiceMode
+        from docker.types import EndpointSpec, ServiceMode, UpdateConfig
 
-        kwargs = dict(task_template=template, name=name, labels=labels, mode=ServiceMode("global"), endpoint_spec=EndpointSpec(mode="dnsrr"))
+        kwargs = dict(
+            task_template=template, name=name, labels=labels, mode=ServiceMode("global"), endpoint_spec=EndpointSpec(mode="dnsrr"),
+            # every node at once, and a node whose new task fails does not hold the others back on the old spec
+            update_config=UpdateConfig(parallelism=0, failure_action="continue"),
+        )
         existing = [x for x in await self.call("services", filters={"name": name}) if x["Spec"]["Name"] == name]
         if existing:
             service = existing[0]

@@ -123,8 +123,9 @@ class Services:
                 self._tasks.append(asyncio.ensure_future(self._start_ssh()))
             if reporter_token and hasattr(self.engine, "deploy_reporters"):
                 self._tasks.append(asyncio.ensure_future(self._deploy_reporters(reporter_token)))
-            if policy_for(self.settings) is not None and hasattr(self.engine, "deploy_netguards"):
-                self._tasks.append(asyncio.ensure_future(self._deploy_netguards()))
+            if policy_for(self.settings) is not None and hasattr(self.engine, "keep_netguards"):
+                s = self.settings
+                self.engine.keep_netguards(s.spawner.network, s.engine.node_docker_socket, helper_image(s))
 
     async def _start_ssh(self) -> None:
         try:
@@ -140,13 +141,6 @@ class Services:
             await self.engine.deploy_reporters(spec, token)
         except Exception:
             log.exception("gpuhub swarm: the node reporters were not deployed: no node will report its GPUs")
-
-    async def _deploy_netguards(self) -> None:
-        s = self.settings
-        try:
-            await self.engine.deploy_netguards(s.spawner.network, s.engine.node_docker_socket, helper_image(s))
-        except Exception:
-            log.exception("gpuhub swarm: gpuhub-netguard was not deployed: servers on the other nodes will not start")
 
     async def _restore_waiters(self, hub_api: HubApi) -> None:
         if await hub_api.wait_until_up():

@@ -156,15 +156,20 @@ class GPUSwarmSpawner(GPUSpawner, SwarmSpawner):
     async def _stopped_while_starting(self) -> str | None:
         """Why the starting server's task can no longer answer (it ended: the node's words), or None
         while it runs. With ``[network] isolation``, a task that exits 75 was never given its network
-        rules (gpuhub-start's refusal)."""
-        task = await self.get_task()
+        rules (gpuhub-start's refusal). A manager that does not answer now says nothing: asked again."""
+        try:
+            task = await self.get_task()
+        except Exception as e:  # the readiness polls go on; the next ask may get an answer
+            self.log.warning("gpuhub %s: the server's task could not be read (%s); asking again", self._log_name, e)
+            return None
         status = (task or {}).get("Status") or {}
         if task and status.get("State") not in ENDED:
             return None
         why = status.get("Err") or status.get("Message") or status.get("State") or "its task is gone"
         if "exit (75)" in why and policy_for(self.settings) is not None:
-            why += (f": its network rules were not in place within {self.settings.network.rules_wait} s; is gpuhub-netguard"
-                    f" running on that node (docs/scale-out.md)?")
+            why += (f": its network rules were not in place (gpuhub-netguard refused them, or did not write them within"
+                    f" {self.settings.network.rules_wait} s): is gpuhub-netguard running on that node? `docker service logs"
+                    f" gpuhub-netguard` says which (docs/scale-out.md)")
         self.log.warning("gpuhub %s: the server's task ended while starting: %s", self._log_name, why)
         return why
 

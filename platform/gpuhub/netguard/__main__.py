@@ -37,6 +37,11 @@ def main() -> int:
         help="an address of the hub's container where that container runs on another engine (a Swarm node: the hub deploys"
         " netguard there with its addresses on the users' overlay); repeatable",
     )
+    parser.add_argument(
+        "--node-address", action="append", default=[], metavar="ADDRESS", type=_address,
+        help="another Docker host's address (a Swarm's other nodes: the hub passes them), refused to users' containers"
+        " as this host's own addresses are; repeatable",
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="[%(levelname)1.1s %(asctime)s gpuhub-netguard] %(message)s")
     missing = [p for p in ("nsenter", "iptables-restore", "ip6tables-restore") if not shutil.which(p)]
@@ -54,7 +59,7 @@ def main() -> int:
         return 2
     where = "on the host" if args.hub_on_host else f"at {', '.join(args.hub_address)}" if args.hub_address else "in its container"
     log.info("started; the host's /proc at %s; the hub %s", args.proc, where)
-    NetGuard(client, Path(args.proc), hub_on_host=args.hub_on_host, hub_given=tuple(args.hub_address)).run()
+    NetGuard(client, Path(args.proc), hub_on_host=args.hub_on_host, hub_given=tuple(args.hub_address), other_hosts=tuple(args.node_address)).run()
     return 0
 
 

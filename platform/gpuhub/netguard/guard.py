@@ -69,15 +69,17 @@ class NetGuard:
     """``client``: the engine's docker-py client; ``proc``: the host's /proc as this process sees it
     (``/proc`` on the host, ``/hostproc`` in docker-compose.yml's service); ``hub_on_host``: the hub
     runs on the host, not in a container (the test harness); ``hub_given``: the hub's addresses, where
-    its container is on another engine (a Swarm node's netguard, told them by the hub);
-    ``nsenter``/``restore``: the programs."""
+    its container is on another engine (a Swarm node's netguard, told them by the hub); ``other_hosts``:
+    the other hosts' addresses (a Swarm's nodes), refused as this host's are; ``nsenter``/``restore``: the programs."""
 
     def __init__(self, client: docker.DockerClient, proc: Path = Path("/proc"), hub_on_host: bool = False, nsenter: str = "nsenter",
-                 restore: tuple[str, str] = ("iptables-restore", "ip6tables-restore"), hub_given: tuple[str, ...] = ()):
+                 restore: tuple[str, str] = ("iptables-restore", "ip6tables-restore"), hub_given: tuple[str, ...] = (),
+                 other_hosts: tuple[str, ...] = ()):
         self.client = client
         self.proc = proc
         self.hub_on_host = hub_on_host
         self.hub_given = hub_given
+        self.other_hosts = other_hosts
         self.hub_seen: tuple[str, ...] | None = None  # the hub containers' addresses at the last full pass
         self.nsenter = nsenter
         self.restore = restore
@@ -125,7 +127,7 @@ class NetGuard:
             if self.host_namespace(pid):
                 raise RulesFailed("the container shares the host's network namespace: no rules of its own can hold")
             policy = parse_label(labels.get(c.NETWORK_LABEL, ""))
-            around = surroundings(attrs, self.hubs() if hubs is None else hubs, self.proc, self.hub_on_host, self.hub_given)
+            around = surroundings(attrs, self.hubs() if hubs is None else hubs, self.proc, self.hub_on_host, self.hub_given, self.other_hosts)
             if not around.hub:  # not this netguard's hub (another's on the same engine, or not started yet)
                 log.info("%s: no hub on its networks: left to the netguard of its hub", name)
                 return False

@@ -121,16 +121,19 @@ def host_resolv() -> str:
     return text
 
 
-def surroundings(container: dict, hubs: list[dict], proc: Path, hub_on_host: bool = False, given: tuple[str, ...] = ()) -> Surroundings:
+def surroundings(
+    container: dict, hubs: list[dict], proc: Path, hub_on_host: bool = False, given: tuple[str, ...] = (), other_hosts: tuple[str, ...] = ()
+) -> Surroundings:
     """What ``container`` (its ``docker inspect``) sees around it. ``proc``: the host's /proc as netguard
     sees it; the host's addresses are those of netguard's own network namespace (it runs in the
     engine's: docker-compose.yml and the Swarm service give it the host's network); ``hub_on_host``
-    and ``given``: as ``hub_addresses``."""
+    and ``given``: as ``hub_addresses``; ``other_hosts``: other hosts' addresses (a Swarm's other nodes),
+    counted with the host's."""
     pid = container["State"]["Pid"]
     return Surroundings(
         hub=tuple(hub_addresses(container, hubs, hub_on_host, given)),
         dns=tuple(dns_servers(_read(proc / f"{pid}/root/etc/resolv.conf"), host_resolv())),
         own_networks=tuple(own_networks(container)),
-        host=tuple(local_addresses(_read(Path("/proc/self/net/fib_trie")))),
+        host=tuple(dict.fromkeys([*local_addresses(_read(Path("/proc/self/net/fib_trie"))), *other_hosts])),
     )
 

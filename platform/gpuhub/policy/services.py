@@ -177,21 +177,26 @@ class NetguardSpec:
     cap_add: tuple[str, ...]
     constraints: tuple[str, ...]
     labels: dict
+    hub_addresses: tuple[str, ...]
 
 
-def netguard_spec(image: str, hub_addresses: tuple[str, ...], node_socket: str, hub_node: str) -> NetguardSpec:
+def netguard_spec(image: str, hub_addresses: tuple[str, ...], node_socket: str, hub_node: str, node_addresses: tuple[str, ...] = ()) -> NetguardSpec:
     """gpuhub-netguard on every node but ``hub_node`` (the hub's own: docker-compose.yml's ``netguard``
     serves it, finding the hub's container there), with the node's network, its engine at
     ``node_socket`` (``{node}``: the node's hostname), its /proc and /run read-only, root with only the
     capabilities it needs (as in docker-compose.yml). The hub's container is on no worker's engine:
     ``hub_addresses``, its addresses on the users' overlay, go on the command line, so a hub that comes
     back with a new address updates the service, and every node's netguard writes every container's
-    rules again as it restarts."""
+    rules again as it restarts. ``node_addresses``: every node's address in the Swarm, refused to users'
+    containers as their own node's addresses are (another node's SSH, engine, overlay traffic)."""
     return NetguardSpec(
         name=NETGUARD_SERVICE,
         image=image,
         # tini: Python as PID 1 would ignore SIGTERM, and each update of the service would wait out its stop grace
-        command=("tini", "--", IMAGE_PYTHON, "-m", "gpuhub.netguard", "--proc", HOST_PROC, *(f"--hub-address={a}" for a in hub_addresses)),
+        command=(
+            "tini", "--", IMAGE_PYTHON, "-m", "gpuhub.netguard", "--proc", HOST_PROC,
+            *(f"--hub-address={a}" for a in hub_addresses), *(f"--node-address={a}" for a in node_addresses),
+        ),
         mounts=(
             Mount("/var/run/docker.sock", node_socket.replace("{node}", "{{.Node.Hostname}}"), "bind"),
             Mount(HOST_PROC, "/proc", "bind", True),
@@ -200,6 +205,7 @@ def netguard_spec(image: str, hub_addresses: tuple[str, ...], node_socket: str, 
         cap_add=("NET_ADMIN", "SYS_ADMIN", "SYS_PTRACE"),
         constraints=(f"node.id!={hub_node}",),
         labels={"org.gpuhub.role": "netguard"},
+        hub_addresses=hub_addresses,
     )
 
 
