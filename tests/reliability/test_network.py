@@ -165,6 +165,9 @@ def world():
         subprocess.run(["ip", "netns", "del", NETNS], capture_output=True)
 
 
+GROUP_SUBNETS = "10.199.0.0/16"  # an unused range of this machine (a test cluster uses 10.213/10.214)
+
+
 @pytest.fixture(scope="module")
 def denied_hub(tmp_path_factory, rel_hub):
     """A second hub on the same engine whose [network] egress is "denied" (a short rules_wait)."""
@@ -172,6 +175,7 @@ def denied_hub(tmp_path_factory, rel_hub):
     (workdir / "inventory.toml").write_text((rel_hub.workdir / "inventory.toml").read_text())
     hub = HubProcess(workdir, prefix=f"{PREFIX}dn", profiles=profiles(workdir / "inventory.toml"), extra_config=INSTRUCTOR_ROLE)
     hub.more_settings = '[network]\negress = "denied"\nrules_wait = 5\n'
+    hub.session_settings = f'group_subnets = "{GROUP_SUBNETS}"'  # group networks from a range of their own
     hub.extra_images = list(rel_hub.extra_images)  # the never-ready profile's image
     with hub.running():
         yield hub
@@ -214,6 +218,9 @@ def test_a_group_work_sessions_students_reach_each_other_and_nobody_else_does(tw
     assert connect_from(container_of(two_isolated, "net-bob"), address_of(erin), 9000) == "refused"  # not in the class
     group.reload()
     subnet = group.attrs["IPAM"]["Config"][0]
+    # a /24 of [sessions] group_subnets, not one of the engine's pools
+    assert ipaddress.ip_network(subnet["Subnet"]).subnet_of(ipaddress.ip_network(GROUP_SUBNETS)), subnet
+    assert ipaddress.ip_network(subnet["Subnet"]).prefixlen == 24
     group_gateway = subnet.get("Gateway") or str(next(ipaddress.ip_network(subnet["Subnet"]).hosts()))
     with listener(group_gateway) as port:  # the host's address on the group's network: still the host
         assert connect_from(frank, group_gateway, port) == "refused"

@@ -19,7 +19,7 @@ from gpuhub.config.sections import SettingsError
 from gpuhub.netguard.places import dns_servers, hub_addresses, local_addresses, nameservers, own_networks, surroundings
 from gpuhub.policy import containers
 from gpuhub.policy.services import netguard_spec, service_parts
-from gpuhub.policy.network import RULESET_V6, NetworkPolicy, PolicyError, Surroundings, parse_label, policy_for, ruleset
+from gpuhub.policy.network import RULESET_V6, free_subnet, NetworkPolicy, PolicyError, Surroundings, parse_label, policy_for, ruleset
 
 
 def settings_with(text: str, base: str):
@@ -318,6 +318,32 @@ def test_the_nodes_docker_socket_setting(base_settings_text):
 
 
 # --- a session's group work ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "pool, taken, expected",
+    [
+        ("10.199.0.0/16", [], "10.199.0.0/24"),
+        ("10.199.0.0/16", ["10.199.0.0/24", "172.17.0.0/16"], "10.199.1.0/24"),
+        ("10.199.0.0/16", ["10.199.0.0/23"], "10.199.2.0/24"),  # a wider network overlaps two
+        ("10.199.0.0/16", ["10.0.0.0/8"], None),  # the whole range is inside another network
+        ("10.199.0.0/24", ["10.199.0.128/25"], None),  # no /24 left
+        ("10.199.0.0/22", ["fd00::/64", "10.199.0.0/24"], "10.199.1.0/24"),  # IPv6 subnets ignored
+    ],
+)
+def test_a_group_network_takes_the_first_free_24_of_its_range(pool, taken, expected):
+    assert free_subnet(pool, taken) == expected
+
+
+@pytest.mark.parametrize("value", ["10.199.0.0/25", "10.199.0.300/16", "fd00::/48", "ten"])
+def test_bad_group_subnets_are_refused_naming_the_key(base_settings_text, value):
+    with pytest.raises(SettingsError, match="sessions.group_subnets"):
+        settings_with(f'[sessions]\ngroup_subnets = "{value}"', base_settings_text)
+
+
+def test_group_subnets_default_to_the_engines_pools_and_take_a_range(base_settings_text):
+    assert parse_settings(base_settings_text).sessions.group_subnets == ""
+    assert settings_with('[sessions]\ngroup_subnets = "10.199.0.5/16"', base_settings_text).sessions.group_subnets == "10.199.0.0/16"
 
 
 def test_group_work_gets_a_network_of_its_own_and_its_members_rules_name_it(base_settings_text):

@@ -10,6 +10,9 @@ from traitlets import Bool, Enum, Integer, List, TraitError, Unicode, validate
 from .sections import Section, SettingsError
 
 
+GROUP_SUBNET_PREFIX = 24  # a session's group network ([sessions] group_subnets): up to 253 members, a class
+
+
 def ipv4_network(text: str) -> str:
     """``text`` as an IPv4 network in CIDR form (``"10.20.0.0/16"``, a bare address is a /32), else
     ``TraitError`` saying what is wrong."""

@@ -25,7 +25,7 @@ from .borrowing import Borrowing
 from .fairness import Fairness
 from .ssh import Ssh
 from .jobs import Jobs
-from .network import Network
+from .network import GROUP_SUBNET_PREFIX, Network, ipv4_network
 from .sections import MiB, Section, SettingsError, Size, optional_absolute_path, parse_toml
 
 __all__ = ["Settings", "SettingsError", "load_settings", "parse_settings"]
@@ -738,6 +738,24 @@ class Sessions(Section):
         and nobody else. Made at the first such start, removed with the session. ``{session}`` is the
         session's name. Example: ``"lab-group-{session}"``.""",
     ).tag(accepted="a Docker network name containing {session}")
+
+    group_subnets = Unicode(
+        "",
+        help="""An IPv4 range the group networks' subnets are taken from, a /24 each (the first one no
+        network of the engine overlaps), instead of the engine's default address pools: each network
+        takes one of those whole, and Docker's defaults hold about 30 networks on a host (the users'
+        network and compose's among them), so many group-work sessions at once need a range of their
+        own. Empty: the engine's pools. Example: ``"10.199.0.0/16"`` (256 group networks at once).""",
+    ).tag(accepted="empty, or an IPv4 network in CIDR form of /24 or larger, e.g. \"10.199.0.0/16\"")
+
+    @validate("group_subnets")
+    def _validate_group_subnets(self, proposal):
+        if not proposal["value"]:
+            return ""
+        network = ipv4_network(proposal["value"])
+        if int(network.split("/")[1]) > GROUP_SUBNET_PREFIX:
+            raise TraitError(f"{network} is smaller than one group network (a /{GROUP_SUBNET_PREFIX})")
+        return network
 
     @validate("course_volume", "group_network")
     def _validate_per_session_name(self, proposal):

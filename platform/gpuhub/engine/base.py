@@ -45,6 +45,10 @@ class RunningServer:
     running: bool
 
 
+class NoGroupSubnet(RuntimeError):
+    """``[sessions] group_subnets`` has no /24 left that no network of the engine uses."""
+
+
 class Engine(ABC):
     name = ""  # "docker", for logs and the admin API
     exposure = ""  # how devices are handed to containers ("device_requests", "env-only", ...)
@@ -116,9 +120,10 @@ class Engine(ABC):
         return None
 
     # --- a classroom session's group work ([network] isolation) ------------------------------------
-    async def group_network(self, name: str) -> str | None:
-        """The network ``name`` of a session's group work, made if missing: its subnet (CIDR), or None
-        where the engine has none (a Swarm: its servers are not isolated yet)."""
+    async def group_network(self, name: str, pool: str = "") -> str | None:
+        """The network ``name`` of a session's group work, made if missing (its subnet a free /24 of
+        ``pool`` when one is given, ``[sessions] group_subnets``): its subnet (CIDR), or None where the
+        engine has none (a Swarm refuses group work). ``NoGroupSubnet`` when ``pool`` has no free one."""
         return None
 
     async def join_network(self, name: str, container: str, alias: str = "") -> None:

@@ -26,9 +26,11 @@ from ..config.schema import Gpus
 from ..inventory.model import Inventory
 from ..inventory.nvml import read_memory_used
 from ..inventory.source import load_inventory
+from ..config.network import GROUP_SUBNET_PREFIX
 from ..policy.containers import CPU_ONLY, DeviceWiring, GpuAssignment
+from ..policy.network import free_subnet
 from ..worker import Worker
-from .base import Engine, ContainerState, RunningServer
+from .base import ContainerState, Engine, NoGroupSubnet, RunningServer
 from .execstream import ExecStream
 
 log = logging.getLogger(__name__)
@@ -126,20 +128,37 @@ class DockerEngine(Engine):
     def wiring(self, gpu: GpuAssignment | None) -> DeviceWiring:
         return docker_wiring(gpu, self.exposure, self.simulated)
 
-    async def group_network(self, name: str) -> str | None:
+    async def group_network(self, name: str, pool: str = "") -> str | None:
         from docker.errors import APIError, NotFound
 
-        try:
-            network = await self.call("inspect_network", name)
-        except NotFound:
+        for _ in range(3):  # a subnet taken meanwhile by another session's new network: pick again
+            try:
+                network = await self.call("inspect_network", name)
+                break
+            except NotFound:
+                pass
             try:  # internal: it carries the members' traffic to each other, no route out
-                await self.call("create_network", name, driver="bridge", internal=True, labels={c.MANAGED_LABEL: "true"})
+                await self.call("create_network", name, driver="bridge", internal=True, labels={c.MANAGED_LABEL: "true"}, ipam=await self._group_ipam(pool))
             except APIError as e:
-                if e.status_code != 409:  # made by a start of another member meanwhile
+                # 409: made by a start of another member meanwhile; 403 "overlaps": the subnet went to another
+                if e.status_code not in (403, 409):
                     raise
+        else:
             network = await self.call("inspect_network", name)
         configs = (network.get("IPAM") or {}).get("Config") or []
         return next((cfg["Subnet"] for cfg in configs if ":" not in cfg.get("Subnet", ":")), None)
+
+    async def _group_ipam(self, pool: str):
+        """A new group network's addresses: a free /24 of ``pool``; None (the engine's pools) without one."""
+        from docker.types import IPAMConfig, IPAMPool
+
+        if not pool:
+            return None
+        taken = [cfg.get("Subnet", "") for n in await self.call("networks") for cfg in ((n.get("IPAM") or {}).get("Config") or [])]
+        subnet = free_subnet(pool, [t for t in taken if t])
+        if subnet is None:
+            raise NoGroupSubnet(f"[sessions] group_subnets {pool} has no /{GROUP_SUBNET_PREFIX} left that no network uses")
+        return IPAMConfig(pool_configs=[IPAMPool(subnet=subnet)])
 
     async def join_network(self, name: str, container: str, alias: str = "") -> None:
         await self.call("connect_container_to_network", container, name, aliases=[alias] if alias else None)

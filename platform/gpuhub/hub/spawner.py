@@ -18,6 +18,7 @@ from traitlets import Any, Instance, Integer, default
 
 from .readiness import StoppedWhileStarting, wait_answering
 
+from ..engine.base import NoGroupSubnet
 from ..config.schema import Profile, Settings
 from ..policy import containers, form
 from ..policy.borrowing import beyond_quota
@@ -268,7 +269,7 @@ class GPUSpawner(DockerSpawner):
                 self.allocation_id = allocation.id
                 assignment = allocation.assignment()
             self._group_network = containers.group_network_name(self.settings, plan.session)
-            peers = await services.engine.group_network(self._group_network) if self._group_network else None
+            peers = await self._join_group() if self._group_network else None
             spec = containers.build(
                 self.settings, plan.profile, self.user.name, plan.image, services.engine.wiring(assignment), plan.session, self.name,
                 network_peers=(peers,) if peers else (),
@@ -306,6 +307,16 @@ class GPUSpawner(DockerSpawner):
                 e.holder = self._log_name
             await self._release(self.allocation_id, "the server failed to start")
             raise
+
+    async def _join_group(self) -> str | None:
+        """The session's group network made or found: its subnet; refused (503) when
+        ``[sessions] group_subnets`` has no room left for it."""
+        try:
+            return await self.services.engine.group_network(self._group_network, self.settings.sessions.group_subnets)
+        except NoGroupSubnet as e:
+            raise SpawnRefused(
+                503, f"Your session's group work has no network addresses left on this host ({e}). Tell an admin", why="group-subnets",
+            ) from None
 
     async def create_object(self):
         """DockerSpawner's create, then (group work) the session's network joined before the start."""
@@ -360,7 +371,7 @@ class GPUSpawner(DockerSpawner):
     async def stop(self, now=False):
         allocation_id = self.allocation_id  # DockerSpawner's stop clears the state, this id included
         await super().stop(now)
-        if self._group_network:  # the last member's stop frees its addresses (one of the engine's pools)
+        if self._group_network:  # the last member's stop frees its addresses (an engine pool, or a /24 of group_subnets)
             await self.services.engine.remove_network(self._group_network)
         await self._release(allocation_id, "server stopped")
         await self.services.allocation.forget_waiter(self.user.name, self.name)  # a start cancelled in line

@@ -24,6 +24,8 @@ import json
 from dataclasses import dataclass
 from urllib.parse import urlparse
 
+from ..config.network import GROUP_SUBNET_PREFIX
+
 
 METADATA = "169.254.169.254/32"  # the cloud's instance-metadata service: a VM's credentials live there
 # Not the internet: RFC 1918, carrier-grade NAT (RFC 6598), link-local, "this network", multicast and reserved.
@@ -69,6 +71,16 @@ def policy_for(settings, peers: tuple[str, ...] = ()) -> NetworkPolicy | None:
     if not n.isolation:
         return None
     return NetworkPolicy(hub_port=hub_api_port(settings), egress=n.egress, allow=tuple(n.egress_allow), peers=peers)
+
+
+def free_subnet(pool: str, taken: list[str], prefix: int = GROUP_SUBNET_PREFIX) -> str | None:
+    """The first /``prefix`` of ``pool`` that overlaps none of ``taken`` (the engine's networks'
+    subnets, IPv6 ones ignored); None when every one does."""
+    used = [ipaddress.ip_network(t, strict=False) for t in taken if ":" not in t]
+    for candidate in ipaddress.ip_network(pool).subnets(new_prefix=prefix):
+        if not any(candidate.overlaps(u) for u in used):
+            return str(candidate)
+    return None
 
 
 def _networks(values, what: str) -> tuple[str, ...]:
