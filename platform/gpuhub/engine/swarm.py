@@ -92,6 +92,7 @@ class SwarmEngine(DockerEngine):
         self._netguard: tuple[str, str, str] | None = None  # (network, node socket, image): ``keep_netguards``
         self._netguard_deployed: NetguardSpec | None = None
         self._netguard_missing = ""  # why netguard cannot be deployed now, as last logged
+        self._hub_place: tuple[tuple[str, ...], str] | None = None  # the hub container's addresses and node: fixed while it runs
 
     def listen(self, capacity_changed: Callable[[], None], node_back: Callable[[str], Awaitable[None]]) -> None:
         self._capacity_changed, self._node_back = capacity_changed, node_back
@@ -239,20 +240,21 @@ class SwarmEngine(DockerEngine):
         if self._netguard is None:
             return
         network, node_socket, image = self._netguard
-        hubs = await self.call("containers", filters={"label": f"{c.HUB_ROLE_LABEL}=hub"})
-        hub_addresses = tuple(sorted(filter(None, (
-            ((h.get("NetworkSettings") or {}).get("Networks") or {}).get(network, {}).get("IPAddress", "")
-            for h in hubs if c.NETWORK_LABEL not in (h.get("Labels") or {})
-        ))))
-        if not hub_addresses:
-            why = f"no hub container (label {c.HUB_ROLE_LABEL}=hub) is on the network {network} of this engine"
-            if why != self._netguard_missing:
-                log.error("gpuhub swarm: gpuhub-netguard NOT deployed or updated: %s, so the nodes cannot know the hub's"
-                          " address: new servers on the other nodes will not start", why)
-            self._netguard_missing = why
-            return
-        self._netguard_missing = ""
-        hub_node = (await self.call("info")).get("Swarm", {}).get("NodeID", "")
+        if self._hub_place is None:  # read until found, then kept: this process's container keeps its address and node
+            hubs = await self.call("containers", filters={"label": f"{c.HUB_ROLE_LABEL}=hub"})
+            hub_addresses = tuple(sorted(filter(None, (
+                ((h.get("NetworkSettings") or {}).get("Networks") or {}).get(network, {}).get("IPAddress", "")
+                for h in hubs if c.NETWORK_LABEL not in (h.get("Labels") or {})
+            ))))
+            if not hub_addresses:
+                why = f"no hub container (label {c.HUB_ROLE_LABEL}=hub) is on the network {network} of this engine"
+                if why != self._netguard_missing:
+                    log.error("gpuhub swarm: gpuhub-netguard NOT deployed or updated: %s, so the nodes cannot know the hub's"
+                              " address: new servers on the other nodes will not start", why)
+                self._netguard_missing = why
+                return
+            self._hub_place = (hub_addresses, (await self.call("info")).get("Swarm", {}).get("NodeID", ""))
+        hub_addresses, hub_node = self._hub_place
         node_addresses = tuple(sorted({n.address for n in self._nodes if n.address and n.address != "0.0.0.0"}))
         spec = netguard_spec(image, hub_addresses, node_socket, hub_node, node_addresses)
         if spec != self._netguard_deployed:
